@@ -1,0 +1,490 @@
+"""GenServer: a process that serves calls, casts and plain messages one at a time.
+
+State lives on ``self``. ``init`` runs inside the new process before
+``start_link`` returns; the callbacks run sequentially, so a slow
+``handle_call`` delays everything behind it exactly as in OTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, ClassVar, Final
+
+from suptrace.core.errors import CallError, CallExit, CallTimeout, Exit
+from suptrace.core.process import (
+    Process,
+    current_process,
+    noproc_error,
+    receive,
+    resolve,
+    spawn,
+    unwatch,
+    watch,
+)
+from suptrace.core.runtime import current_runtime, maybe_process
+from suptrace.core.terms import IGNORE, KILL, NORMAL, ExitMsg, Pid, Ref
+
+__all__ = [
+    "GenServer",
+    "Caller",
+    "NOREPLY",
+    "StartError",
+    "call",
+    "cast",
+    "reply",
+    "stop",
+    "get_state",
+    "statistics",
+]
+
+
+class _NoReply:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NOREPLY"
+
+
+#: Return from ``handle_call`` to answer later with `reply`.
+NOREPLY: Final = _NoReply()
+
+
+class StartError(Exception):
+    """``init`` stopped without an exception (``raise Exit(reason)``), or the start timed out."""
+
+    def __init__(self, reason: Any, server: str) -> None:
+        super().__init__(f"{server} failed to start: {reason!r}")
+        self.reason = reason
+
+
+class Caller:
+    """Who is waiting for a reply: pass it to `reply` (OTP's ``From``)."""
+
+    __slots__ = ("pid", "ref", "_future", "_started")
+
+    def __init__(self, pid: Pid | None, future: asyncio.Future[Any]) -> None:
+        self.pid = pid
+        self.ref = Ref()
+        self._future = future
+        self._started = time.perf_counter()
+
+    def __repr__(self) -> str:
+        return f"Caller({self.pid}, {self.ref})"
+
+    @property
+    def waiting(self) -> bool:
+        """False once the caller got its reply, timed out or died."""
+        return not self._future.done()
+
+
+class _Call:
+    __slots__ = ("request", "caller")
+
+    def __init__(self, request: Any, caller: Caller) -> None:
+        self.request = request
+        self.caller = caller
+
+    def __repr__(self) -> str:
+        return f"call({self.request!r}, from={self.caller.pid})"
+
+
+class _Cast:
+    __slots__ = ("msg",)
+
+    def __init__(self, msg: Any) -> None:
+        self.msg = msg
+
+    def __repr__(self) -> str:
+        return f"cast({self.msg!r})"
+
+
+class _System:
+    __slots__ = ("op", "arg", "future")
+
+    def __init__(self, op: str, arg: Any, future: asyncio.Future[Any] | None) -> None:
+        self.op = op
+        self.arg = arg
+        self.future = future
+
+    def __repr__(self) -> str:
+        return f"system({self.op})"
+
+
+_EXPIRED = object()
+
+
+def _expire(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_result(_EXPIRED)
+
+
+def reply(caller: Caller, value: Any) -> None:
+    """Answer a call. Dropped if the caller already timed out or died."""
+    fut = caller._future
+    if fut.done():
+        return
+    fut.set_result(value)
+    proc = maybe_process()
+    if proc is not None:
+        proc.messages_out += 1
+        rt = proc.runtime
+        if "reply" in rt.watch or proc.tracers:
+            rt.emit(
+                proc,
+                "reply",
+                {
+                    "to": caller.pid,
+                    "reply": value,
+                    "ref": caller.ref,
+                    "duration": time.perf_counter() - caller._started,
+                },
+            )
+
+
+async def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> Any:
+    """Send ``request`` to a GenServer and wait for its reply.
+
+    ``timeout`` is in seconds (None waits forever). Raises `CallTimeout`,
+    `NoProc` (no such process) or `CallExit` (the server died first). Callable
+    from a process or from a plain task inside a node.
+
+    >>> import suptrace
+    >>> class Counter(suptrace.GenServer):
+    ...     async def init(self, n):
+    ...         self.n = n
+    ...     async def handle_call(self, request, caller):
+    ...         self.n += request
+    ...         return self.n
+    >>> async def main():
+    ...     await Counter.start_link(10, name="counter")
+    ...     return await suptrace.call("counter", 5)
+    >>> suptrace.run(main)
+    15
+    """
+    proc = resolve(dest, "call")
+    me = maybe_process()
+    if proc is None or not proc.alive:
+        raise noproc_error(me.runtime if me is not None else None, dest, request, timeout)
+    if proc is me:
+        raise CallError("calling_self", dest, request, timeout, "a process cannot call itself")
+    rt = proc.runtime
+    loop = rt.loop
+    fut: asyncio.Future[Any] = loop.create_future()
+    caller = Caller(me.pid if me is not None else None, fut)
+
+    def server_died(_ref: Ref, _pid: Pid, reason: Any) -> None:
+        if not fut.done():
+            fut.set_exception(CallExit(reason, dest, request, timeout))
+
+    wref = watch(proc, server_died)
+    if me is not None:
+        me.messages_out += 1
+        if "call" in rt.watch or me.tracers:
+            rt.emit(me, "call", {"to": proc.pid, "request": request, "ref": caller.ref})
+    proc.deliver(_Call(request, caller), caller.pid)
+    handle = None if timeout is None else loop.call_later(timeout, _expire, fut)
+    try:
+        result = await fut
+    finally:
+        if handle is not None:
+            handle.cancel()
+        unwatch(proc, wref)
+    if result is _EXPIRED:
+        if me is not None and ("call_timeout" in rt.watch or me.tracers):
+            rt.emit(me, "call_timeout", {"to": proc.pid, "request": request, "timeout": timeout})
+        raise CallTimeout("timeout", dest, request, timeout)
+    return result
+
+
+def cast(dest: Pid | str, msg: Any) -> None:
+    """Send an asynchronous request to a GenServer; never blocks, never fails on a dead pid."""
+    proc = resolve(dest, "cast")
+    me = maybe_process()
+    if me is not None:
+        me.messages_out += 1
+        rt = me.runtime
+        if "send" in rt.watch or me.tracers:
+            rt.emit(me, "send", {"to": proc.pid if proc else dest, "msg": _Cast(msg)})
+    if proc is not None:
+        proc.deliver(_Cast(msg), me.pid if me is not None else None)
+
+
+async def _system(dest: Pid | str, op: str, arg: Any, timeout: float | None) -> Any:
+    proc = resolve(dest, op)
+    if proc is None or not proc.alive:
+        me = maybe_process()
+        raise noproc_error(me.runtime if me is not None else None, dest, op, timeout)
+    loop = proc.runtime.loop
+    fut: asyncio.Future[Any] = loop.create_future()
+
+    def died(_ref: Ref, _pid: Pid, reason: Any) -> None:
+        if not fut.done():
+            if op == "terminate":
+                fut.set_result(reason)
+            else:
+                fut.set_exception(CallExit(reason, dest, op, timeout))
+
+    wref = watch(proc, died)
+    proc.deliver(_System(op, arg, fut), None)
+    handle = None if timeout is None else loop.call_later(timeout, _expire, fut)
+    try:
+        result = await fut
+    finally:
+        if handle is not None:
+            handle.cancel()
+        unwatch(proc, wref)
+    if result is _EXPIRED:
+        raise CallTimeout("timeout", dest, op, timeout)
+    return result
+
+
+async def stop(dest: Pid | str, reason: Any = NORMAL, timeout: float | None = 5.0) -> None:
+    """Stop a GenServer: it runs ``terminate(reason)`` and exits with ``reason``.
+
+    Returns once it is dead. Raises `NoProc` if it is not running, `CallTimeout`
+    if it did not stop in time, `CallExit` if it exited with another reason.
+    """
+    got = await _system(dest, "terminate", reason, timeout)
+    if got != reason:
+        raise CallExit(got, dest, "stop", timeout)
+
+
+async def get_state(dest: Pid | str, timeout: float | None = 5.0) -> Any:
+    """The server's state (``sys:get_state``): by default its public attributes."""
+    return await _system(dest, "get_state", None, timeout)
+
+
+async def statistics(dest: Pid | str, timeout: float | None = 5.0) -> dict[str, Any]:
+    """Debug statistics (``sys:statistics``): counts of messages and handled requests."""
+    result: dict[str, Any] = await _system(dest, "statistics", None, timeout)
+    return result
+
+
+class GenServer:
+    """Base class for servers. Override the callbacks you need.
+
+    >>> import suptrace
+    >>> class Stack(suptrace.GenServer):
+    ...     async def init(self, *items):
+    ...         self.items = list(items)
+    ...     async def handle_call(self, request, caller):
+    ...         if request == "pop":
+    ...             return self.items.pop()
+    ...     async def handle_cast(self, msg):
+    ...         self.items.append(msg)
+    >>> async def main():
+    ...     pid = await Stack.start_link("a")
+    ...     suptrace.cast(pid, "b")
+    ...     return [await suptrace.call(pid, "pop"), await suptrace.call(pid, "pop")]
+    >>> suptrace.run(main)
+    ['b', 'a']
+    """
+
+    #: Shown by tooling instead of the class name when set.
+    label: ClassVar[str | None] = None
+
+    _proc: Process
+    _parent: Pid | None
+
+    # -- callbacks ------------------------------------------------------------------
+
+    async def init(self, *args: Any, **kwargs: Any) -> Any:
+        """Set up state on ``self``. Return `IGNORE` to start nothing; raise to fail."""
+        return None
+
+    async def handle_call(self, request: Any, caller: Caller) -> Any:
+        """Answer a `call`: the return value is the reply, or `NOREPLY`."""
+        raise NotImplementedError(
+            f"{type(self).__name__} got call {request!r} but defines no handle_call"
+        )
+
+    async def handle_cast(self, msg: Any) -> None:
+        """Handle a `cast`."""
+        raise NotImplementedError(
+            f"{type(self).__name__} got cast {msg!r} but defines no handle_cast"
+        )
+
+    async def handle_info(self, msg: Any) -> None:
+        """Handle any other message: plain sends, `ExitMsg`, `Down`. Ignored by default."""
+
+    async def terminate(self, reason: Any) -> None:
+        """Called before the server exits (on stop, a crash in a callback, or its
+        parent's exit signal while trapping exits). Not called when killed."""
+
+    def format_state(self) -> Any:
+        """What `get_state` returns: the public attributes by default."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    # -- starting -------------------------------------------------------------------
+
+    @classmethod
+    async def start_link(
+        cls, *args: Any, name: str | None = None, timeout: float | None = None, **kwargs: Any
+    ) -> Any:
+        """Start a server linked to the caller; returns its `Pid` once ``init`` returned.
+
+        Returns `IGNORE` if ``init`` did. If ``init`` raises, that exception is
+        raised here (and, as in OTP, the link delivers the exit to the caller).
+        """
+        return await cls._start(args, kwargs, name, timeout, link=True)
+
+    @classmethod
+    async def start(
+        cls, *args: Any, name: str | None = None, timeout: float | None = None, **kwargs: Any
+    ) -> Any:
+        """Like `start_link` without the link."""
+        return await cls._start(args, kwargs, name, timeout, link=False)
+
+    @classmethod
+    async def _start(
+        cls,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None,
+        timeout: float | None,
+        link: bool,
+    ) -> Any:
+        rt = current_runtime(f"{cls.__name__}.start_link()")
+        ack: asyncio.Future[Any] = rt.loop.create_future()
+        server = cls()
+        pid = spawn(server._enter, ack, args, kwargs, name=name, link=link)
+        proc = pid._proc
+        assert proc is not None
+        proc.initial_call = f"{cls.__module__}:{cls.__qualname__}.init"
+        proc.behaviour = server
+        handle = None if timeout is None else rt.loop.call_later(timeout, _start_expired, ack)
+        try:
+            status, value = await ack
+        finally:
+            if handle is not None:
+                handle.cancel()
+        if status == "ok":
+            return pid
+        me = maybe_process()
+        if status == "expired":
+            if proc.alive:
+                proc.signal_exit(me.pid if me else rt.outside_pid, KILL, False)
+        # OTP >= 26: a trapping caller does not see the failed child's EXIT.
+        await _wait_dead(proc)
+        if me is not None and link and me.trap and me.mailbox:
+            for msg in list(me.mailbox):
+                if type(msg) is ExitMsg and msg.pid == pid:
+                    me.mailbox.remove(msg)
+        if status == "ignore":
+            return IGNORE
+        if status == "expired":
+            raise StartError("timeout", cls.__name__)
+        if isinstance(value, BaseException) and not isinstance(value, Exit):
+            raise value
+        raise StartError(value, cls.__name__)
+
+    async def _enter(
+        self, ack: asyncio.Future[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        proc = current_process()
+        self._proc = proc
+        self._parent = proc.parent
+        self._calls = 0
+        self._casts = 0
+        self._infos = 0
+        try:
+            result = await self.init(*args, **kwargs)
+        except Exit as e:
+            _ack(ack, ("error", e.reason))
+            raise
+        except asyncio.CancelledError:
+            _ack(ack, ("error", proc.pending_exit))
+            raise
+        except Exception as e:
+            _ack(ack, ("error", e))
+            raise
+        if result is IGNORE:
+            _ack(ack, ("ignore", None))
+            return
+        if ack.done():  # start timed out: the starter gave up on us
+            raise Exit(KILL)
+        ack.set_result(("ok", None))
+        await self._serve()
+
+    async def _serve(self) -> None:
+        proc = self._proc
+        parent = self._parent
+        failure: BaseException | None = None
+        while True:
+            msg = await receive()
+            kind = type(msg)
+            if kind is ExitMsg and msg.pid == parent and proc.trap:
+                reason = msg.reason  # the parent is shutting us down
+                break
+            if kind is _System and msg.op == "terminate":
+                reason = msg.arg
+                break
+            try:
+                if kind is _Call:
+                    self._calls += 1
+                    result = await self.handle_call(msg.request, msg.caller)
+                    if result is not NOREPLY:
+                        reply(msg.caller, result)
+                elif kind is _Cast:
+                    self._casts += 1
+                    await self.handle_cast(msg.msg)
+                elif kind is _System:
+                    self._handle_system(msg)
+                else:
+                    self._infos += 1
+                    await self.handle_info(msg)
+            except Exit as e:
+                reason = e.reason
+                break
+            except Exception as e:
+                reason = failure = e
+                break
+        await self.terminate(reason)
+        if failure is not None:
+            raise failure
+        raise Exit(reason)
+
+    def _handle_system(self, msg: _System) -> None:
+        fut = msg.future
+        if msg.op == "get_state":
+            value: Any = self.format_state()
+        elif msg.op == "statistics":
+            proc = self._proc
+            value = {
+                "start_time": proc.started_at,
+                "current_time": time.time(),
+                "messages_in": proc.messages_in,
+                "messages_out": proc.messages_out,
+                "calls": self._calls,
+                "casts": self._casts,
+                "infos": self._infos,
+                "message_queue_len": len(proc.mailbox) if proc.mailbox else 0,
+            }
+        else:
+            value = CallError("unknown_system_message", self._proc.pid, msg.op)
+        if fut is not None and not fut.done():
+            fut.set_result(value)
+
+
+def _start_expired(ack: asyncio.Future[Any]) -> None:
+    if not ack.done():
+        ack.set_result(("expired", None))
+
+
+def _ack(ack: asyncio.Future[Any], value: tuple[str, Any]) -> None:
+    if not ack.done():
+        ack.set_result(value)
+
+
+async def _wait_dead(proc: Process) -> None:
+    if proc.reason is not None:
+        return
+    fut: asyncio.Future[None] = proc.runtime.loop.create_future()
+
+    def died(_r: Ref, _p: Pid, _reason: Any) -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    watch(proc, died)
+    await fut

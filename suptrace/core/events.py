@@ -1,0 +1,111 @@
+"""The one internal event stream.
+
+Every observable thing the runtime does is a `TraceEvent`. Reports, the tracer,
+the flight recorder, the OpenTelemetry bridge and user hooks all subscribe to
+it. Events are built only when somebody listens: the emitting code checks
+``runtime.hooks`` or the process's own trace state first.
+
+Schema (stable; ``data`` keys per kind):
+
+=================  =============================================================
+kind               data
+=================  =============================================================
+``send``           ``to`` (Pid), ``msg``
+``receive``        ``from`` (Pid or None), ``msg``  -- the message was enqueued
+``dead_letter``    ``to`` (Pid or name), ``msg``  -- sent to a dead process
+``spawn``          ``child`` (Pid), ``initial_call`` (str), ``link`` (bool)
+``spawned``        ``parent`` (Pid or None), ``initial_call``  -- on the child
+``exit``           ``reason``
+``link``           ``peer`` (Pid)
+``unlink``         ``peer`` (Pid)
+``getting_linked`` ``peer`` (Pid)
+``monitor``        ``target`` (Pid), ``ref``
+``demonitor``      ``target`` (Pid), ``ref``
+``down``           ``target`` (Pid), ``ref``, ``reason``
+``exit_signal``    ``from`` (Pid), ``reason``, ``action`` (``trap``/``die``/``ignore``)
+``register``       ``name``
+``unregister``     ``name``, ``reason`` (None for an explicit unregister)
+``call``           ``to``, ``request``, ``ref``
+``reply``          ``to`` (the caller Pid or None), ``reply``, ``ref``, ``duration``
+``call_timeout``   ``to``, ``request``, ``timeout``
+``restart``        ``supervisor``, ``child_id``, ``old_pid``, ``new_pid``, ``reason``
+``start_error``    ``supervisor``, ``child_id``, ``reason``
+``intensity``      ``supervisor``, ``child_id``, ``restarts``, ``intensity``, ``period``
+``not_restarted``  ``supervisor``, ``child_id``, ``reason``, ``restart_type``
+``long_schedule``  ``duration``, ``stack``
+``large_mailbox``  ``size``
+``call_trace``     ``function``, ``phase`` (``call``/``return``/``exception``), ...
+=================  =============================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from suptrace.core.terms import Pid
+
+__all__ = ["TraceEvent", "KINDS", "MESSAGE_KINDS", "PROC_KINDS"]
+
+KINDS: Final = frozenset(
+    {
+        "send",
+        "receive",
+        "dead_letter",
+        "spawn",
+        "spawned",
+        "exit",
+        "link",
+        "unlink",
+        "getting_linked",
+        "monitor",
+        "demonitor",
+        "down",
+        "exit_signal",
+        "register",
+        "unregister",
+        "call",
+        "reply",
+        "call_timeout",
+        "restart",
+        "start_error",
+        "intensity",
+        "not_restarted",
+        "long_schedule",
+        "large_mailbox",
+        "call_trace",
+    }
+)
+
+#: dbg's ``send`` / ``receive`` flags map to these kinds.
+MESSAGE_KINDS: Final = frozenset({"send", "receive", "dead_letter"})
+#: dbg's ``procs`` flag.
+PROC_KINDS: Final = frozenset(
+    {
+        "spawn",
+        "spawned",
+        "exit",
+        "link",
+        "unlink",
+        "getting_linked",
+        "register",
+        "unregister",
+        "exit_signal",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEvent:
+    """One thing that happened to one process.
+
+    ``ts`` is wall-clock seconds (``time.time()``), ``pid`` the process the
+    event belongs to, ``name`` its registered name at that moment.
+    """
+
+    ts: float
+    pid: Pid | None
+    name: str | None
+    kind: str
+    data: dict[str, Any]

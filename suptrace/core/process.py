@@ -1,0 +1,857 @@
+"""Processes: an asyncio task with a mailbox, links, monitors and a trap-exit flag.
+
+Exit-signal rules follow OTP (see the README's semantics notes):
+
+* a process that returns exits ``normal``; ``raise Exit(r)`` exits ``r``; an
+  uncaught exception exits with the exception instance as the reason;
+* when a process dies, every linked process gets an exit signal and every
+  monitoring process a `Down` message;
+* a signal with reason ``normal`` is ignored by a non-trapping process (unless it
+  sent it to itself); ``exit(p, "kill")`` is untrappable and p dies ``killed``;
+  any other reason kills a non-trapping process with the same reason and becomes
+  an `ExitMsg` for a trapping one.
+
+A process dies at its next ``await``: asyncio cannot interrupt running code.
+After ``kill`` the task is cancelled again at every await until it ends, so a
+process that swallows `asyncio.CancelledError` still dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+import traceback
+from collections import deque
+from collections.abc import Awaitable, Callable
+from itertools import islice
+from typing import Any
+
+from suptrace.core.errors import Exit, NoProc, NodeError, RegistrationError
+from suptrace.core.runtime import (
+    Runtime,
+    Tombstone,
+    _current_process,
+    current_process,
+    current_runtime,
+    maybe_process,
+    maybe_runtime,
+)
+from suptrace.core.terms import KILL, KILLED, NOPROC, NORMAL, Down, ExitMsg, Pid, Ref
+
+__all__ = [
+    "Process",
+    "spawn",
+    "spawn_link",
+    "spawn_monitor",
+    "self_pid",
+    "send",
+    "receive",
+    "link",
+    "unlink",
+    "monitor",
+    "demonitor",
+    "exit",
+    "trap_exit",
+    "register",
+    "unregister",
+    "whereis",
+    "registered",
+    "process_info",
+    "is_alive",
+    "resolve",
+    "watch",
+    "unwatch",
+]
+
+_TIMEOUT = object()
+
+#: A callback watcher: called as ``fn(ref, pid, reason)`` when the target dies.
+WatchCallback = Callable[[Ref, Pid, Any], None]
+
+
+class Process:
+    """The runtime's record of one process. Users hold `Pid` values, not these."""
+
+    __slots__ = (
+        "pid",
+        "runtime",
+        "name",
+        "task",
+        "mailbox",
+        "waiter",
+        "links",
+        "monitors",
+        "monitored_by",
+        "trap",
+        "status",
+        "initial_call",
+        "parent",
+        "ancestors",
+        "messages_in",
+        "messages_out",
+        "reason",
+        "pending_exit",
+        "tracers",
+        "recorder",
+        "result",
+        "started_at",
+        "behaviour",
+        "system",
+        "__weakref__",
+    )
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        initial_call: str,
+        parent: Process | None,
+        trap: bool,
+    ) -> None:
+        self.pid = runtime.new_pid()
+        self.pid._proc = self
+        self.runtime = runtime
+        self.name: str | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.mailbox: deque[Any] | None = None
+        self.waiter: asyncio.Future[Any] | None = None
+        self.links: set[Pid] | None = None
+        #: Monitors this process holds: ref -> target pid.
+        self.monitors: dict[Ref, Pid] | None = None
+        #: Who monitors this process: ref -> watching process or callback.
+        self.monitored_by: dict[Ref, Process | WatchCallback] | None = None
+        self.trap = trap
+        self.status = "init"
+        self.initial_call = initial_call
+        self.parent = parent.pid if parent is not None else None
+        if parent is None:
+            self.ancestors: tuple[Pid | str, ...] = ()
+        else:
+            self.ancestors = (parent.name or parent.pid, *parent.ancestors)
+        self.messages_in = 0
+        self.messages_out = 0
+        #: The exit reason once the process is dead.
+        self.reason: Any = None
+        #: The reason an exit signal decided, while the task unwinds.
+        self.pending_exit: Any = None
+        #: Process-level trace handlers (tuple) or None.
+        self.tracers: tuple[Callable[[Any], None], ...] | None = None
+        #: Flight recorder (a bounded deque of recent events) or None.
+        self.recorder: deque[Any] | None = None
+        self.result: Any = None
+        self.started_at = time.time()
+        #: The behaviour object (GenServer, Supervisor) running in this process.
+        self.behaviour: Any = None
+        #: System processes (the control server...) are never traced by "all".
+        self.system = False
+
+    def __repr__(self) -> str:
+        name = f" {self.name}" if self.name else ""
+        return f"<Process {self.pid}{name} {self.status}>"
+
+    @property
+    def alive(self) -> bool:
+        return self.reason is None and self.pending_exit is None
+
+    # -- delivery -----------------------------------------------------------------------
+
+    def deliver(self, msg: Any, sender: Pid | None) -> None:
+        """Enqueue ``msg`` and wake the process if it waits for one."""
+        if self.reason is not None or self.pending_exit is not None:
+            rt = self.runtime
+            if "dead_letter" in rt.watch:
+                rt.emit(maybe_process(), "dead_letter", {"to": self.pid, "msg": msg})
+            return
+        mb = self.mailbox
+        if mb is None:
+            mb = self.mailbox = deque()
+        mb.append(msg)
+        self.messages_in += 1
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        if "receive" in self.runtime.watch or self.tracers:
+            self.runtime.emit(self, "receive", {"from": sender, "msg": msg})
+
+    # -- signals ------------------------------------------------------------------------
+
+    def signal_exit(self, sender: Pid, reason: Any, via_link: bool) -> None:
+        """Apply an exit signal from ``sender`` to this process (OTP's rules)."""
+        if self.reason is not None or self.pending_exit is not None:
+            return
+        if not via_link and reason == KILL:
+            action = "die"
+            reason = KILLED
+        elif self.trap:
+            action = "trap"
+        elif reason == NORMAL and sender != self.pid:
+            action = "ignore"
+        else:
+            action = "die"
+        rt = self.runtime
+        if "exit_signal" in rt.watch or self.tracers:
+            rt.emit(self, "exit_signal", {"from": sender, "reason": reason, "action": action})
+        if action == "trap":
+            self.deliver(ExitMsg(sender, reason), sender)
+        elif action == "die":
+            self.terminate(reason)
+
+    def terminate(self, reason: Any) -> None:
+        """Make this process die with ``reason`` at its next await."""
+        if self.reason is not None or self.pending_exit is not None:
+            return
+        self.pending_exit = reason
+        task = self.task
+        if self.status == "init" or task is None:
+            return  # the task has not started: it will see pending_exit and finish
+        self.status = "exiting"
+        if task is asyncio.current_task():
+            return  # dying from its own code path: the caller raises Exit
+        task.cancel()
+        if reason == KILLED or reason == KILL:
+            self.runtime.loop.call_soon(self._recancel)
+
+    def _recancel(self) -> None:
+        task = self.task
+        if task is not None and not task.done():
+            task.cancel()
+            self.runtime.loop.call_soon(self._recancel)
+
+    # -- death --------------------------------------------------------------------------
+
+    def finish(self, reason: Any) -> None:
+        """Record the death and notify links, monitors and the registry."""
+        if self.reason is not None:
+            return
+        self.reason = reason
+        self.status = "exited"
+        rt = self.runtime
+        pid = self.pid
+        rt.procs.pop(pid, None)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.cancel()
+        self.waiter = None
+        for hook in rt.death_hooks:
+            hook(self, reason)
+        if "exit" in rt.watch or self.tracers:
+            rt.emit(self, "exit", {"reason": reason})
+        name = self.name
+        if name is not None:
+            if rt.names.get(name) is self:
+                del rt.names[name]
+            stone = Tombstone(name, pid, reason, time.time(), self.initial_call)
+            if self.recorder is not None:
+                stone.last_events = list(self.recorder)
+            rt.bury(stone)
+            if "unregister" in rt.watch or self.tracers:
+                rt.emit(self, "unregister", {"name": name, "reason": reason})
+        pid._proc = None
+        # Monitors this process held: the targets forget about them.
+        if self.monitors:
+            for ref, target in self.monitors.items():
+                tproc = target._proc
+                if tproc is not None and tproc.monitored_by:
+                    tproc.monitored_by.pop(ref, None)
+            self.monitors = None
+        if self.links:
+            links, self.links = self.links, None
+            for peer in links:
+                pproc = peer._proc
+                if pproc is not None:
+                    if pproc.links is not None:
+                        pproc.links.discard(pid)
+                    pproc.signal_exit(pid, reason, True)
+        if self.monitored_by:
+            watchers, self.monitored_by = self.monitored_by, None
+            for ref, watcher in watchers.items():
+                if type(watcher) is Process:
+                    if watcher.monitors is not None:
+                        watcher.monitors.pop(ref, None)
+                    if watcher.reason is None:
+                        if "down" in rt.watch or watcher.tracers:
+                            rt.emit(
+                                watcher, "down", {"target": pid, "ref": ref, "reason": reason}
+                            )
+                        watcher.deliver(Down(ref, pid, reason), pid)
+                else:
+                    watcher(ref, pid, reason)  # type: ignore[operator]
+        self.mailbox = None
+
+    # -- introspection ------------------------------------------------------------------
+
+    def stacktrace(self, limit: int = 20) -> list[str]:
+        """Where the process is awaiting now, innermost frame last."""
+        task = self.task
+        if task is None or task.done():
+            return []
+        frames = task.get_stack(limit=limit)
+        out = []
+        for frame in frames:
+            code = frame.f_code
+            out.append(f"{code.co_filename}:{frame.f_lineno} in {code.co_qualname}")
+        return out
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "registered_name": self.name,
+            "status": self.status,
+            "message_queue_len": len(self.mailbox) if self.mailbox else 0,
+            "links": sorted(self.links) if self.links else [],
+            "monitors": sorted(self.monitors.values()) if self.monitors else [],
+            "monitored_by": sorted(
+                w.pid for w in (self.monitored_by or {}).values() if type(w) is Process
+            ),
+            "trap_exit": self.trap,
+            "initial_call": self.initial_call,
+            "ancestors": list(self.ancestors),
+            "parent": self.parent,
+            "current_stacktrace": self.stacktrace(),
+            "messages_in": self.messages_in,
+            "messages_out": self.messages_out,
+            "started_at": self.started_at,
+            "behaviour": type(self.behaviour).__name__ if self.behaviour is not None else None,
+            "system": self.system,
+        }
+
+
+# -- the process task ----------------------------------------------------------------------
+
+
+async def _process_main(proc: Process, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
+    _current_process.set(proc)
+    if proc.pending_exit is not None:  # killed before it ever ran
+        proc.finish(proc.pending_exit)
+        return
+    proc.status = "running"
+    reraise: BaseException | None = None
+    try:
+        proc.result = await fn(*args)
+        reason: Any = NORMAL
+    except Exit as e:
+        reason = e.reason
+    except asyncio.CancelledError:
+        reason = KILLED
+    except Exception as e:
+        reason = e
+    except BaseException as e:  # KeyboardInterrupt, SystemExit: die, then let it through
+        reason = e
+        reraise = e
+    if proc.pending_exit is not None:
+        reason = proc.pending_exit
+    proc.finish(reason)
+    if reraise is not None:
+        raise reraise
+
+
+def _initial_call(fn: Callable[..., Any]) -> str:
+    target = getattr(fn, "func", fn)  # functools.partial
+    module = getattr(target, "__module__", None) or "?"
+    qual = getattr(target, "__qualname__", None) or getattr(target, "__name__", None) or repr(target)
+    return f"{module}:{qual}"
+
+
+def _check_spawnable(fn: Any) -> None:
+    if not callable(fn):
+        raise TypeError(f"spawn() needs an async function, got {fn!r} (not callable)")
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
+        return
+    if inspect.iscoroutine(fn):
+        raise TypeError(
+            f"spawn() got a coroutine object {fn!r}; pass the async function and its "
+            "arguments instead: spawn(fn, arg1, arg2)"
+        )
+    raise TypeError(
+        f"spawn() needs an `async def` function, got {_initial_call(fn)} which is not "
+        "a coroutine function; define it with `async def`"
+    )
+
+
+def spawn(
+    fn: Callable[..., Awaitable[Any]],
+    *args: Any,
+    name: str | None = None,
+    link: bool = False,
+    trap_exit: bool = False,
+) -> Pid:
+    """Start ``await fn(*args)`` as a new process and return its pid at once.
+
+    The process starts on the next event-loop iteration. ``name`` registers it
+    atomically; ``link=True`` links it to the caller before it can run.
+
+    >>> import suptrace
+    >>> async def main():
+    ...     async def echo(parent):
+    ...         suptrace.send(parent, ("echo", await suptrace.receive()))
+    ...     pid = suptrace.spawn(echo, suptrace.self_pid())
+    ...     suptrace.send(pid, "hi")
+    ...     return await suptrace.receive()
+    >>> suptrace.run(main)
+    ('echo', 'hi')
+    """
+    return _spawn(fn, args, name, link, trap_exit, False)[0]
+
+
+def _spawn(
+    fn: Callable[..., Awaitable[Any]],
+    args: tuple[Any, ...],
+    name: str | None,
+    link: bool,
+    trap: bool,
+    monitor: bool,
+    system: bool = False,
+) -> tuple[Pid, Ref | None]:
+    rt = current_runtime("spawn()")
+    if rt.closing:
+        raise NodeError(f"node {rt.name!r} is shutting down: no new processes can start")
+    _check_spawnable(fn)
+    parent = maybe_process()
+    if (link or monitor) and parent is not None and parent.reason is not None:
+        raise NodeError("a dead process cannot spawn linked or monitored processes")
+    if name is not None:
+        _check_name(rt, name)
+    proc = Process(rt, _initial_call(fn), parent, trap)
+    proc.system = system
+    rt.procs[proc.pid] = proc
+    if name is not None:
+        proc.name = name
+        rt.names[name] = proc
+    ref = None
+    if parent is not None:
+        if link:
+            _add_link(parent, proc)
+        if monitor:
+            ref = Ref()
+            _add_monitor(parent, proc, ref)
+    for hook in rt.spawn_hooks:
+        hook(proc, parent)
+    proc.task = rt.loop.create_task(_process_main(proc, fn, args))
+    if parent is not None and ("spawn" in rt.watch or parent.tracers):
+        rt.emit(parent, "spawn", {"child": proc.pid, "initial_call": proc.initial_call, "link": link})
+    if "spawned" in rt.watch or proc.tracers:
+        rt.emit(proc, "spawned", {"parent": proc.parent, "initial_call": proc.initial_call})
+    if name is not None and ("register" in rt.watch or proc.tracers):
+        rt.emit(proc, "register", {"name": name})
+    return proc.pid, ref
+
+
+def spawn_link(
+    fn: Callable[..., Awaitable[Any]],
+    *args: Any,
+    name: str | None = None,
+    trap_exit: bool = False,
+) -> Pid:
+    """Spawn and link to the caller in one step (no window where the child is unlinked).
+
+    Called from a plain task (not a process) there is nobody to link to and it
+    behaves like `spawn`.
+    """
+    return _spawn(fn, args, name, True, trap_exit, False)[0]
+
+
+def spawn_monitor(
+    fn: Callable[..., Awaitable[Any]], *args: Any, name: str | None = None
+) -> tuple[Pid, Ref]:
+    """Spawn and monitor in one step; returns ``(pid, ref)``.
+
+    >>> import suptrace
+    >>> async def main():
+    ...     async def work():
+    ...         return 42
+    ...     pid, ref = suptrace.spawn_monitor(work)
+    ...     down = await suptrace.receive(lambda m: isinstance(m, suptrace.Down))
+    ...     return down.ref == ref, down.reason
+    >>> suptrace.run(main)
+    (True, 'normal')
+    """
+    current_process("spawn_monitor()")
+    pid, ref = _spawn(fn, args, name, False, False, True)
+    assert ref is not None
+    return pid, ref
+
+
+def self_pid() -> Pid:
+    """The pid of the calling process."""
+    return current_process("self_pid()").pid
+
+
+# -- messages ------------------------------------------------------------------------------
+
+
+def resolve(dest: Pid | str, what: str = "send") -> Process | None:
+    """The live process behind a pid or registered name.
+
+    Returns None for a dead pid; raises `NoProc` for an unregistered name.
+    """
+    if type(dest) is Pid:
+        return dest._proc
+    if isinstance(dest, str):
+        rt = current_runtime(f"{what}()")
+        proc = rt.names.get(dest)
+        if proc is None:
+            raise noproc_error(rt, dest)
+        return proc
+    raise TypeError(f"{what}() needs a Pid or a registered name (str), got {dest!r}")
+
+
+def noproc_error(rt: Runtime | None, dest: Any, request: Any = None, timeout: float | None = None) -> NoProc:
+    """A `NoProc` that tells the story of a vanished name when there is one."""
+    detail = None
+    if rt is not None and isinstance(dest, str):
+        stone = rt.tombstones.get(dest)
+        if stone is not None:
+            detail = stone.story()
+        else:
+            detail = "no process is registered under this name (see suptrace.registered())"
+    elif type(dest) is Pid:
+        detail = "the process is not alive"
+    return NoProc(NOPROC, dest, request, timeout, detail)
+
+
+def send(dest: Pid | str, msg: Any) -> None:
+    """Send ``msg`` to a pid or registered name. Never blocks.
+
+    A message to a dead pid is dropped (tracing sees a ``dead_letter``); a
+    message to a name nobody holds raises `NoProc`.
+    """
+    if type(dest) is Pid:
+        proc = dest._proc
+    else:
+        proc = resolve(dest)
+    sender = _current_process.get()
+    if sender is not None:
+        sender.messages_out += 1
+        if "send" in sender.runtime.watch or sender.tracers:
+            sender.runtime.emit(sender, "send", {"to": dest if proc is None else proc.pid, "msg": msg})
+        if proc is None:
+            if "dead_letter" in sender.runtime.watch or sender.tracers:
+                sender.runtime.emit(sender, "dead_letter", {"to": dest, "msg": msg})
+            return
+        proc.deliver(msg, sender.pid)
+        return
+    if proc is None:
+        rt = maybe_runtime()
+        if rt is not None and "dead_letter" in rt.watch:
+            rt.emit(None, "dead_letter", {"to": dest, "msg": msg})
+        return
+    proc.deliver(msg, None)
+
+
+async def receive(
+    match: Callable[[Any], bool] | None = None, timeout: float | None = None
+) -> Any:
+    """Take the next message, or the first one for which ``match(msg)`` is true.
+
+    Messages that do not match stay in the mailbox, in order (selective receive).
+    With ``timeout`` (seconds) raises `TimeoutError` when nothing matching arrives;
+    ``timeout=0`` only looks at what is already there.
+
+    >>> import suptrace
+    >>> async def main():
+    ...     me = suptrace.self_pid()
+    ...     suptrace.send(me, "low")
+    ...     suptrace.send(me, ("urgent", 1))
+    ...     first = await suptrace.receive(lambda m: isinstance(m, tuple))
+    ...     return first, await suptrace.receive(timeout=1)
+    >>> suptrace.run(main)
+    (('urgent', 1), 'low')
+    """
+    proc = current_process("receive()")
+    mb = proc.mailbox
+    scanned = 0
+    if mb:
+        if match is None:
+            return mb.popleft()
+        found, scanned = _scan(mb, match, 0)
+        if found is not _TIMEOUT:
+            return found
+    if timeout is not None and timeout <= 0:
+        raise TimeoutError(f"receive(timeout={timeout}): no matching message")
+    loop = proc.runtime.loop
+    handle = None
+    deadline = None if timeout is None else loop.time() + timeout
+    while True:
+        waiter = loop.create_future()
+        proc.waiter = waiter
+        if deadline is not None:
+            handle = loop.call_at(deadline, _expire, waiter)
+        proc.status = "waiting"
+        try:
+            woke = await waiter
+        finally:
+            if proc.status == "waiting":
+                proc.status = "running"
+            if proc.waiter is waiter:
+                proc.waiter = None
+            if handle is not None:
+                handle.cancel()
+        mb = proc.mailbox
+        if mb:
+            if match is None:
+                return mb.popleft()
+            found, scanned = _scan(mb, match, scanned)
+            if found is not _TIMEOUT:
+                return found
+        if woke is _TIMEOUT:
+            raise TimeoutError(f"receive(timeout={timeout}): no matching message in {timeout}s")
+
+
+def _expire(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_result(_TIMEOUT)
+
+
+def _scan(mb: deque[Any], match: Callable[[Any], bool], start: int) -> tuple[Any, int]:
+    index = start
+    for msg in islice(mb, start, None):
+        if match(msg):
+            del mb[index]
+            return msg, index
+        index += 1
+    return _TIMEOUT, index
+
+
+# -- links and monitors -------------------------------------------------------------------
+
+
+def _add_link(a: Process, b: Process) -> None:
+    if a.links is None:
+        a.links = set()
+    if b.links is None:
+        b.links = set()
+    if b.pid in a.links:
+        return
+    a.links.add(b.pid)
+    b.links.add(a.pid)
+    rt = a.runtime
+    if "link" in rt.watch or a.tracers:
+        rt.emit(a, "link", {"peer": b.pid})
+    if "getting_linked" in rt.watch or b.tracers:
+        rt.emit(b, "getting_linked", {"peer": a.pid})
+
+
+def _add_monitor(watcher: Process, target: Process, ref: Ref) -> None:
+    if watcher.monitors is None:
+        watcher.monitors = {}
+    watcher.monitors[ref] = target.pid
+    if target.monitored_by is None:
+        target.monitored_by = {}
+    target.monitored_by[ref] = watcher
+    rt = watcher.runtime
+    if "monitor" in rt.watch or watcher.tracers:
+        rt.emit(watcher, "monitor", {"target": target.pid, "ref": ref})
+
+
+def link(pid: Pid) -> None:
+    """Link the caller and ``pid``: when either dies the other gets an exit signal.
+
+    Linking to a dead process raises `NoProc`, unless the caller traps exits:
+    then ``ExitMsg(pid, "noproc")`` arrives instead. Linking twice, or to
+    yourself, does nothing.
+    """
+    me = current_process("link()")
+    if type(pid) is not Pid:
+        raise TypeError(f"link() needs a Pid, got {pid!r}")
+    if pid == me.pid:
+        return
+    target = pid._proc
+    if target is None or not target.alive:
+        if me.trap:
+            me.deliver(ExitMsg(pid, NOPROC), pid)
+            return
+        raise noproc_error(me.runtime, pid)
+    _add_link(me, target)
+
+
+def unlink(pid: Pid) -> None:
+    """Remove a link. An `ExitMsg` that already arrived stays in the mailbox."""
+    me = current_process("unlink()")
+    if me.links is None or pid not in me.links:
+        return
+    me.links.discard(pid)
+    target = pid._proc
+    if target is not None and target.links is not None:
+        target.links.discard(me.pid)
+    rt = me.runtime
+    if "unlink" in rt.watch or me.tracers:
+        rt.emit(me, "unlink", {"peer": pid})
+
+
+def monitor(target: Pid | str) -> Ref:
+    """Monitor a process; a `Down` message arrives when it dies.
+
+    A dead pid or an unregistered name gives an immediate ``Down(ref, target,
+    "noproc")``. Every call makes an independent monitor.
+    """
+    me = current_process("monitor()")
+    ref = Ref()
+    if isinstance(target, str):
+        proc = me.runtime.names.get(target)
+    elif type(target) is Pid:
+        proc = target._proc
+    else:
+        raise TypeError(f"monitor() needs a Pid or a registered name, got {target!r}")
+    if proc is None or not proc.alive:
+        me.deliver(Down(ref, target, NOPROC), None)  # type: ignore[arg-type]
+        return ref
+    _add_monitor(me, proc, ref)
+    return ref
+
+
+def demonitor(ref: Ref, flush: bool = False) -> None:
+    """Remove a monitor; with ``flush=True`` also drop its `Down` if already queued."""
+    me = current_process("demonitor()")
+    target = me.monitors.pop(ref, None) if me.monitors else None
+    if target is not None:
+        tproc = target._proc
+        if tproc is not None and tproc.monitored_by:
+            tproc.monitored_by.pop(ref, None)
+        rt = me.runtime
+        if "demonitor" in rt.watch or me.tracers:
+            rt.emit(me, "demonitor", {"target": target, "ref": ref})
+    if flush and me.mailbox:
+        me.mailbox = deque(m for m in me.mailbox if not (type(m) is Down and m.ref == ref))
+
+
+def watch(proc: Process, callback: WatchCallback) -> Ref:
+    """Internal monitor: ``callback(ref, pid, reason)`` runs when ``proc`` dies.
+
+    Used by `call` and tooling that are not processes themselves.
+    """
+    ref = Ref()
+    if proc.monitored_by is None:
+        proc.monitored_by = {}
+    proc.monitored_by[ref] = callback
+    return ref
+
+
+def unwatch(proc: Process, ref: Ref) -> None:
+    mb = proc.monitored_by
+    if mb:
+        mb.pop(ref, None)
+
+
+# -- exit signals --------------------------------------------------------------------------
+
+
+def exit(pid: Pid | str, reason: Any) -> None:  # noqa: A001 - OTP's name
+    """Send an exit signal to ``pid`` (OTP's ``exit/2``).
+
+    ``"kill"`` cannot be trapped: the target dies with ``"killed"``. ``"normal"``
+    is ignored by a non-trapping target other than the caller. A trapping target
+    gets ``ExitMsg(sender, reason)``. A dead target is ignored.
+    """
+    me = maybe_process()
+    rt = me.runtime if me is not None else current_runtime("exit()")
+    target = resolve(pid, "exit") if isinstance(pid, str) else (pid._proc if type(pid) is Pid else None)
+    if type(pid) is not Pid and not isinstance(pid, str):
+        raise TypeError(f"exit() needs a Pid or a registered name, got {pid!r}")
+    if target is None:
+        return
+    sender = me.pid if me is not None else rt.outside_pid
+    if target is me and me is not None:
+        if reason == KILL:
+            raise Exit(KILLED)
+        if not me.trap:
+            raise Exit(reason)
+    target.signal_exit(sender, reason, False)
+
+
+def trap_exit(flag: bool) -> bool:
+    """Turn exit trapping on or off for the caller; returns the previous value."""
+    me = current_process("trap_exit()")
+    previous = me.trap
+    me.trap = bool(flag)
+    return previous
+
+
+# -- registry ------------------------------------------------------------------------------
+
+
+def _check_name(rt: Runtime, name: Any) -> None:
+    if not isinstance(name, str) or not name:
+        raise RegistrationError(f"a registered name must be a non-empty str, got {name!r}")
+    holder = rt.names.get(name)
+    if holder is not None and holder.alive:
+        raise RegistrationError(f"name {name!r} is already registered to {holder.pid}")
+
+
+def register(name: str, pid: Pid) -> None:
+    """Register ``name`` for ``pid``. One name per process, one process per name.
+
+    The name is released when the process dies.
+    """
+    rt = current_runtime("register()")
+    _check_name(rt, name)
+    proc = pid._proc if type(pid) is Pid else None
+    if proc is None or not proc.alive:
+        raise noproc_error(rt, pid)
+    if proc.name is not None:
+        raise RegistrationError(f"{pid} is already registered as {proc.name!r}")
+    proc.name = name
+    rt.names[name] = proc
+    rt.tombstones.pop(name, None)
+    if "register" in rt.watch or proc.tracers:
+        rt.emit(proc, "register", {"name": name})
+
+
+def unregister(name: str) -> None:
+    """Remove a registered name."""
+    rt = current_runtime("unregister()")
+    proc = rt.names.pop(name, None) if isinstance(name, str) else None
+    if proc is None:
+        raise RegistrationError(f"name {name!r} is not registered")
+    proc.name = None
+    if "unregister" in rt.watch or proc.tracers:
+        rt.emit(proc, "unregister", {"name": name, "reason": None})
+
+
+def whereis(name: str) -> Pid | None:
+    """The pid registered under ``name``, or None."""
+    rt = current_runtime("whereis()")
+    proc = rt.names.get(name)
+    return proc.pid if proc is not None and proc.alive else None
+
+
+def registered() -> list[str]:
+    """All registered names, sorted."""
+    rt = current_runtime("registered()")
+    return sorted(n for n, p in rt.names.items() if p.alive)
+
+
+def process_info(target: Pid | str) -> dict[str, Any] | None:
+    """What the runtime knows about a live process, or None if it is not alive.
+
+    Keys include ``pid``, ``registered_name``, ``status`` (``running``,
+    ``waiting`` in receive, ``exiting``), ``message_queue_len``, ``links``,
+    ``monitors``, ``monitored_by``, ``trap_exit``, ``initial_call``,
+    ``ancestors``, ``current_stacktrace`` (where it awaits now),
+    ``messages_in`` and ``messages_out``.
+    """
+    if isinstance(target, str):
+        rt = current_runtime("process_info()")
+        proc = rt.names.get(target)
+    elif type(target) is Pid:
+        proc = target._proc
+    else:
+        raise TypeError(f"process_info() needs a Pid or a registered name, got {target!r}")
+    if proc is None or proc.reason is not None:
+        return None
+    return proc.info()
+
+
+def is_alive(pid: Pid) -> bool:
+    """True while the process runs (false once an exit signal has doomed it)."""
+    proc = pid._proc
+    return proc is not None and proc.alive
+
+
+def format_reason(reason: Any) -> str:
+    """A readable, one-paragraph form of an exit reason (exceptions with their traceback tail)."""
+    if isinstance(reason, BaseException):
+        lines = traceback.format_exception(reason)
+        return "".join(lines).rstrip()
+    return repr(reason)

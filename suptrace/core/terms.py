@@ -1,0 +1,187 @@
+"""Plain values of the runtime: pids, refs, exit reasons and runtime messages.
+
+Everything here is immutable and cheap; nothing here knows about the event loop.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from suptrace.core.process import Process
+
+__all__ = [
+    "NORMAL",
+    "SHUTDOWN",
+    "KILL",
+    "KILLED",
+    "NOPROC",
+    "IGNORE",
+    "Pid",
+    "Ref",
+    "Shutdown",
+    "ExitMsg",
+    "Down",
+    "is_normal_exit",
+    "reason_class",
+]
+
+NORMAL: Final = "normal"
+SHUTDOWN: Final = "shutdown"
+KILL: Final = "kill"
+KILLED: Final = "killed"
+NOPROC: Final = "noproc"
+
+
+class _Ignore:
+    """The `ignore` atom: returned by a start function or `init` to start nothing."""
+
+    __slots__ = ()
+    _instance: _Ignore | None = None
+
+    def __new__(cls) -> _Ignore:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "IGNORE"
+
+    def __reduce__(self) -> str:
+        return "IGNORE"
+
+
+IGNORE: Final = _Ignore()
+
+
+class Pid:
+    """A process identifier, printed like Erlang's ``<0.42.0>``.
+
+    Pids are hashable and ordered by creation. A pid stays valid as a value
+    after its process dies; sending to it then drops the message.
+
+    >>> Pid(42)
+    <0.42.0>
+    """
+
+    __slots__ = ("number", "serial", "_proc", "__weakref__")
+
+    number: int
+    serial: int
+    _proc: Process | None
+
+    def __init__(self, number: int, serial: int = 0) -> None:
+        self.number = number
+        self.serial = serial
+        self._proc = None
+
+    def __repr__(self) -> str:
+        return f"<0.{self.number}.{self.serial}>"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Pid:
+            return NotImplemented
+        return self.number == other.number and self.serial == other.serial
+
+    def __hash__(self) -> int:
+        return hash((self.number, self.serial))
+
+    def __lt__(self, other: Pid) -> bool:
+        return (self.number, self.serial) < (other.number, other.serial)
+
+    def __le__(self, other: Pid) -> bool:
+        return (self.number, self.serial) <= (other.number, other.serial)
+
+    def __gt__(self, other: Pid) -> bool:
+        return (self.number, self.serial) > (other.number, other.serial)
+
+    def __ge__(self, other: Pid) -> bool:
+        return (self.number, self.serial) >= (other.number, other.serial)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Pid, (self.number, self.serial))
+
+    @classmethod
+    def parse(cls, text: str) -> Pid:
+        """Parse ``<0.42.0>`` (or ``0.42.0``) back into a pid value.
+
+        >>> Pid.parse("<0.42.0>")
+        <0.42.0>
+        """
+        body = text.strip().removeprefix("<").removesuffix(">")
+        parts = body.split(".")
+        if len(parts) != 3 or not all(p.isdigit() for p in parts):
+            raise ValueError(f"not a pid: {text!r} (expected the form <0.42.0>)")
+        return cls(int(parts[1]), int(parts[2]))
+
+
+_ref_counter = itertools.count(1)
+
+
+class Ref:
+    """A unique reference (monitors, calls), printed like ``#Ref<0.7>``."""
+
+    __slots__ = ("number",)
+
+    def __init__(self, number: int | None = None) -> None:
+        self.number = next(_ref_counter) if number is None else number
+
+    def __repr__(self) -> str:
+        return f"#Ref<0.{self.number}>"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Ref and other.number == self.number
+
+    def __hash__(self) -> int:
+        return hash(("ref", self.number))
+
+    def __lt__(self, other: Ref) -> bool:
+        return self.number < other.number
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """OTP's ``{shutdown, Term}``: a normal-class exit carrying a term.
+
+    >>> is_normal_exit(Shutdown(("failed_to_start_child", "db", "timeout")))
+    True
+    """
+
+    term: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ExitMsg:
+    """An exit signal turned into a message because the receiver traps exits."""
+
+    pid: Pid
+    reason: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Down:
+    """Delivered to a monitoring process when the monitored process dies."""
+
+    ref: Ref
+    pid: Pid
+    reason: Any
+
+
+def is_normal_exit(reason: Any) -> bool:
+    """True for ``normal``, ``shutdown`` and ``Shutdown(_)``: exits a transient child may make."""
+    return reason == NORMAL or reason == SHUTDOWN or type(reason) is Shutdown
+
+
+def reason_class(reason: Any) -> str:
+    """A low-cardinality label for a reason: the atom itself, or an exception's class name."""
+    if isinstance(reason, str):
+        return reason
+    if isinstance(reason, Shutdown):
+        return "shutdown"
+    if isinstance(reason, BaseException):
+        return type(reason).__name__
+    return type(reason).__name__

@@ -5,6 +5,8 @@ monitors, exit signals, GenServer, supervisors) in which every message, exit,
 restart and restart-intensity breach is observable.
 """
 
+from suptrace.behaviours.childspec import ChildInfo, ChildSpec
+from suptrace.behaviours.dynamic import DynamicSupervisor
 from suptrace.behaviours.gen_server import (
     NOREPLY,
     Caller,
@@ -16,6 +18,26 @@ from suptrace.behaviours.gen_server import (
     reply,
     statistics,
     stop,
+)
+from suptrace.behaviours.intensity import add_restart
+from suptrace.behaviours.supervisor import (
+    AlreadyPresent,
+    AlreadyStarted,
+    ChildNotFound,
+    ChildRestarting,
+    ChildRunning,
+    MaxChildren,
+    StartChildError,
+    Supervisor,
+    SupervisorError,
+    count_children,
+    delete_child,
+    describe,
+    get_childspec,
+    restart_child,
+    start_child,
+    terminate_child,
+    which_children,
 )
 from suptrace.core.errors import (
     CallError,
@@ -63,6 +85,14 @@ from suptrace.core.terms import (
 )
 from suptrace.node.hooks import add_event_handler
 from suptrace.node.node import Node, run
+from suptrace.observers.reports import (
+    CrashReport,
+    ProgressReport,
+    SupervisorReport,
+    add_report_handler,
+    format_report,
+    report_history,
+)
 
 __version__ = "0.1.0"
 
@@ -120,6 +150,35 @@ __all__ = [
     "stop",
     "get_state",
     "statistics",
+    # supervisors
+    "Supervisor",
+    "DynamicSupervisor",
+    "ChildSpec",
+    "ChildInfo",
+    "add_restart",
+    "which_children",
+    "count_children",
+    "start_child",
+    "terminate_child",
+    "restart_child",
+    "delete_child",
+    "get_childspec",
+    "describe",
+    "SupervisorError",
+    "ChildNotFound",
+    "ChildRunning",
+    "ChildRestarting",
+    "AlreadyPresent",
+    "AlreadyStarted",
+    "StartChildError",
+    "MaxChildren",
+    # reports
+    "SupervisorReport",
+    "ProgressReport",
+    "CrashReport",
+    "add_report_handler",
+    "report_history",
+    "format_report",
     # hooks
     "TraceEvent",
     "add_event_handler",

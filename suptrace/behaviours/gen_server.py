@@ -14,7 +14,6 @@ from typing import Any, ClassVar, Final
 from suptrace.core.errors import CallError, CallExit, CallTimeout, Exit
 from suptrace.core.process import (
     Process,
-    current_process,
     noproc_error,
     receive,
     resolve,
@@ -22,7 +21,7 @@ from suptrace.core.process import (
     unwatch,
     watch,
 )
-from suptrace.core.runtime import current_runtime, maybe_process
+from suptrace.core.runtime import current_process, current_runtime, maybe_process
 from suptrace.core.terms import IGNORE, KILL, NORMAL, ExitMsg, Pid, Ref
 
 __all__ = [
@@ -61,7 +60,7 @@ class StartError(Exception):
 class Caller:
     """Who is waiting for a reply: pass it to `reply` (OTP's ``From``)."""
 
-    __slots__ = ("pid", "ref", "_future", "_started")
+    __slots__ = ("_future", "_started", "pid", "ref")
 
     def __init__(self, pid: Pid | None, future: asyncio.Future[Any]) -> None:
         self.pid = pid
@@ -79,7 +78,7 @@ class Caller:
 
 
 class _Call:
-    __slots__ = ("request", "caller")
+    __slots__ = ("caller", "request")
 
     def __init__(self, request: Any, caller: Caller) -> None:
         self.request = request
@@ -100,7 +99,7 @@ class _Cast:
 
 
 class _System:
-    __slots__ = ("op", "arg", "future")
+    __slots__ = ("arg", "future", "op")
 
     def __init__(self, op: str, arg: Any, future: asyncio.Future[Any] | None) -> None:
         self.op = op
@@ -384,7 +383,8 @@ class GenServer:
     ) -> None:
         proc = current_process()
         self._proc = proc
-        self._parent = proc.parent
+        # A top-level server's "parent" is the node itself (its shutdown signal).
+        self._parent = proc.parent if proc.parent is not None else proc.runtime.outside_pid
         self._calls = 0
         self._casts = 0
         self._infos = 0

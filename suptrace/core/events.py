@@ -15,7 +15,7 @@ kind               data
 ``dead_letter``    ``to`` (Pid or name), ``msg``  -- sent to a dead process
 ``spawn``          ``child`` (Pid), ``initial_call`` (str), ``link`` (bool)
 ``spawned``        ``parent`` (Pid or None), ``initial_call``  -- on the child
-``exit``           ``reason``
+``exit``           ``reason``, ``by_signal``, ``initial_call``, ``ancestors``, ``links``, ``message_queue_len``, ``messages_in``, ``messages_out``
 ``link``           ``peer`` (Pid)
 ``unlink``         ``peer`` (Pid)
 ``getting_linked`` ``peer`` (Pid)
@@ -31,7 +31,10 @@ kind               data
 ``restart``        ``supervisor``, ``child_id``, ``old_pid``, ``new_pid``, ``reason``
 ``start_error``    ``supervisor``, ``child_id``, ``reason``
 ``intensity``      ``supervisor``, ``child_id``, ``restarts``, ``intensity``, ``period``
-``not_restarted``  ``supervisor``, ``child_id``, ``reason``, ``restart_type``
+``not_restarted``  ``supervisor``, ``child_id``, ``reason``, ``restart_type``, ``cause``, ``rule``
+``child_terminated`` ``supervisor``, ``child_id``, ``reason``, ``offender``
+``shutdown_error`` ``supervisor``, ``child_id``, ``reason``, ``offender``
+``progress``       ``supervisor``, ``started`` (offender dict)
 ``long_schedule``  ``duration``, ``stack``
 ``large_mailbox``  ``size``
 ``call_trace``     ``function``, ``phase`` (``call``/``return``/``exception``), ...
@@ -72,6 +75,9 @@ KINDS: Final = frozenset(
         "start_error",
         "intensity",
         "not_restarted",
+        "child_terminated",
+        "shutdown_error",
+        "progress",
         "long_schedule",
         "large_mailbox",
         "call_trace",

@@ -25,9 +25,10 @@ import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable
 from itertools import islice
+from types import FrameType
 from typing import Any
 
-from suptrace.core.errors import Exit, NoProc, NodeError, RegistrationError
+from suptrace.core.errors import Exit, NodeError, NoProc, RegistrationError
 from suptrace.core.runtime import (
     Runtime,
     Tombstone,
@@ -74,31 +75,32 @@ class Process:
     """The runtime's record of one process. Users hold `Pid` values, not these."""
 
     __slots__ = (
-        "pid",
-        "runtime",
-        "name",
-        "task",
-        "mailbox",
-        "waiter",
-        "links",
-        "monitors",
-        "monitored_by",
-        "trap",
-        "status",
-        "initial_call",
-        "parent",
+        "__weakref__",
         "ancestors",
+        "behaviour",
+        "initial_call",
+        "links",
+        "mailbox",
         "messages_in",
         "messages_out",
-        "reason",
+        "monitored_by",
+        "monitors",
+        "name",
+        "notes",
+        "parent",
         "pending_exit",
-        "tracers",
+        "pid",
+        "reason",
         "recorder",
         "result",
+        "runtime",
         "started_at",
-        "behaviour",
+        "status",
         "system",
-        "__weakref__",
+        "task",
+        "tracers",
+        "trap",
+        "waiter",
     )
 
     def __init__(
@@ -144,6 +146,8 @@ class Process:
         self.behaviour: Any = None
         #: System processes (the control server...) are never traced by "all".
         self.system = False
+        #: What the process's own code said about why it is exiting (goes on the tombstone).
+        self.notes: list[str] | None = None
 
     def __repr__(self) -> str:
         name = f" {self.name}" if self.name else ""
@@ -237,7 +241,21 @@ class Process:
         for hook in rt.death_hooks:
             hook(self, reason)
         if "exit" in rt.watch or self.tracers:
-            rt.emit(self, "exit", {"reason": reason})
+            rt.emit(
+                self,
+                "exit",
+                {
+                    "reason": reason,
+                    # True when an exit signal, not the process's own code, decided the death
+                    "by_signal": self.pending_exit is not None,
+                    "initial_call": self.initial_call,
+                    "ancestors": self.ancestors,
+                    "links": tuple(self.links) if self.links else (),
+                    "message_queue_len": len(self.mailbox) if self.mailbox else 0,
+                    "messages_in": self.messages_in,
+                    "messages_out": self.messages_out,
+                },
+            )
         name = self.name
         if name is not None:
             if rt.names.get(name) is self:
@@ -245,6 +263,8 @@ class Process:
             stone = Tombstone(name, pid, reason, time.time(), self.initial_call)
             if self.recorder is not None:
                 stone.last_events = list(self.recorder)
+            if self.notes:
+                stone.notes.extend(self.notes)
             rt.bury(stone)
             if "unregister" in rt.watch or self.tracers:
                 rt.emit(self, "unregister", {"name": name, "reason": reason})
@@ -287,12 +307,19 @@ class Process:
         task = self.task
         if task is None or task.done():
             return []
-        frames = task.get_stack(limit=limit)
-        out = []
-        for frame in frames:
-            code = frame.f_code
-            out.append(f"{code.co_filename}:{frame.f_lineno} in {code.co_qualname}")
-        return out
+        # Task.get_stack() stops at the task's own coroutine: a suspended coroutine's
+        # frame has no f_back. Follow the await chain down to the innermost frame.
+        frames: deque[FrameType] = deque(maxlen=limit)
+        coro: Any = task.get_coro()
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is None:
+                break
+            frames.append(frame)
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        return [
+            f"{f.f_code.co_filename}:{f.f_lineno} in {f.f_code.co_qualname}" for f in frames
+        ]
 
     def info(self) -> dict[str, Any]:
         return {
@@ -355,15 +382,15 @@ def _initial_call(fn: Callable[..., Any]) -> str:
 
 
 def _check_spawnable(fn: Any) -> None:
-    if not callable(fn):
-        raise TypeError(f"spawn() needs an async function, got {fn!r} (not callable)")
-    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
-        return
-    if inspect.iscoroutine(fn):
+    if inspect.iscoroutine(fn):  # before `callable`: a coroutine object is not callable
         raise TypeError(
             f"spawn() got a coroutine object {fn!r}; pass the async function and its "
             "arguments instead: spawn(fn, arg1, arg2)"
         )
+    if not callable(fn):
+        raise TypeError(f"spawn() needs an async function, got {fn!r} (not callable)")
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
+        return
     raise TypeError(
         f"spawn() needs an `async def` function, got {_initial_call(fn)} which is not "
         "a coroutine function; define it with `async def`"

@@ -62,7 +62,7 @@ class Tombstone:
         when = time.strftime("%H:%M:%S", time.localtime(self.ts))
         text = f"{self.name} is gone: {self.pid} exited {_reason_text(self.reason)} at {when}"
         if self.notes:
-            text += "; " + "; ".join(self.notes)
+            text += " " + "; ".join(self.notes)
         return text
 
 
@@ -100,6 +100,8 @@ class Runtime:
         self.spawn_hooks: tuple[Callable[[Process, Process | None], None], ...] = ()
         #: Called with a process right before its death is announced (flight recorder).
         self.death_hooks: tuple[Callable[[Process, Any], None], ...] = ()
+        #: Observers and services of the node, by name ("reports", "tracer", ...).
+        self.services: dict[str, Any] = {}
 
     # -- pids -------------------------------------------------------------------------
 
@@ -226,7 +228,7 @@ def maybe_runtime() -> Runtime | None:
 def current_runtime(what: str = "this function") -> Runtime:
     """The current node's runtime; raises `NodeError` outside a running node."""
     rt = maybe_runtime()
-    if rt is None or rt.closing and rt.loop.is_closed():
+    if rt is None or (rt.closing and rt.loop.is_closed()):
         raise NodeError(
             f"{what} needs a running suptrace node: use suptrace.run(main) or "
             "`async with suptrace.Node(): ...` around the code that calls it"

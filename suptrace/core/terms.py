@@ -66,7 +66,7 @@ class Pid:
     <0.42.0>
     """
 
-    __slots__ = ("number", "serial", "_proc", "__weakref__")
+    __slots__ = ("__weakref__", "_proc", "number", "serial")
 
     number: int
     serial: int

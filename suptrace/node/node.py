@@ -17,6 +17,7 @@ from suptrace.core.errors import Exit, NodeError
 from suptrace.core.process import Process, spawn, watch
 from suptrace.core.runtime import Runtime
 from suptrace.core.terms import KILL, NORMAL, SHUTDOWN, Pid, Ref
+from suptrace.observers.reports import Reports
 
 __all__ = ["Node", "run", "Service"]
 
@@ -26,9 +27,9 @@ T = TypeVar("T")
 class Service(Protocol):
     """Something a node starts with it and stops after its processes (reports, control, telemetry)."""
 
-    def start(self, node: Node) -> None | Awaitable[None]: ...
+    def start(self, node: Node) -> Awaitable[None] | None: ...
 
-    def close(self) -> None | Awaitable[None]: ...
+    def close(self) -> Awaitable[None] | None: ...
 
 
 def _default_name() -> str:
@@ -58,11 +59,19 @@ class Node:
         *,
         shutdown_timeout: float = 5.0,
         services: list[Service] | None = None,
+        reports: bool = True,
+        log_reports: bool = True,
+        report_history: int = 1000,
         **options: Any,
     ) -> None:
+        """``reports`` keeps SASL-style reports (``log_reports`` also writes them
+        through loguru; ``report_history`` bounds how many are kept)."""
         self.name = name or _default_name()
         self.shutdown_timeout = shutdown_timeout
         self.options = options
+        self.reports: Reports | None = (
+            Reports(history=report_history, log=log_reports) if reports else None
+        )
         self.services: list[Service] = list(services or [])
         self._runtime: Runtime | None = None
         self._token: Any = None
@@ -77,6 +86,8 @@ class Node:
         loop = asyncio.get_running_loop()
         self._runtime = Runtime(self.name, loop)
         self._token = self._runtime.activate()
+        if self.reports is not None:
+            self.reports.attach(self._runtime)
         started: list[Service] = []
         try:
             for service in self.services:
@@ -101,6 +112,8 @@ class Node:
             await self.shutdown()
         finally:
             await self._close_services()
+            if self.reports is not None:
+                self.reports.detach()
             self.runtime.closing = True
             self.runtime.deactivate(self._token)
 

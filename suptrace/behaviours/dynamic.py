@@ -1,0 +1,315 @@
+"""DynamicSupervisor: children started at run time, each restarted on its own.
+
+Elixir's DynamicSupervisor (OTP's ``simple_one_for_one`` made friendlier):
+``one_for_one`` only, default intensity 3 in 5 seconds, ``max_children``, and
+``extra_args`` prepended to every child's start arguments. Children are stopped
+in parallel when the supervisor stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from suptrace.behaviours.childspec import ChildInfo, ChildSpec, as_childspec, check_flags
+from suptrace.behaviours.gen_server import Caller
+from suptrace.behaviours.intensity import RestartWindow
+from suptrace.behaviours.supervisor import (
+    ChildNotFound,
+    MaxChildren,
+    StartChildError,
+    SupervisorError,
+    _expected_shutdown,
+    _reason_text,
+    _SupervisorBase,
+    _TryAgain,
+)
+from suptrace.core.process import exit, monitor, receive, trap_exit, unlink
+from suptrace.core.terms import KILL, NOPROC, SHUTDOWN, Down, ExitMsg, Pid, is_normal_exit
+
+__all__ = ["DynamicSupervisor"]
+
+
+class _Dyn:
+    __slots__ = ("pid", "restarting", "spec")
+
+    def __init__(self, spec: ChildSpec, pid: Pid | None) -> None:
+        self.spec = spec
+        self.pid = pid
+        self.restarting = False
+
+
+class DynamicSupervisor(_SupervisorBase):
+    """Start children on demand with `start_child`.
+
+    >>> import suptrace
+    >>> async def worker(tag):
+    ...     await suptrace.receive()
+    >>> async def start_worker(tag):
+    ...     return suptrace.spawn_link(worker, tag)
+    >>> async def main():
+    ...     sup = await suptrace.DynamicSupervisor.start_link(name="pool", max_children=2)
+    ...     for n in range(2):
+    ...         await suptrace.start_child("pool", suptrace.ChildSpec(id=n, start=(start_worker, (n,))))
+    ...     try:
+    ...         await suptrace.start_child("pool", suptrace.ChildSpec(id=3, start=(start_worker, (3,))))
+    ...     except suptrace.MaxChildren as e:
+    ...         print(e)
+    ...     return await suptrace.count_children("pool")
+    >>> suptrace.run(main)
+    pool already runs max_children=2 children
+    {'specs': 2, 'active': 2, 'supervisors': 0, 'workers': 2}
+    """
+
+    max_children: int | None
+    extra_args: tuple[Any, ...]
+
+    @classmethod
+    async def start_link(  # type: ignore[override,unused-ignore]
+        cls,
+        name: str | None = None,
+        intensity: int = 3,
+        period: int = 5,
+        max_children: int | None = None,
+        extra_args: tuple[Any, ...] = (),
+        timeout: float | None = None,
+    ) -> Any:
+        """Start an empty dynamic supervisor linked to the caller."""
+        _check(intensity, period, max_children, extra_args)
+        opts = {
+            "intensity": intensity,
+            "period": period,
+            "max_children": max_children,
+            "extra_args": tuple(extra_args),
+        }
+        return await cls._start((), opts, name, timeout, link=True)
+
+    @classmethod
+    async def start(  # type: ignore[override,unused-ignore]
+        cls,
+        name: str | None = None,
+        intensity: int = 3,
+        period: int = 5,
+        max_children: int | None = None,
+        extra_args: tuple[Any, ...] = (),
+        timeout: float | None = None,
+    ) -> Any:
+        """Like `start_link`, unlinked."""
+        _check(intensity, period, max_children, extra_args)
+        opts = {
+            "intensity": intensity,
+            "period": period,
+            "max_children": max_children,
+            "extra_args": tuple(extra_args),
+        }
+        return await cls._start((), opts, name, timeout, link=False)
+
+    async def init(
+        self, intensity: int, period: int, max_children: int | None, extra_args: tuple[Any, ...]
+    ) -> None:
+        trap_exit(True)
+        self.intensity = intensity
+        self.period = period
+        self.max_children = max_children
+        self.extra_args = extra_args
+        self.window = RestartWindow(intensity, period)
+        self.exit_cause = None
+        #: Children by current pid (or by their old pid while restarting), in start order.
+        self.children: dict[Pid, _Dyn] = {}
+
+    # -- exits and restarts --------------------------------------------------------------
+
+    async def handle_info(self, msg: Any) -> None:
+        if type(msg) is ExitMsg:
+            child = self.children.get(msg.pid)
+            if child is not None and not child.restarting:
+                await self._child_exited(msg.pid, child, msg.reason)
+        elif type(msg) is _TryAgain:
+            child = self.children.get(msg.key)
+            if child is not None and child.restarting:
+                await self._restart(msg.key, child, None)
+
+    async def _child_exited(self, pid: Pid, child: _Dyn, reason: Any) -> None:
+        spec = child.spec
+        normal = is_normal_exit(reason)
+        if spec.restart == "temporary" or (spec.restart == "transient" and normal):
+            if not normal:
+                self._report("child_terminated", spec, pid, reason)
+            del self.children[pid]
+            if normal and spec.type == "supervisor":
+                self._event(
+                    "not_restarted",
+                    child_id=spec.id,
+                    reason=reason,
+                    restart_type=spec.restart,
+                    cause=None,
+                    rule=f"{spec.restart} child exited {_reason_text(reason)}",
+                    offender={"pid": pid, "id": spec.id},
+                )
+            return
+        self._report("child_terminated", spec, pid, reason)
+        await self._restart(pid, child, reason)
+
+    async def _restart(self, key: Pid, child: _Dyn, reason: Any) -> None:
+        if not self._count_restart():
+            del self.children[key]
+            self._give_up(child.spec, key, reason)
+        status, value = await self._start_spec(child.spec, self.extra_args)
+        if status == "error":
+            self._report("start_error", child.spec, None, value)
+            child.restarting = True
+            self._proc.deliver(_TryAgain(key), self._proc.pid)
+            return
+        del self.children[key]
+        if status == "ok":
+            child.restarting = False
+            child.pid = value
+            self.children[value] = child
+            self._event(
+                "restart", child_id=child.spec.id, old_pid=key, new_pid=value, reason=reason
+            )
+            self._progress(child.spec, value)
+
+    # -- stopping ------------------------------------------------------------------------
+
+    async def terminate(self, reason: Any) -> None:
+        """Stop all children in parallel with one shared timer (OTP's simple_one_for_one)."""
+        live = [(pid, c) for pid, c in self.children.items() if not c.restarting]
+        self.children.clear()
+        if not live:
+            return
+        refs = {}
+        for pid, child in live:
+            ref = monitor(pid)
+            unlink(pid)
+            early = self._flush_exit(pid)
+            refs[ref] = (pid, child, early)
+            exit(pid, KILL if child.spec.shutdown == "brutal_kill" else SHUTDOWN)
+        timeouts = [c.spec.shutdown for _, c in live if c.spec.shutdown != "brutal_kill"]
+        deadline = None
+        if timeouts and "infinity" not in timeouts:
+            deadline = asyncio.get_running_loop().time() + max(float(t) for t in timeouts)
+        while refs:
+            timeout = None
+            if deadline is not None:
+                timeout = max(0.0, deadline - asyncio.get_running_loop().time())
+            try:
+                msg = await receive(lambda m: type(m) is Down and m.ref in refs, timeout)
+            except TimeoutError:
+                for pid, _c, _e in refs.values():
+                    exit(pid, KILL)
+                deadline = None
+                continue
+            pid, child, early = refs.pop(msg.ref)
+            got = early if msg.reason == NOPROC and early is not None else msg.reason
+            if not _expected_shutdown(child.spec, got):
+                self._report("shutdown_error", child.spec, pid, got)
+
+    # -- admin ---------------------------------------------------------------------------
+
+    async def handle_call(self, request: Any, caller: Caller) -> Any:
+        op = request[0] if isinstance(request, tuple) and request else request
+        try:
+            return ("ok", await self._admin(op, request))
+        except (SupervisorError, ValueError) as e:
+            return ("error", e)
+
+    async def _admin(self, op: Any, request: tuple[Any, ...]) -> Any:
+        if op == "which_children":
+            return [
+                ChildInfo(
+                    None,
+                    "restarting" if c.restarting else c.pid,
+                    c.spec.type,
+                    c.spec.module_names(),
+                )
+                for c in reversed(list(self.children.values()))
+            ]
+        if op == "count_children":
+            kids = list(self.children.values())
+            return {
+                "specs": len(kids),
+                "active": sum(1 for c in kids if not c.restarting),
+                "supervisors": sum(1 for c in kids if c.spec.type == "supervisor"),
+                "workers": sum(1 for c in kids if c.spec.type == "worker"),
+            }
+        if op == "describe":
+            return {
+                "kind": "dynamic_supervisor",
+                "name": self._proc.name,
+                "pid": self._proc.pid,
+                "strategy": "one_for_one",
+                "intensity": self.intensity,
+                "period": self.period,
+                "restarts_in_window": self.window.used(int(time.monotonic())),
+                "max_children": self.max_children,
+                "children": [
+                    {
+                        "id": c.spec.id,
+                        "pid": "restarting" if c.restarting else c.pid,
+                        "restart": c.spec.restart,
+                        "type": c.spec.type,
+                        "shutdown": c.spec.shutdown,
+                        "significant": False,
+                    }
+                    for c in reversed(list(self.children.values()))
+                ],
+            }
+        arg = request[1]
+        if op == "start_child":
+            spec = as_childspec(arg)
+            if spec.significant:
+                raise ValueError(
+                    f"child spec {spec.id!r}: a DynamicSupervisor has no significant children"
+                )
+            if self.max_children is not None and len(self.children) >= self.max_children:
+                raise MaxChildren(
+                    f"{self.sup_name} already runs max_children={self.max_children} children",
+                    self.sup_name,
+                    spec.id,
+                )
+            status, value = await self._start_spec(spec, self.extra_args)
+            if status == "error":
+                raise StartChildError(
+                    f"starting child {spec.id!r} under {self.sup_name} failed: {_reason_text(value)}",
+                    self.sup_name,
+                    spec.id,
+                    value,
+                )
+            if status == "ignore":
+                return None
+            self.children[value] = _Dyn(spec, value)
+            self._progress(spec, value)
+            return value
+        if op == "terminate_child":
+            child = self.children.get(arg) if isinstance(arg, Pid) else None
+            if child is None:
+                raise ChildNotFound(
+                    f"{arg!r} is not a child of {self.sup_name} (a DynamicSupervisor terminates children by pid)",
+                    self.sup_name,
+                    arg,
+                )
+            del self.children[arg]
+            if not child.restarting:
+                await self._shutdown_child(child.spec, arg)
+            return None
+        if op in ("restart_child", "delete_child", "get_childspec"):
+            if op == "get_childspec" and isinstance(arg, Pid) and arg in self.children:
+                return self.children[arg].spec
+            raise SupervisorError(
+                f"{op} is not supported by a DynamicSupervisor (its children have no ids)",
+                self.sup_name,
+                arg,
+            )
+        raise ValueError(f"unknown supervisor request {request!r}")
+
+
+def _check(intensity: Any, period: Any, max_children: Any, extra_args: Any) -> None:
+    check_flags("one_for_one", intensity, period, "never")
+    if max_children is not None and (
+        isinstance(max_children, bool) or not isinstance(max_children, int) or max_children < 0
+    ):
+        raise ValueError(f"invalid max_children {max_children!r} (expected None or an int >= 0)")
+    if not isinstance(extra_args, (tuple, list)):
+        raise ValueError(f"invalid extra_args {extra_args!r} (expected a tuple)")

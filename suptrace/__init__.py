@@ -85,6 +85,8 @@ from suptrace.core.terms import (
 )
 from suptrace.node.hooks import add_event_handler
 from suptrace.node.node import Node, run
+from suptrace.observers.calltrace import trace_calls
+from suptrace.observers.format import event_to_json, format_event
 from suptrace.observers.reports import (
     CrashReport,
     ProgressReport,
@@ -93,6 +95,7 @@ from suptrace.observers.reports import (
     format_report,
     report_history,
 )
+from suptrace.observers.tracer import Tracer, trace
 
 __version__ = "0.1.0"
 
@@ -179,6 +182,12 @@ __all__ = [
     "add_report_handler",
     "report_history",
     "format_report",
+    # tracing
+    "trace",
+    "Tracer",
+    "trace_calls",
+    "format_event",
+    "event_to_json",
     # hooks
     "TraceEvent",
     "add_event_handler",

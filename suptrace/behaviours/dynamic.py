@@ -159,7 +159,7 @@ class DynamicSupervisor(_SupervisorBase):
         if status == "error":
             self._report("start_error", child.spec, None, value)
             child.restarting = True
-            self._proc.deliver(_TryAgain(key), self._proc.pid)
+            self._try_again_later(key)
             return
         del self.children[key]
         if status == "ok":

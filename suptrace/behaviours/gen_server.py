@@ -16,13 +16,15 @@ from suptrace.core.process import (
     Process,
     noproc_error,
     receive,
+    _spawn,
     resolve,
-    spawn,
+    unlink,
     unwatch,
     watch,
 )
 from suptrace.core.runtime import current_process, current_runtime, maybe_process
 from suptrace.core.terms import IGNORE, KILL, NORMAL, ExitMsg, Pid, Ref
+from suptrace.core.timers import EXPIRED
 
 __all__ = [
     "GenServer",
@@ -60,21 +62,43 @@ class StartError(Exception):
 class Caller:
     """Who is waiting for a reply: pass it to `reply` (OTP's ``From``)."""
 
-    __slots__ = ("_future", "_started", "pid", "ref")
+    __slots__ = ("pid", "_future", "_started", "_ref", "_dest", "_request", "_timeout")
 
-    def __init__(self, pid: Pid | None, future: asyncio.Future[Any]) -> None:
+    def __init__(
+        self,
+        pid: Pid | None,
+        future: asyncio.Future[Any],
+        dest: Any = None,
+        request: Any = None,
+        timeout: float | None = None,
+    ) -> None:
         self.pid = pid
-        self.ref = Ref()
         self._future = future
         self._started = time.perf_counter()
+        self._ref: Ref | None = None
+        self._dest = dest
+        self._request = request
+        self._timeout = timeout
 
     def __repr__(self) -> str:
         return f"Caller({self.pid}, {self.ref})"
 
     @property
+    def ref(self) -> Ref:
+        """The call's reference (made on first use: most calls never need one)."""
+        if self._ref is None:
+            self._ref = Ref()
+        return self._ref
+
+    @property
     def waiting(self) -> bool:
         """False once the caller got its reply, timed out or died."""
         return not self._future.done()
+
+    def __call__(self, _ref: Any, _pid: Pid, reason: Any) -> None:
+        # The server died: this object is registered as its death watcher.
+        if not self._future.done():
+            self._future.set_exception(CallExit(reason, self._dest, self._request, self._timeout))
 
 
 class _Call:
@@ -108,14 +132,6 @@ class _System:
 
     def __repr__(self) -> str:
         return f"system({self.op})"
-
-
-_EXPIRED = object()
-
-
-def _expire(fut: asyncio.Future[Any]) -> None:
-    if not fut.done():
-        fut.set_result(_EXPIRED)
 
 
 def reply(caller: Caller, value: Any) -> None:
@@ -161,35 +177,38 @@ async def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> An
     >>> suptrace.run(main)
     15
     """
-    proc = resolve(dest, "call")
+    proc = resolve(dest, "call", request, timeout)
     me = maybe_process()
     if proc is None or not proc.alive:
         raise noproc_error(me.runtime if me is not None else None, dest, request, timeout)
     if proc is me:
         raise CallError("calling_self", dest, request, timeout, "a process cannot call itself")
     rt = proc.runtime
-    loop = rt.loop
-    fut: asyncio.Future[Any] = loop.create_future()
-    caller = Caller(me.pid if me is not None else None, fut)
-
-    def server_died(_ref: Ref, _pid: Pid, reason: Any) -> None:
-        if not fut.done():
-            fut.set_exception(CallExit(reason, dest, request, timeout))
-
-    wref = watch(proc, server_died)
+    fut: asyncio.Future[Any] = rt.loop.create_future()
+    caller = Caller(me.pid if me is not None else None, fut, dest, request, timeout)
+    watchers = proc.monitored_by
+    if watchers is None:
+        watchers = proc.monitored_by = {}
+    watchers[caller] = caller
     if me is not None:
         me.messages_out += 1
+        rec = me.recorder
+        if rec is not None:
+            rec.append((time.time(), "call", proc.pid, request))
+        elif rt.recorder_size:
+            me.record("call", proc.pid, request)
         if "call" in rt.watch or me.tracers:
             rt.emit(me, "call", {"to": proc.pid, "request": request, "ref": caller.ref})
     proc.deliver(_Call(request, caller), caller.pid)
-    handle = None if timeout is None else loop.call_later(timeout, _expire, fut)
+    handle = None if timeout is None else rt.deadlines.add(timeout, fut)
     try:
         result = await fut
     finally:
         if handle is not None:
             handle.cancel()
-        unwatch(proc, wref)
-    if result is _EXPIRED:
+        if proc.monitored_by is not None:
+            proc.monitored_by.pop(caller, None)
+    if result is EXPIRED:
         if me is not None and ("call_timeout" in rt.watch or me.tracers):
             rt.emit(me, "call_timeout", {"to": proc.pid, "request": request, "timeout": timeout})
         raise CallTimeout("timeout", dest, request, timeout)
@@ -210,7 +229,7 @@ def cast(dest: Pid | str, msg: Any) -> None:
 
 
 async def _system(dest: Pid | str, op: str, arg: Any, timeout: float | None) -> Any:
-    proc = resolve(dest, op)
+    proc = resolve(dest, op, op, timeout)
     if proc is None or not proc.alive:
         me = maybe_process()
         raise noproc_error(me.runtime if me is not None else None, dest, op, timeout)
@@ -226,14 +245,14 @@ async def _system(dest: Pid | str, op: str, arg: Any, timeout: float | None) -> 
 
     wref = watch(proc, died)
     proc.deliver(_System(op, arg, fut), None)
-    handle = None if timeout is None else loop.call_later(timeout, _expire, fut)
+    handle = None if timeout is None else proc.runtime.deadlines.add(timeout, fut)
     try:
         result = await fut
     finally:
         if handle is not None:
             handle.cancel()
         unwatch(proc, wref)
-    if result is _EXPIRED:
+    if result is EXPIRED:
         raise CallTimeout("timeout", dest, op, timeout)
     return result
 
@@ -347,21 +366,34 @@ class GenServer:
         rt = current_runtime(f"{cls.__name__}.start_link()")
         ack: asyncio.Future[Any] = rt.loop.create_future()
         server = cls()
-        pid = spawn(server._enter, ack, args, kwargs, name=name, link=link)
+        pid, _ = _spawn(
+            server._enter,
+            (ack, args, kwargs),
+            name,
+            link,
+            False,
+            False,
+            initial_call=f"{cls.__module__}:{cls.__qualname__}.init",
+        )
         proc = pid._proc
         assert proc is not None
-        proc.initial_call = f"{cls.__module__}:{cls.__qualname__}.init"
         proc.behaviour = server
+        # A child killed before ``_enter`` ever ran cannot ack: its death does.
+        wref = watch(proc, lambda _r, _p, reason: _ack(ack, ("error", reason)))
         handle = None if timeout is None else rt.loop.call_later(timeout, _start_expired, ack)
         try:
             status, value = await ack
         finally:
             if handle is not None:
                 handle.cancel()
+            unwatch(proc, wref)
         if status == "ok":
             return pid
         me = maybe_process()
         if status == "expired":
+            # OTP's proc_lib kill_flush: unlink first, so the kill spares the caller.
+            if link and me is not None:
+                unlink(pid)
             if proc.alive:
                 proc.signal_exit(me.pid if me else rt.outside_pid, KILL, False)
         # OTP >= 26: a trapping caller does not see the failed child's EXIT.
@@ -411,8 +443,22 @@ class GenServer:
         proc = self._proc
         parent = self._parent
         failure: BaseException | None = None
+        loop = proc.runtime.loop
         while True:
-            msg = await receive()
+            mb = proc.mailbox
+            if not mb:
+                # Inline receive(): one future per wait, no extra coroutine per message.
+                waiter = loop.create_future()
+                proc.waiter = waiter
+                proc.status = "waiting"
+                try:
+                    await waiter
+                finally:
+                    if proc.status == "waiting":
+                        proc.status = "running"
+                    proc.waiter = None
+                continue
+            msg = mb.popleft()
             kind = type(msg)
             if kind is ExitMsg and msg.pid == parent and proc.trap:
                 reason = msg.reason  # the parent is shutting us down

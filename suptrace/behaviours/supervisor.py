@@ -28,7 +28,7 @@ from suptrace.behaviours.childspec import (
     as_childspec,
     check_flags,
 )
-from suptrace.behaviours.gen_server import Caller, GenServer, call
+from suptrace.behaviours.gen_server import Caller, GenServer, StartError, call
 from suptrace.behaviours.intensity import RestartWindow
 from suptrace.core.errors import Exit
 from suptrace.core.process import (
@@ -204,7 +204,9 @@ class _SupervisorBase(GenServer):
             result = spec.func(*extra, *spec.args, **spec.kwargs)
             if inspect.isawaitable(result):
                 result = await result
-        except Exit as e:
+        except (Exit, StartError) as e:
+            # A child's failed init (``StartError``) reports its own reason, as
+            # OTP's ``{error, Reason}`` from ``start_link``.
             return "error", e.reason
         except Exception as e:
             return "error", e
@@ -221,6 +223,16 @@ class _SupervisorBase(GenServer):
             # would die unseen, so link it here.
             link(result)
         return "ok", result
+
+    def _try_again_later(self, key: Any) -> None:
+        """Schedule a retry of a failed restart (OTP's ``try_again_restart`` cast).
+
+        The retry arrives on a later loop iteration, so requests from other
+        processes (terminate_child, shutdown) get in between even when the
+        start function fails without ever awaiting.
+        """
+        proc = self._proc
+        proc.runtime.loop.call_soon(proc.deliver, _TryAgain(key), proc.pid)
 
     def _count_restart(self) -> bool:
         return self.window.add(int(time.monotonic()))
@@ -531,7 +543,7 @@ class Supervisor(_SupervisorBase):
             if status == "error":
                 self._report("start_error", member.spec, None, value)
                 member.restarting = True
-                self._proc.deliver(_TryAgain(member.spec.id), self._proc.pid)
+                self._try_again_later(member.spec.id)
                 return
             member.restarting = False
             if status == "ok":
@@ -648,6 +660,7 @@ class Supervisor(_SupervisorBase):
             )
 
     async def _api_start_child(self, spec: ChildSpec) -> Pid | None:
+        _check_significant(spec, self.auto_shutdown)
         existing = self.by_id.get(spec.id)
         if existing is not None:
             if existing.pid is not None and not existing.restarting:
@@ -717,13 +730,17 @@ def _check_all(
         if spec.id in seen:
             raise ValueError(f"child specs: duplicate child id {spec.id!r}")
         seen.add(spec.id)
-        if spec.significant and auto_shutdown == "never":
-            raise ValueError(
-                f"child spec {spec.id!r}: bad combination: significant=True with "
-                "auto_shutdown='never' (significance only matters with any_significant "
-                "or all_significant)"
-            )
+        _check_significant(spec, auto_shutdown)
     return specs
+
+
+def _check_significant(spec: ChildSpec, auto_shutdown: str) -> None:
+    if spec.significant and auto_shutdown == "never":
+        raise ValueError(
+            f"child spec {spec.id!r}: bad combination: significant=True with "
+            "auto_shutdown='never' (significance only matters with any_significant "
+            "or all_significant)"
+        )
 
 
 # -- admin API (callable from any process or plain task) -----------------------------------

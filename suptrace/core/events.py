@@ -37,14 +37,14 @@ kind               data
 ``progress``       ``supervisor``, ``started`` (offender dict)
 ``long_schedule``  ``duration``, ``stack``
 ``large_mailbox``  ``size``
-``call_trace``     ``function``, ``phase`` (``call``/``return``/``exception``), ...
+``call_trace``     ``function``, ``phase`` (``call``/``return``/``exception``), ``value``, ``duration``
+``trace``          ``note``  -- a tracer's own remark (e.g. a followed name changed pid)
 =================  =============================================================
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 if TYPE_CHECKING:
     from suptrace.core.terms import Pid
@@ -81,6 +81,7 @@ KINDS: Final = frozenset(
         "long_schedule",
         "large_mailbox",
         "call_trace",
+        "trace",
     }
 )
 
@@ -102,12 +103,12 @@ PROC_KINDS: Final = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class TraceEvent:
+class TraceEvent(NamedTuple):
     """One thing that happened to one process.
 
     ``ts`` is wall-clock seconds (``time.time()``), ``pid`` the process the
-    event belongs to, ``name`` its registered name at that moment.
+    event belongs to, ``name`` its registered name at that moment. Immutable
+    (a named tuple: cheap to build on the hot path).
     """
 
     ts: float

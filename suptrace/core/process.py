@@ -29,6 +29,7 @@ from types import FrameType
 from typing import Any
 
 from suptrace.core.errors import Exit, NodeError, NoProc, RegistrationError
+from suptrace.core.events import TraceEvent
 from suptrace.core.runtime import (
     Runtime,
     Tombstone,
@@ -171,6 +172,11 @@ class Process:
             mb = self.mailbox = deque()
         mb.append(msg)
         self.messages_in += 1
+        rec = self.recorder
+        if rec is not None:
+            rec.append((time.time(), "receive", sender, msg))
+        elif self.runtime.recorder_size:
+            self.record("receive", sender, msg)
         waiter = self.waiter
         if waiter is not None:
             self.waiter = None
@@ -195,6 +201,8 @@ class Process:
         else:
             action = "die"
         rt = self.runtime
+        if rt.recorder_size:
+            self.record("exit_signal", sender, (reason, action))
         if "exit_signal" in rt.watch or self.tracers:
             rt.emit(self, "exit_signal", {"from": sender, "reason": reason, "action": action})
         if action == "trap":
@@ -223,6 +231,24 @@ class Process:
             task.cancel()
             self.runtime.loop.call_soon(self._recancel)
 
+    # -- flight recorder -----------------------------------------------------------------
+
+    def record(self, kind: str, peer: Any, payload: Any) -> None:
+        """Append to the flight recorder (created on first use)."""
+        rec = self.recorder
+        if rec is None:
+            size = self.runtime.recorder_size
+            if not size:
+                return
+            rec = self.recorder = deque(maxlen=size)
+        rec.append((time.time(), kind, peer, payload))
+
+    def recent_events(self) -> list[TraceEvent]:
+        """The flight recorder's content as events, oldest first."""
+        if not self.recorder:
+            return []
+        return [_recorded_event(self, entry) for entry in self.recorder]
+
     # -- death --------------------------------------------------------------------------
 
     def finish(self, reason: Any) -> None:
@@ -239,7 +265,18 @@ class Process:
             waiter.cancel()
         self.waiter = None
         for hook in rt.death_hooks:
-            hook(self, reason)
+            try:
+                hook(self, reason)
+            except Exception as exc:  # an observer must never stop a death from completing
+                rt.loop.call_exception_handler(
+                    {"message": f"suptrace death hook {hook!r} failed", "exception": exc}
+                )
+        name = self.name
+        if name is not None:
+            if rt.names.get(name) is self:
+                del rt.names[name]
+            if "unregister" in rt.watch or self.tracers:
+                rt.emit(self, "unregister", {"name": name, "reason": reason})
         if "exit" in rt.watch or self.tracers:
             rt.emit(
                 self,
@@ -254,20 +291,16 @@ class Process:
                     "message_queue_len": len(self.mailbox) if self.mailbox else 0,
                     "messages_in": self.messages_in,
                     "messages_out": self.messages_out,
+                    "last_events": self.recent_events(),
                 },
             )
-        name = self.name
         if name is not None:
-            if rt.names.get(name) is self:
-                del rt.names[name]
             stone = Tombstone(name, pid, reason, time.time(), self.initial_call)
             if self.recorder is not None:
-                stone.last_events = list(self.recorder)
+                stone.last_events = self.recent_events()
             if self.notes:
                 stone.notes.extend(self.notes)
             rt.bury(stone)
-            if "unregister" in rt.watch or self.tracers:
-                rt.emit(self, "unregister", {"name": name, "reason": reason})
         pid._proc = None
         # Monitors this process held: the targets forget about them.
         if self.monitors:
@@ -342,7 +375,23 @@ class Process:
             "started_at": self.started_at,
             "behaviour": type(self.behaviour).__name__ if self.behaviour is not None else None,
             "system": self.system,
+            "last_events": self.recent_events(),
         }
+
+
+_PEER_KEY = {"receive": "from", "send": "to", "call": "to", "exit_signal": "from"}
+
+
+def _recorded_event(proc: Process, entry: tuple[float, str, Any, Any]) -> TraceEvent:
+    ts, kind, peer, payload = entry
+    if kind == "exit_signal":
+        reason, action = payload
+        data: dict[str, Any] = {"from": peer, "reason": reason, "action": action}
+    elif kind == "call":
+        data = {"to": peer, "request": payload}
+    else:
+        data = {_PEER_KEY.get(kind, "peer"): peer, "msg": payload}
+    return TraceEvent(ts, proc.pid, proc.name, kind, data)
 
 
 # -- the process task ----------------------------------------------------------------------
@@ -430,6 +479,7 @@ def _spawn(
     trap: bool,
     monitor: bool,
     system: bool = False,
+    initial_call: str | None = None,
 ) -> tuple[Pid, Ref | None]:
     rt = current_runtime("spawn()")
     if rt.closing:
@@ -440,12 +490,15 @@ def _spawn(
         raise NodeError("a dead process cannot spawn linked or monitored processes")
     if name is not None:
         _check_name(rt, name)
-    proc = Process(rt, _initial_call(fn), parent, trap)
+    proc = Process(rt, initial_call or _initial_call(fn), parent, trap)
     proc.system = system
     rt.procs[proc.pid] = proc
     if name is not None:
         proc.name = name
         rt.names[name] = proc
+        rt.tombstones.pop(name, None)  # as in register(): the name lives again
+    if parent is not None and ("spawn" in rt.watch or parent.tracers):
+        rt.emit(parent, "spawn", {"child": proc.pid, "initial_call": proc.initial_call, "link": link})
     ref = None
     if parent is not None:
         if link:
@@ -456,8 +509,6 @@ def _spawn(
     for hook in rt.spawn_hooks:
         hook(proc, parent)
     proc.task = rt.loop.create_task(_process_main(proc, fn, args))
-    if parent is not None and ("spawn" in rt.watch or parent.tracers):
-        rt.emit(parent, "spawn", {"child": proc.pid, "initial_call": proc.initial_call, "link": link})
     if "spawned" in rt.watch or proc.tracers:
         rt.emit(proc, "spawned", {"parent": proc.parent, "initial_call": proc.initial_call})
     if name is not None and ("register" in rt.watch or proc.tracers):
@@ -508,10 +559,13 @@ def self_pid() -> Pid:
 # -- messages ------------------------------------------------------------------------------
 
 
-def resolve(dest: Pid | str, what: str = "send") -> Process | None:
+def resolve(
+    dest: Pid | str, what: str = "send", request: Any = None, timeout: float | None = None
+) -> Process | None:
     """The live process behind a pid or registered name.
 
-    Returns None for a dead pid; raises `NoProc` for an unregistered name.
+    Returns None for a dead pid; raises `NoProc` for an unregistered name
+    (carrying ``request`` and ``timeout`` when resolving for a call).
     """
     if type(dest) is Pid:
         return dest._proc
@@ -519,7 +573,7 @@ def resolve(dest: Pid | str, what: str = "send") -> Process | None:
         rt = current_runtime(f"{what}()")
         proc = rt.names.get(dest)
         if proc is None:
-            raise noproc_error(rt, dest)
+            raise noproc_error(rt, dest, request, timeout)
         return proc
     raise TypeError(f"{what}() needs a Pid or a registered name (str), got {dest!r}")
 
@@ -551,6 +605,11 @@ def send(dest: Pid | str, msg: Any) -> None:
     sender = _current_process.get()
     if sender is not None:
         sender.messages_out += 1
+        rec = sender.recorder
+        if rec is not None:
+            rec.append((time.time(), "send", dest, msg))
+        elif sender.runtime.recorder_size:
+            sender.record("send", dest, msg)
         if "send" in sender.runtime.watch or sender.tracers:
             sender.runtime.emit(sender, "send", {"to": dest if proc is None else proc.pid, "msg": msg})
         if proc is None:

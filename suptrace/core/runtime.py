@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from suptrace.core.errors import NodeError
 from suptrace.core.events import KINDS, TraceEvent
 from suptrace.core.terms import Pid
+from suptrace.core.timers import Deadlines
 
 if TYPE_CHECKING:
     from suptrace.core.process import Process
@@ -100,6 +101,10 @@ class Runtime:
         self.spawn_hooks: tuple[Callable[[Process, Process | None], None], ...] = ()
         #: Called with a process right before its death is announced (flight recorder).
         self.death_hooks: tuple[Callable[[Process, Any], None], ...] = ()
+        #: Flight recorder: how many recent events each process keeps (0: off).
+        self.recorder_size = 16
+        #: Timeouts of calls and receives.
+        self.deadlines = Deadlines(loop)
         #: Observers and services of the node, by name ("reports", "tracer", ...).
         self.services: dict[str, Any] = {}
 

@@ -62,10 +62,16 @@ class Node:
         reports: bool = True,
         log_reports: bool = True,
         report_history: int = 1000,
+        flight_recorder: int = 16,
         **options: Any,
     ) -> None:
         """``reports`` keeps SASL-style reports (``log_reports`` also writes them
-        through loguru; ``report_history`` bounds how many are kept)."""
+        through loguru; ``report_history`` bounds how many are kept).
+        ``flight_recorder`` is how many recent events each process keeps for
+        crash reports, tombstones and ``inspect`` (0 turns it off)."""
+        if isinstance(flight_recorder, bool) or not isinstance(flight_recorder, int) or flight_recorder < 0:
+            raise ValueError(f"flight_recorder must be an int >= 0, got {flight_recorder!r}")
+        self.flight_recorder = flight_recorder
         self.name = name or _default_name()
         self.shutdown_timeout = shutdown_timeout
         self.options = options
@@ -85,6 +91,7 @@ class Node:
     async def __aenter__(self) -> Node:
         loop = asyncio.get_running_loop()
         self._runtime = Runtime(self.name, loop)
+        self._runtime.recorder_size = self.flight_recorder
         self._token = self._runtime.activate()
         if self.reports is not None:
             self.reports.attach(self._runtime)
@@ -111,6 +118,8 @@ class Node:
         try:
             await self.shutdown()
         finally:
+            for tracer in list(self.runtime.services.get("tracers", ())):
+                tracer.stop("node_stopped")
             await self._close_services()
             if self.reports is not None:
                 self.reports.detach()
@@ -144,7 +153,11 @@ class Node:
         if proc.reason is not None:
             return
         done = _death_future(proc)
-        proc.signal_exit(self.runtime.outside_pid, SHUTDOWN, True)
+        # The node stops a process on behalf of its parent (gone by now, or it would
+        # have taken its child down): a trapping GenServer sees its parent's exit and
+        # runs terminate, as under OTP's application master.
+        rt = self.runtime
+        proc.signal_exit(proc.parent if proc.parent is not None else rt.outside_pid, SHUTDOWN, True)
         try:
             await asyncio.wait_for(asyncio.shield(done), self.shutdown_timeout)
         except TimeoutError:

@@ -139,6 +139,8 @@ def format_event(event: TraceEvent, limit: int = 200, utc: bool = False) -> str:
     elif k == "progress":
         started = d.get("started") or {}
         body = f"{who} started {started.get('id')!r} as {started.get('pid')}"
+    elif k == "trace":
+        body = str(d.get("note"))
     elif k == "call_trace":
         body = f"{who} {d.get('phase')} {d.get('function')} {short(d.get('value'), limit)}"
     else:

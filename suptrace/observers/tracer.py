@@ -1,0 +1,431 @@
+"""The dbg analogue: trace what a process does, safely.
+
+A `Tracer` hangs a callback on the processes it traces (or on the node for
+``"all"``). The callback runs inside the traced process's step, so it only
+filters, counts and appends to a bounded buffer; the user's handler runs later
+from a loop callback. A traced process therefore never waits for a handler,
+and a flood of events is cut by explicit, named limits:
+
+=============  ========  ======================================================
+limit          default   what happens when reached
+=============  ========  ======================================================
+``max_events`` 1000      the tracer stops (reason ``"max_events"``)
+``duration``   60 s      the tracer stops (reason ``"duration"``)
+``rate``       1000/s    events over the rate in one second are dropped, counted
+``buffer``     10000     events that find the buffer full are dropped, counted
+``term_limit`` 200       characters of a term shown in a line (cut with ``…``)
+=============  ========  ======================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+from suptrace.core.errors import NoProc
+from suptrace.core.events import KINDS, TraceEvent
+from suptrace.core.process import Process, noproc_error
+from suptrace.core.runtime import Runtime, current_runtime
+from suptrace.core.terms import Pid
+from suptrace.observers.format import format_event
+
+__all__ = ["Tracer", "trace", "FLAGS"]
+
+_SUPERVISION: Final = frozenset(
+    {
+        "restart",
+        "start_error",
+        "intensity",
+        "not_restarted",
+        "child_terminated",
+        "shutdown_error",
+    }
+)
+
+#: dbg-style flags and the event kinds each one selects.
+FLAGS: Final[dict[str, frozenset[str]]] = {
+    "send": frozenset({"send", "dead_letter"}),
+    "receive": frozenset({"receive"}),
+    "procs": frozenset(
+        {
+            "spawn",
+            "spawned",
+            "exit",
+            "link",
+            "unlink",
+            "getting_linked",
+            "register",
+            "unregister",
+            "exit_signal",
+        }
+    )
+    | _SUPERVISION,
+    "monitors": frozenset({"monitor", "demonitor", "down"}),
+    "calls": frozenset({"call", "reply", "call_timeout"}),
+    "supervisor": _SUPERVISION | {"progress"},
+    "call_trace": frozenset({"call_trace"}),
+    "system": frozenset({"long_schedule", "large_mailbox"}),
+    "all": KINDS,
+}
+
+EventHandler = Callable[[TraceEvent], None]
+
+
+def _kinds_for(flags: Iterable[str] | str) -> frozenset[str]:
+    if isinstance(flags, str):
+        flags = [flags]
+    kinds: set[str] = set()
+    for flag in flags:
+        if flag in FLAGS:
+            kinds |= FLAGS[flag]
+        elif flag in KINDS:
+            kinds.add(flag)
+        else:
+            raise ValueError(
+                f"unknown trace flag {flag!r}; flags are {', '.join(FLAGS)} or any event kind"
+            )
+    return frozenset(kinds)
+
+
+def _print_line(event: TraceEvent) -> None:
+    print(format_event(event), flush=True)
+
+
+class Tracer:
+    """One trace session. Create it with `trace`; end it with `stop`.
+
+    ``stats()`` tells what happened (events delivered, dropped, why it stopped);
+    ``await tracer.wait()`` returns once it stopped.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        target: Pid | str,
+        flags: Iterable[str] | str = ("send", "receive", "procs"),
+        *,
+        max_events: int | None = 1000,
+        duration: float | None = 60.0,
+        rate: float | None = 1000.0,
+        buffer: int = 10_000,
+        handler: EventHandler | None = None,
+        follow_name: bool = True,
+        set_on_spawn: bool = False,
+        term_limit: int = 200,
+        on_stop: Callable[[Tracer], None] | None = None,
+    ) -> None:
+        for label, value in (("max_events", max_events), ("rate", rate), ("duration", duration)):
+            if value is not None and (isinstance(value, bool) or value <= 0):
+                raise ValueError(f"trace(): {label} must be > 0 or None, got {value!r}")
+        if buffer <= 0:
+            raise ValueError(f"trace(): buffer must be > 0, got {buffer!r}")
+        self.runtime = runtime
+        self.target = target
+        self.kinds = _kinds_for(flags)
+        self.max_events = max_events
+        self.duration = duration
+        self.rate = rate
+        self.buffer_size = buffer
+        self.handler: EventHandler = handler or _print_line
+        self.follow_name = follow_name
+        self.set_on_spawn = set_on_spawn
+        self.term_limit = term_limit
+        self.on_stop = on_stop
+        self.started = time.time()
+        self.accepted = 0
+        self.delivered = 0
+        self.dropped_rate = 0
+        self.dropped_buffer = 0
+        self.handler_errors = 0
+        self.stop_reason: str | None = None
+        self._buffer: deque[TraceEvent] = deque()
+        self._procs: dict[Pid, Process] = {}
+        self._undo: list[Callable[[], None]] = []
+        self._drain_scheduled = False
+        self._window_start = 0.0
+        self._window_count = 0
+        self._done: asyncio.Future[str] = runtime.loop.create_future()
+        self._callback = self._on_event
+        self._all = target == "all"
+        self._full = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> Tracer:
+        rt = self.runtime
+        target = self.target
+        if target == "all":
+            self._undo.append(rt.add_event_handler(self._on_global, self.kinds))
+        elif target == "new":
+            pass
+        elif isinstance(target, str):
+            proc = rt.names.get(target)
+            if proc is not None and proc.alive:
+                self._attach(proc)
+            elif not self.follow_name:
+                raise noproc_error(rt, target)
+            if self.follow_name:
+                self._undo.append(rt.add_event_handler(self._on_register, ("register",)))
+        elif type(target) is Pid:
+            proc = target._proc
+            if proc is None or not proc.alive:
+                raise noproc_error(rt, target)
+            self._attach(proc)
+        else:
+            raise TypeError(f"trace() target must be a Pid, a name, 'all' or 'new', got {target!r}")
+        if target == "new" or self.set_on_spawn:
+            hook = self._on_spawn
+            rt.spawn_hooks = (*rt.spawn_hooks, hook)
+
+            def unhook() -> None:
+                rt.spawn_hooks = tuple(h for h in rt.spawn_hooks if h is not hook)
+
+            self._undo.append(unhook)
+        if self.duration is not None:
+            handle = rt.loop.call_later(self.duration, self.stop, "duration")
+            self._undo.append(handle.cancel)
+        rt.services.setdefault("tracers", set()).add(self)
+        return self
+
+    def stop(self, reason: str = "stopped") -> None:
+        """End the trace: remove every trace hook from the node, deliver what is buffered."""
+        if self.stop_reason is not None:
+            return
+        self.stop_reason = reason
+        for proc in list(self._procs.values()):
+            self._detach(proc)
+        for undo in reversed(self._undo):
+            undo()
+        self._undo.clear()
+        tracers = self.runtime.services.get("tracers")
+        if tracers is not None:
+            tracers.discard(self)
+        self._drain()
+        if not self._done.done():
+            self._done.set_result(reason)
+        if self.on_stop is not None:
+            self.on_stop(self)
+
+    async def wait(self) -> str:
+        """Wait until the tracer stops; returns why."""
+        return await asyncio.shield(self._done)
+
+    @property
+    def active(self) -> bool:
+        return self.stop_reason is None
+
+    @property
+    def dropped(self) -> int:
+        return self.dropped_rate + self.dropped_buffer
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "target": str(self.target),
+            "kinds": sorted(self.kinds),
+            "accepted": self.accepted,
+            "delivered": self.delivered,
+            "dropped": self.dropped,
+            "dropped_rate": self.dropped_rate,
+            "dropped_buffer": self.dropped_buffer,
+            "handler_errors": self.handler_errors,
+            "traced_pids": sorted(self._procs),
+            "stop_reason": self.stop_reason,
+            "elapsed": time.time() - self.started,
+        }
+
+    def summary(self) -> str:
+        s = self.stats()
+        text = f"trace of {s['target']} ended ({s['stop_reason']}): {s['delivered']} events"
+        if s["dropped"]:
+            text += (
+                f", {s['dropped']} dropped ({s['dropped_rate']} over the rate limit, "
+                f"{s['dropped_buffer']} on a full buffer)"
+            )
+        return text
+
+    # -- attaching -----------------------------------------------------------------------
+
+    def _attach(self, proc: Process) -> None:
+        if proc.pid in self._procs:
+            return
+        self._procs[proc.pid] = proc
+        proc.tracers = (*(proc.tracers or ()), self._callback)
+
+    def _detach(self, proc: Process) -> None:
+        self._procs.pop(proc.pid, None)
+        if proc.tracers:
+            rest = tuple(t for t in proc.tracers if t is not self._callback)
+            proc.tracers = rest or None
+
+    def traces(self, proc: Process | None) -> bool:
+        """True if events of ``proc`` reach this tracer."""
+        if proc is None or self.stop_reason is not None:
+            return False
+        if self._all:
+            return not proc.system
+        return proc.pid in self._procs
+
+    def _on_spawn(self, child: Process, parent: Process | None) -> None:
+        if child.system:
+            return
+        if self.target == "new" or (
+            self.set_on_spawn and parent is not None and parent.pid in self._procs
+        ):
+            self._attach(child)
+
+    def _on_register(self, event: TraceEvent) -> None:
+        if event.data.get("name") != self.target or event.pid is None:
+            return
+        proc = event.pid._proc
+        if proc is None or proc.pid in self._procs:
+            return
+        old = [p for p in self._procs if p != proc.pid]
+        for pid in old:
+            gone = self._procs.get(pid)
+            if gone is not None:
+                self._detach(gone)
+        was = f" (was {', '.join(str(p) for p in old)})" if old else ""
+        self._accept(
+            TraceEvent(
+                time.time(),
+                proc.pid,
+                str(self.target),
+                "trace",
+                {"note": f"--- {self.target} is now {proc.pid}{was} ---"},
+            ),
+            force=True,
+        )
+        self._attach(proc)
+
+    # -- the hot side: runs inside the traced process's step ------------------------------
+
+    def _on_global(self, event: TraceEvent) -> None:
+        pid = event.pid
+        proc = pid._proc if pid is not None else None
+        if proc is not None and proc.system:
+            return
+        self._accept(event)
+
+    def _on_event(self, event: TraceEvent) -> None:
+        if event.kind in self.kinds:
+            self._accept(event)
+        if event.kind == "exit" and event.pid is not None:
+            proc = self._procs.get(event.pid)
+            if proc is not None:
+                self._detach(proc)
+                if not self._procs and not self.follow_name and self.target not in ("new", "all"):
+                    self.runtime.loop.call_soon(self.stop, "target_exited")
+
+    def _accept(self, event: TraceEvent, force: bool = False) -> None:
+        if self.stop_reason is not None or self._full:
+            return
+        if not force and self.rate is not None:
+            now = time.monotonic()
+            if now - self._window_start >= 1.0:
+                self._window_start = now
+                self._window_count = 0
+            if self._window_count >= self.rate:
+                self.dropped_rate += 1
+                return
+            self._window_count += 1
+        if len(self._buffer) >= self.buffer_size:
+            self.dropped_buffer += 1
+            return
+        self._buffer.append(event)
+        self.accepted += 1
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            self.runtime.loop.call_soon(self._drain)
+        if self.max_events is not None and self.accepted >= self.max_events:
+            # Take nothing more; the stop itself (detaching everything) runs next iteration.
+            self._full = True
+            self.runtime.loop.call_soon(self.stop, "max_events")
+
+    # -- the cold side: a loop callback --------------------------------------------------
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        buf = self._buffer
+        handler = self.handler
+        while buf:
+            event = buf.popleft()
+            try:
+                handler(event)
+                self.delivered += 1
+            except Exception as exc:
+                self.handler_errors += 1
+                if self.handler_errors == 1:
+                    print(
+                        f"suptrace: trace handler {handler!r} failed: {exc!r} "
+                        "(further failures are counted in stats())",
+                        file=sys.stderr,
+                    )
+
+
+def trace(
+    target: Pid | str,
+    flags: Iterable[str] | str = ("send", "receive", "procs"),
+    *,
+    max_events: int | None = 1000,
+    duration: float | None = 60.0,
+    rate: float | None = 1000.0,
+    buffer: int = 10_000,
+    handler: EventHandler | None = None,
+    follow_name: bool = True,
+    set_on_spawn: bool = False,
+    term_limit: int = 200,
+) -> Tracer:
+    """Trace a process (pid or registered name), ``"all"`` or ``"new"`` processes.
+
+    ``flags`` select what is seen: ``send``, ``receive``, ``procs`` (spawn,
+    exit, links, registration, restarts), ``monitors``, ``calls``,
+    ``supervisor``, ``call_trace``, ``system`` or ``all`` (or event kinds).
+    Each event goes to ``handler(event)`` (default: print a dbg-style line).
+    A traced name is followed across restarts unless ``follow_name=False``;
+    ``set_on_spawn=True`` also traces the processes a traced process spawns.
+    Limits are described in this module's docstring.
+
+    >>> import suptrace
+    >>> lines = []
+    >>> async def main():
+    ...     async def echo():
+    ...         while True:
+    ...             msg = await suptrace.receive()
+    ...             if msg == "stop":
+    ...                 return
+    ...     pid = suptrace.spawn(echo, name="echo")
+    ...     t = suptrace.trace("echo", ["receive"], handler=lambda e: lines.append(e.data["msg"]))
+    ...     ref = suptrace.monitor(pid)
+    ...     for m in ["a", "b", "stop"]:
+    ...         suptrace.send("echo", m)
+    ...     await suptrace.receive(lambda m: isinstance(m, suptrace.Down))
+    ...     t.stop()
+    ...     return t.stats()["delivered"]
+    >>> suptrace.run(main)
+    3
+    >>> lines
+    ['a', 'b', 'stop']
+    """
+    rt = current_runtime("trace()")
+    tracer = Tracer(
+        rt,
+        target,
+        flags,
+        max_events=max_events,
+        duration=duration,
+        rate=rate,
+        buffer=buffer,
+        handler=handler,
+        follow_name=follow_name,
+        set_on_spawn=set_on_spawn,
+        term_limit=term_limit,
+    )
+    try:
+        return tracer.start()
+    except (NoProc, TypeError):
+        tracer.stop("failed")
+        raise

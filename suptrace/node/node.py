@@ -18,6 +18,7 @@ from suptrace.core.process import Process, spawn, watch
 from suptrace.core.runtime import Runtime
 from suptrace.core.terms import KILL, NORMAL, SHUTDOWN, Pid, Ref
 from suptrace.observers.reports import Reports
+from suptrace.observers.sysmon import SystemMonitor
 
 __all__ = ["Node", "run", "Service"]
 
@@ -63,15 +64,22 @@ class Node:
         log_reports: bool = True,
         report_history: int = 1000,
         flight_recorder: int = 16,
+        system_monitor: bool | dict[str, Any] = True,
         **options: Any,
     ) -> None:
         """``reports`` keeps SASL-style reports (``log_reports`` also writes them
         through loguru; ``report_history`` bounds how many are kept).
         ``flight_recorder`` is how many recent events each process keeps for
-        crash reports, tombstones and ``inspect`` (0 turns it off)."""
+        crash reports, tombstones and ``inspect`` (0 turns it off).
+        ``system_monitor`` watches for steps that block the loop and for growing
+        mailboxes: True (defaults), False, or a dict of `SystemMonitor` options."""
         if isinstance(flight_recorder, bool) or not isinstance(flight_recorder, int) or flight_recorder < 0:
             raise ValueError(f"flight_recorder must be an int >= 0, got {flight_recorder!r}")
         self.flight_recorder = flight_recorder
+        self.system_monitor: SystemMonitor | None = None
+        if system_monitor:
+            opts = system_monitor if isinstance(system_monitor, dict) else {}
+            self.system_monitor = SystemMonitor(**opts)
         self.name = name or _default_name()
         self.shutdown_timeout = shutdown_timeout
         self.options = options
@@ -95,6 +103,8 @@ class Node:
         self._token = self._runtime.activate()
         if self.reports is not None:
             self.reports.attach(self._runtime)
+        if self.system_monitor is not None:
+            self.system_monitor.attach(self._runtime)
         started: list[Service] = []
         try:
             for service in self.services:
@@ -121,6 +131,8 @@ class Node:
             for tracer in list(self.runtime.services.get("tracers", ())):
                 tracer.stop("node_stopped")
             await self._close_services()
+            if self.system_monitor is not None:
+                self.system_monitor.detach()
             if self.reports is not None:
                 self.reports.detach()
             self.runtime.closing = True

@@ -26,6 +26,7 @@ async def in_node(main: Callable[..., Awaitable[T]], *args: Any, **node_opts: An
     An exception in ``main`` (a failed assert included) is re-raised here.
     """
     node_opts.setdefault("shutdown_timeout", 1.0)
+    node_opts.setdefault("log_reports", False)  # keep crash reports off the test output
     async with asyncio.timeout(TEST_DEADLINE), suptrace.Node("test", **node_opts) as node:
         return await node.run_root(main, *args)
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -81,8 +82,7 @@ async def test_normal_exit_of_linked_peer_reaches_trapping_process_as_exit_msg()
         suptrace.trap_exit(True)
         peer = suptrace.spawn_link(idle)
         suptrace.exit(peer, "normal")  # ignored by the non-trapping peer
-        assert await mailbox_empty()
-        suptrace.send(peer, "still alive?")
+        assert await mailbox_empty() and suptrace.is_alive(peer)
         peer2 = suptrace.spawn_link(link_then_exit, suptrace.self_pid(), "normal")
         assert await exit_from(peer2) == ExitMsg(peer2, "normal")
         suptrace.exit(peer, "kill")
@@ -261,26 +261,35 @@ async def test_exit_to_a_dead_process_is_ignored() -> None:
     await in_node(main)
 
 
-async def test_exit_from_outside_any_process_is_applied() -> None:
-    async with suptrace.Node("plain") as node:
+async def test_exit_from_outside_any_process_comes_from_the_node() -> None:
+    async with asyncio.timeout(5), suptrace.Node("plain") as node:
+        ready = asyncio.Event()
+        pids: list[Pid] = []
 
-        async def main() -> Any:
+        async def trapper() -> Any:
             suptrace.trap_exit(True)
-            return await suptrace.receive(timeout=2)
+            pids.append(suptrace.self_pid())
+            ready.set()
+            return await suptrace.receive()
 
-        task_pid = suptrace.spawn(main)
-        proc = task_pid._proc
-        assert proc is not None
-        suptrace.exit(task_pid, "shutdown")  # sent from the plain test task
-        done = []
-        ref = suptrace.Ref()
-        import asyncio
+        root = asyncio.create_task(node.run_root(trapper))
+        await ready.wait()
+        suptrace.exit(pids[0], "shutdown")  # sent from this plain task
+        assert await root == ExitMsg(node.runtime.outside_pid, "shutdown")
 
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        suptrace.core.process.watch(proc, lambda _r, _p, reason: fut.set_result(reason))
-        assert await asyncio.wait_for(fut, 2) == "normal"
-        assert proc.result == ExitMsg(node.runtime.outside_pid, "shutdown")
-        del done, ref
+        ready.clear()
+        root = asyncio.create_task(node.run_root(idle_after_ready, ready, pids))
+        await ready.wait()
+        suptrace.exit(pids[1], "shutdown")
+        with pytest.raises(suptrace.Exit) as info:
+            await root
+        assert info.value.reason == "shutdown"
+
+
+async def idle_after_ready(ready: asyncio.Event, pids: list[Pid]) -> None:
+    pids.append(suptrace.self_pid())
+    ready.set()
+    await idle()
 
 
 # -- link/unlink rules ----------------------------------------------------------------------
@@ -381,20 +390,28 @@ async def test_unlink_stops_propagation() -> None:
         assert (await down_of(ref)).reason == "boom"
         assert await ping(victim)
 
-        # The other side may unlink too.
-        async def linked_waiter() -> None:
-            suptrace.link(victim)
+        # Either side may unlink: here the process that did not create the link does.
+        async def unlinks_when_told() -> None:
+            _, peer = await suptrace.receive(lambda m: m[0] == "unlink")
+            suptrace.unlink(peer)
+            suptrace.send(me, "unlinked")
+            await echo()
+
+        async def linked_waiter(target: Pid) -> None:
+            suptrace.link(target)
             suptrace.send(me, "linked")
             await suptrace.receive(lambda m: m == "go")
             raise suptrace.Exit("boom")
 
-        waiter, wref = suptrace.spawn_monitor(linked_waiter)
+        victim2 = suptrace.spawn(unlinks_when_told)
+        waiter, wref = suptrace.spawn_monitor(linked_waiter, victim2)
         await suptrace.receive(lambda m: m == "linked")
-        suptrace.unlink(victim)  # no-op: this process is not linked to it
-        assert suptrace.process_info(victim)["links"] == [waiter]  # type: ignore[index]
+        suptrace.send(victim2, ("unlink", waiter))
+        await suptrace.receive(lambda m: m == "unlinked")
+        assert suptrace.process_info(waiter)["links"] == []  # type: ignore[index]
         suptrace.send(waiter, "go")
         assert (await down_of(wref)).reason == "boom"
-        assert await ping(victim)
+        assert await ping(victim2)
         suptrace.exit(victim, "kill")
         assert (await down_of(vref)).reason == "killed"
 
@@ -435,12 +452,16 @@ async def test_spawn_link_is_atomic_child_crashing_at_once_kills_the_parent() ->
 async def test_spawn_with_link_flag_links() -> None:
     async def main() -> None:
         suptrace.trap_exit(True)
-        pid = suptrace.spawn(link_then_exit, suptrace.Pid(10**9), "never reached", link=True)
-        # Linking to a pid that never existed: NoProc crashes the child, and we see it.
-        msg = await exit_from(pid)
-        assert isinstance(msg.reason, NoProc)
+        pid = suptrace.spawn(exits_with, "boom", link=True)
+        assert await exit_from(pid) == ExitMsg(pid, "boom")
+        info = suptrace.process_info(suptrace.self_pid())
+        assert info is not None and info["links"] == []
 
     await in_node(main)
+
+
+async def exits_with(reason: Any) -> None:
+    raise suptrace.Exit(reason)
 
 
 # -- monitors -------------------------------------------------------------------------------

@@ -407,6 +407,30 @@ async def test_kill_is_redelivered_at_every_await_and_overrides_a_normal_return(
     await in_node(main)
 
 
+async def test_kill_wins_over_an_exit_whose_cancellation_was_swallowed() -> None:
+    async def main() -> None:
+        me = suptrace.self_pid()
+
+        async def deaf() -> None:
+            suptrace.send(me, "ready")
+            try:
+                await never()
+            except asyncio.CancelledError:
+                suptrace.send(me, "ignored a cancellation")
+            await never()
+
+        pid = suptrace.spawn(deaf)
+        await suptrace.receive(lambda m: m == "ready", timeout=1)
+        ref = suptrace.monitor(pid)
+        suptrace.exit(pid, "shutdown")
+        assert await suptrace.receive(timeout=1) == "ignored a cancellation"
+        assert not suptrace.is_alive(pid)  # doomed, yet its code still runs
+        suptrace.exit(pid, "kill")  # what a supervisor does after its shutdown timeout
+        assert (await down_of(ref)).reason == "killed"
+
+    await in_node(main)
+
+
 async def test_process_killed_before_it_ran_still_dies_and_notifies() -> None:
     async def main() -> None:
         ran: list[str] = []

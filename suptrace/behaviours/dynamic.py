@@ -32,12 +32,16 @@ __all__ = ["DynamicSupervisor"]
 
 
 class _Dyn:
-    __slots__ = ("pid", "restarting", "spec")
+    __slots__ = ("failure", "pid", "proc", "restarting", "spec")
 
-    def __init__(self, spec: ChildSpec, pid: Pid | None) -> None:
+    def __init__(self, spec: ChildSpec, pid: Pid) -> None:
         self.spec = spec
         self.pid = pid
+        #: Kept to read a dead child supervisor's exit cause (for not_restarted).
+        self.proc = pid._proc
         self.restarting = False
+        #: Why the last restart failed, while ``restarting``.
+        self.failure: Any = None
 
 
 class DynamicSupervisor(_SupervisorBase):
@@ -128,7 +132,7 @@ class DynamicSupervisor(_SupervisorBase):
         elif type(msg) is _TryAgain:
             child = self.children.get(msg.key)
             if child is not None and child.restarting:
-                await self._restart(msg.key, child, None)
+                await self._restart(msg.key, child, child.failure, retry=True)
 
     async def _child_exited(self, pid: Pid, child: _Dyn, reason: Any) -> None:
         spec = child.spec
@@ -138,33 +142,27 @@ class DynamicSupervisor(_SupervisorBase):
                 self._report("child_terminated", spec, pid, reason)
             del self.children[pid]
             if normal and spec.type == "supervisor":
-                self._event(
-                    "not_restarted",
-                    child_id=spec.id,
-                    reason=reason,
-                    restart_type=spec.restart,
-                    cause=None,
-                    rule=f"{spec.restart} child exited {_reason_text(reason)}",
-                    offender={"pid": pid, "id": spec.id},
-                )
+                self._not_restarted(spec, child.proc, pid, reason)
             return
         self._report("child_terminated", spec, pid, reason)
         await self._restart(pid, child, reason)
 
-    async def _restart(self, key: Pid, child: _Dyn, reason: Any) -> None:
+    async def _restart(self, key: Pid, child: _Dyn, reason: Any, retry: bool = False) -> None:
         if not self._count_restart():
             del self.children[key]
-            self._give_up(child.spec, key, reason)
+            self._give_up(child.spec, key, reason, retry)
         status, value = await self._start_spec(child.spec, self.extra_args)
         if status == "error":
             self._report("start_error", child.spec, None, value)
             child.restarting = True
+            child.failure = value
             self._try_again_later(key)
             return
         del self.children[key]
         if status == "ok":
             child.restarting = False
             child.pid = value
+            child.proc = value._proc
             self.children[value] = child
             self._event(
                 "restart", child_id=child.spec.id, old_pid=key, new_pid=value, reason=reason
@@ -280,7 +278,7 @@ class DynamicSupervisor(_SupervisorBase):
             if status == "ignore":
                 return None
             self.children[value] = _Dyn(spec, value)
-            self._progress(spec, value)
+            self._progress(spec, value, api=True)
             return value
         if op == "terminate_child":
             child = self.children.get(arg) if isinstance(arg, Pid) else None

@@ -199,10 +199,16 @@ async def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> An
             me.record("call", proc.pid, request)
         if "call" in rt.watch or me.tracers:
             rt.emit(me, "call", {"to": proc.pid, "request": request, "ref": caller.ref})
+    instrument = rt.instrument
+    token = None if instrument is None else instrument.call_begin(me, proc, request)
     proc.deliver(_Call(request, caller), caller.pid)
     handle = None if timeout is None else rt.deadlines.add(timeout, fut)
     try:
         result = await fut
+    except BaseException as e:
+        if token is not None:
+            instrument.call_end(token, e)  # type: ignore[union-attr]
+        raise
     finally:
         if handle is not None:
             handle.cancel()
@@ -211,7 +217,12 @@ async def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> An
     if result is EXPIRED:
         if me is not None and ("call_timeout" in rt.watch or me.tracers):
             rt.emit(me, "call_timeout", {"to": proc.pid, "request": request, "timeout": timeout})
-        raise CallTimeout("timeout", dest, request, timeout)
+        error = CallTimeout("timeout", dest, request, timeout)
+        if token is not None:
+            instrument.call_end(token, error)  # type: ignore[union-attr]
+        raise error
+    if token is not None:
+        instrument.call_end(token, None)  # type: ignore[union-attr]
     return result
 
 
@@ -398,10 +409,8 @@ class GenServer:
                 proc.signal_exit(me.pid if me else rt.outside_pid, KILL, False)
         # OTP >= 26: a trapping caller does not see the failed child's EXIT.
         await _wait_dead(proc)
-        if me is not None and link and me.trap and me.mailbox:
-            for msg in list(me.mailbox):
-                if type(msg) is ExitMsg and msg.pid == pid:
-                    me.mailbox.remove(msg)
+        if me is not None and link and me.trap:
+            me.extract(lambda m: type(m) is ExitMsg and m.pid == pid)
         if status == "ignore":
             return IGNORE
         if status == "expired":
@@ -458,7 +467,7 @@ class GenServer:
                         proc.status = "running"
                     proc.waiter = None
                 continue
-            msg = mb.popleft()
+            msg = proc.take()
             kind = type(msg)
             if kind is ExitMsg and msg.pid == parent and proc.trap:
                 reason = msg.reason  # the parent is shutting us down
@@ -466,6 +475,11 @@ class GenServer:
             if kind is _System and msg.op == "terminate":
                 reason = msg.arg
                 break
+            instrument = proc.runtime.instrument
+            token = None
+            if instrument is not None and kind is not _System:
+                token = instrument.handle_begin(proc, _KIND_NAMES.get(kind, "info"), msg, proc.inbound)
+                proc.inbound = None
             try:
                 if kind is _Call:
                     self._calls += 1
@@ -481,11 +495,19 @@ class GenServer:
                     self._infos += 1
                     await self.handle_info(msg)
             except Exit as e:
+                if token is not None:
+                    instrument.handle_end(token, e)  # type: ignore[union-attr]
                 reason = e.reason
                 break
-            except Exception as e:
+            except BaseException as e:
+                if token is not None:
+                    instrument.handle_end(token, e)  # type: ignore[union-attr]
+                if not isinstance(e, Exception):
+                    raise
                 reason = failure = e
                 break
+            if token is not None:
+                instrument.handle_end(token, None)  # type: ignore[union-attr]
         await self.terminate(reason)
         if failure is not None:
             raise failure
@@ -511,6 +533,9 @@ class GenServer:
             value = CallError("unknown_system_message", self._proc.pid, msg.op)
         if fut is not None and not fut.done():
             fut.set_result(value)
+
+
+_KIND_NAMES: dict[type, str] = {_Call: "call", _Cast: "cast"}
 
 
 def _start_expired(ack: asyncio.Future[Any]) -> None:

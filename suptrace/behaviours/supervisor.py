@@ -131,13 +131,15 @@ class MaxChildren(SupervisorError):
 
 
 class _Child:
-    __slots__ = ("pid", "proc", "restarting", "spec")
+    __slots__ = ("failure", "pid", "proc", "restarting", "spec")
 
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
         self.pid: Pid | None = None
         self.proc: Process | None = None
         self.restarting = False
+        #: Why the last restart failed, while ``restarting``.
+        self.failure: Any = None
 
     def state(self) -> Pid | str | None:
         return "restarting" if self.restarting else self.pid
@@ -193,8 +195,13 @@ class _SupervisorBase(GenServer):
     def _report(self, context: str, spec: ChildSpec, pid: Pid | None, reason: Any) -> None:
         self._event(context, child_id=spec.id, reason=reason, offender=offender(spec, pid))
 
-    def _progress(self, spec: ChildSpec, pid: Pid) -> None:
-        self._event("progress", child_id=spec.id, started=offender(spec, pid))
+    def _progress(self, spec: ChildSpec, pid: Pid, api: bool = False) -> None:
+        """A child started; ``api`` marks starts requested through the admin API
+        (logged at DEBUG rather than INFO, as current OTP does)."""
+        if api:
+            self._event("progress", child_id=spec.id, started=offender(spec, pid), api=True)
+        else:
+            self._event("progress", child_id=spec.id, started=offender(spec, pid))
 
     # -- starting -----------------------------------------------------------------------
 
@@ -237,8 +244,11 @@ class _SupervisorBase(GenServer):
     def _count_restart(self) -> bool:
         return self.window.add(int(time.monotonic()))
 
-    def _give_up(self, spec: ChildSpec, pid: Pid | None, reason: Any) -> None:
-        """Restart intensity reached: report, remember why, and exit ``shutdown``."""
+    def _give_up(self, spec: ChildSpec, pid: Pid | None, reason: Any, retry: bool = False) -> None:
+        """Restart intensity reached: report, remember why, and exit ``shutdown``.
+
+        ``reason`` is the child's exit reason, or with ``retry`` the reason its
+        last restart failed."""
         used = self.window.used(int(time.monotonic()))
         self._event(
             "intensity",
@@ -250,9 +260,10 @@ class _SupervisorBase(GenServer):
             intensity=self.intensity,
             period=self.period,
         )
+        what = "failed to restart:" if retry else "exited"
         cause = (
             f"after reaching max restart intensity ({used} restarts in {self.period}s, "
-            f"intensity {self.intensity}; last offender {spec.id!r} exited {_reason_text(reason)})"
+            f"intensity {self.intensity}; last offender {spec.id!r} {what} {_reason_text(reason)})"
         )
         self.exit_cause = {
             "cause": "reached_max_restart_intensity",
@@ -263,17 +274,42 @@ class _SupervisorBase(GenServer):
         self._proc.notes = [cause]
         raise Exit(SHUTDOWN)
 
+    def _not_restarted(
+        self, spec: ChildSpec, dead: Process | None, pid: Pid | None, reason: Any
+    ) -> None:
+        """Beyond OTP: say out loud that a whole subtree is gone for good."""
+        cause = None
+        if dead is not None and isinstance(dead.behaviour, _SupervisorBase):
+            cause = dead.behaviour.exit_cause
+        rule = (
+            f"{spec.restart} child exited {_reason_text(reason)}, which counts as a normal "
+            f"exit: a {spec.restart} child is only restarted after an abnormal exit"
+            if spec.restart == "transient"
+            else f"temporary child: never restarted (exited {_reason_text(reason)})"
+        )
+        self._event(
+            "not_restarted",
+            child_id=spec.id,
+            reason=reason,
+            restart_type=spec.restart,
+            cause=cause,
+            rule=rule,
+            offender=offender(spec, pid),
+        )
+        name = dead.name if dead is not None else None
+        if name is not None:
+            stone = self._proc.runtime.tombstones.get(name)
+            if stone is not None and stone.pid == pid:
+                stone.notes.append(
+                    f"{spec.restart}, so its parent {self.sup_name} did not restart it"
+                )
+
     # -- stopping ----------------------------------------------------------------------
 
     def _flush_exit(self, pid: Pid) -> Any:
-        mb = self._proc.mailbox
-        if not mb:
-            return None
-        for msg in mb:
-            if type(msg) is ExitMsg and msg.pid == pid:
-                mb.remove(msg)
-                return msg.reason
-        return None
+        """Take a queued ``ExitMsg`` from ``pid`` out of the mailbox; its reason or None."""
+        msg, _ = self._proc.extract(lambda m: type(m) is ExitMsg and m.pid == pid)
+        return msg.reason if type(msg) is ExitMsg else None
 
     async def _shutdown_child(self, spec: ChildSpec, pid: Pid) -> None:
         """Stop one child per its shutdown spec; report an unexpected exit reason."""
@@ -448,7 +484,7 @@ class Supervisor(_SupervisorBase):
         elif type(msg) is _TryAgain:
             child = self.by_id.get(msg.key)
             if child is not None and child.restarting:
-                await self._restart(child, None, None)
+                await self._restart(child, child.failure, None, retry=True)
 
     async def _child_exited(self, child: _Child, reason: Any) -> None:
         spec = child.spec
@@ -471,41 +507,13 @@ class Supervisor(_SupervisorBase):
         if spec.significant:
             self._check_auto_shutdown(child, reason)
 
-    def _not_restarted(
-        self, spec: ChildSpec, dead: Process | None, pid: Pid | None, reason: Any
-    ) -> None:
-        """Beyond OTP: say out loud that a whole subtree is gone for good."""
-        cause = None
-        if dead is not None and isinstance(dead.behaviour, _SupervisorBase):
-            cause = dead.behaviour.exit_cause
-        rule = (
-            f"{spec.restart} child exited {_reason_text(reason)}, which counts as a normal "
-            f"exit: a {spec.restart} child is only restarted after an abnormal exit"
-            if spec.restart == "transient"
-            else f"temporary child: never restarted (exited {_reason_text(reason)})"
-        )
-        self._event(
-            "not_restarted",
-            child_id=spec.id,
-            reason=reason,
-            restart_type=spec.restart,
-            cause=cause,
-            rule=rule,
-            offender=offender(spec, pid),
-        )
-        name = dead.name if dead is not None else None
-        if name is not None:
-            stone = self._proc.runtime.tombstones.get(name)
-            if stone is not None and stone.pid == pid:
-                stone.notes.append(
-                    f"{spec.restart}, so its parent {self.sup_name} did not restart it"
-                )
-
     def _check_auto_shutdown(self, child: _Child, reason: Any) -> None:
         if self.auto_shutdown == "never":
             return
+        # A child between a failed restart and its retry still counts: OTP keeps
+        # {restarting, Pid} as its pid, not undefined.
         if self.auto_shutdown == "all_significant" and any(
-            c.spec.significant and c.pid is not None for c in self.children
+            c.spec.significant and (c.pid is not None or c.restarting) for c in self.children
         ):
             return
         text = (
@@ -518,11 +526,13 @@ class Supervisor(_SupervisorBase):
 
     # -- restarts -----------------------------------------------------------------------
 
-    async def _restart(self, child: _Child, reason: Any, old: Pid | None) -> None:
+    async def _restart(
+        self, child: _Child, reason: Any, old: Pid | None, retry: bool = False
+    ) -> None:
         if not self._count_restart():
             child.restarting = False
             self._remove(child)
-            self._give_up(child.spec, old, reason)
+            self._give_up(child.spec, old, reason, retry)
         if self.strategy == "one_for_one":
             group = [child]
         else:
@@ -543,6 +553,7 @@ class Supervisor(_SupervisorBase):
             if status == "error":
                 self._report("start_error", member.spec, None, value)
                 member.restarting = True
+                member.failure = value
                 self._try_again_later(member.spec.id)
                 return
             member.restarting = False
@@ -624,7 +635,7 @@ class Supervisor(_SupervisorBase):
                 )
             if status == "ok":
                 self._set_pid(child, value)
-                self._progress(child.spec, value)
+                self._progress(child.spec, value, api=True)
                 return value
             return None
         if op == "delete_child":
@@ -690,7 +701,7 @@ class Supervisor(_SupervisorBase):
         self._add(child)
         if status == "ok":
             self._set_pid(child, value)
-            self._progress(spec, value)
+            self._progress(spec, value, api=True)
             return value  # type: ignore[no-any-return]
         return None
 

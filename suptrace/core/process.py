@@ -67,6 +67,26 @@ __all__ = [
 ]
 
 _TIMEOUT = object()
+#: What `Process.extract` returns when no message matched.
+NOTHING: Any = object()
+
+
+class Envelope:
+    """A message plus the context captured when it was sent.
+
+    Only used while an instrument (the OpenTelemetry bridge) is installed;
+    mailbox consumers see the bare message through `Process.take` /
+    `Process.extract`.
+    """
+
+    __slots__ = ("ctx", "msg")
+
+    def __init__(self, msg: Any, ctx: Any) -> None:
+        self.msg = msg
+        self.ctx = ctx
+
+    def __repr__(self) -> str:
+        return repr(self.msg)
 
 #: A callback watcher: called as ``fn(ref, pid, reason)`` when the target dies.
 WatchCallback = Callable[[Ref, Pid, Any], None]
@@ -79,6 +99,7 @@ class Process:
         "__weakref__",
         "ancestors",
         "behaviour",
+        "inbound",
         "initial_call",
         "links",
         "mailbox",
@@ -149,6 +170,8 @@ class Process:
         self.system = False
         #: What the process's own code said about why it is exiting (goes on the tombstone).
         self.notes: list[str] | None = None
+        #: The context that came with the message being handled (instrumented nodes only).
+        self.inbound: Any = None
 
     def __repr__(self) -> str:
         name = f" {self.name}" if self.name else ""
@@ -170,7 +193,11 @@ class Process:
         mb = self.mailbox
         if mb is None:
             mb = self.mailbox = deque()
-        mb.append(msg)
+        instrument = self.runtime.instrument
+        if instrument is None:
+            mb.append(msg)
+        else:
+            mb.append(Envelope(msg, instrument.capture()))
         self.messages_in += 1
         rec = self.recorder
         if rec is not None:
@@ -189,7 +216,13 @@ class Process:
 
     def signal_exit(self, sender: Pid, reason: Any, via_link: bool) -> None:
         """Apply an exit signal from ``sender`` to this process (OTP's rules)."""
-        if self.reason is not None or self.pending_exit is not None:
+        if self.reason is not None:
+            return
+        if self.pending_exit is not None:
+            # Already doomed; but code that swallowed the cancellation still runs,
+            # and an untrappable kill must win over the exit it ignored.
+            if not via_link and reason == KILL and self.pending_exit != KILLED:
+                self.terminate(KILLED)
             return
         if not via_link and reason == KILL:
             action = "die"
@@ -211,8 +244,13 @@ class Process:
             self.terminate(reason)
 
     def terminate(self, reason: Any) -> None:
-        """Make this process die with ``reason`` at its next await."""
-        if self.reason is not None or self.pending_exit is not None:
+        """Make this process die with ``reason`` at its next await.
+
+        Only ``killed`` may replace an exit already pending (see `signal_exit`).
+        """
+        if self.reason is not None:
+            return
+        if self.pending_exit is not None and (reason != KILLED or self.pending_exit == KILLED):
             return
         self.pending_exit = reason
         task = self.task
@@ -230,6 +268,35 @@ class Process:
         if task is not None and not task.done():
             task.cancel()
             self.runtime.loop.call_soon(self._recancel)
+
+    # -- taking messages out -------------------------------------------------------------
+
+    def take(self) -> Any:
+        """Pop the oldest message (the mailbox must not be empty)."""
+        item = self.mailbox.popleft()  # type: ignore[union-attr]
+        if type(item) is Envelope:
+            self.inbound = item.ctx
+            return item.msg
+        return item
+
+    def extract(self, match: Callable[[Any], bool], start: int = 0) -> tuple[Any, int]:
+        """Remove and return the first message from index ``start`` on that matches.
+
+        Returns ``(message, index)``, or ``(NOTHING, scanned)`` when none does.
+        """
+        mb = self.mailbox
+        if not mb:
+            return NOTHING, start
+        index = start
+        for item in islice(mb, start, None):
+            msg = item.msg if type(item) is Envelope else item
+            if match(msg):
+                del mb[index]
+                if type(item) is Envelope:
+                    self.inbound = item.ctx
+                return msg, index
+            index += 1
+        return NOTHING, index
 
     # -- flight recorder -----------------------------------------------------------------
 
@@ -646,13 +713,12 @@ async def receive(
     (('urgent', 1), 'low')
     """
     proc = current_process("receive()")
-    mb = proc.mailbox
     scanned = 0
-    if mb:
+    if proc.mailbox:
         if match is None:
-            return mb.popleft()
-        found, scanned = _scan(mb, match, 0)
-        if found is not _TIMEOUT:
+            return proc.take()
+        found, scanned = proc.extract(match, 0)
+        if found is not NOTHING:
             return found
     if timeout is not None and timeout <= 0:
         raise TimeoutError(f"receive(timeout={timeout}): no matching message")
@@ -674,12 +740,11 @@ async def receive(
                 proc.waiter = None
             if handle is not None:
                 handle.cancel()
-        mb = proc.mailbox
-        if mb:
+        if proc.mailbox:
             if match is None:
-                return mb.popleft()
-            found, scanned = _scan(mb, match, scanned)
-            if found is not _TIMEOUT:
+                return proc.take()
+            found, scanned = proc.extract(match, scanned)
+            if found is not NOTHING:
                 return found
         if woke is _TIMEOUT:
             raise TimeoutError(f"receive(timeout={timeout}): no matching message in {timeout}s")
@@ -688,16 +753,6 @@ async def receive(
 def _expire(waiter: asyncio.Future[Any]) -> None:
     if not waiter.done():
         waiter.set_result(_TIMEOUT)
-
-
-def _scan(mb: deque[Any], match: Callable[[Any], bool], start: int) -> tuple[Any, int]:
-    index = start
-    for msg in islice(mb, start, None):
-        if match(msg):
-            del mb[index]
-            return msg, index
-        index += 1
-    return _TIMEOUT, index
 
 
 # -- links and monitors -------------------------------------------------------------------
@@ -799,7 +854,8 @@ def demonitor(ref: Ref, flush: bool = False) -> None:
         if "demonitor" in rt.watch or me.tracers:
             rt.emit(me, "demonitor", {"target": target, "ref": ref})
     if flush and me.mailbox:
-        me.mailbox = deque(m for m in me.mailbox if not (type(m) is Down and m.ref == ref))
+        while me.extract(lambda m: type(m) is Down and m.ref == ref)[0] is not NOTHING:
+            pass
 
 
 def watch(proc: Process, callback: WatchCallback) -> Ref:

@@ -11,7 +11,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from suptrace.core.errors import NodeError
 from suptrace.core.events import KINDS, TraceEvent
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Runtime",
+    "Instrument",
     "Tombstone",
     "EventHandler",
     "current_runtime",
@@ -32,6 +33,26 @@ __all__ = [
 ]
 
 EventHandler = Callable[[TraceEvent], None]
+
+
+class Instrument(Protocol):
+    """Per-message instrumentation, called on the hot path only when installed.
+
+    ``capture`` runs in the sender when a message is enqueued; its result comes
+    back as ``ctx`` when the receiver takes the message. A GenServer calls
+    ``handle_begin``/``handle_end`` around each callback, and `call` calls
+    ``call_begin``/``call_end`` around the whole request.
+    """
+
+    def capture(self) -> Any: ...
+
+    def handle_begin(self, proc: Process, kind: str, msg: Any, ctx: Any) -> Any: ...
+
+    def handle_end(self, token: Any, error: BaseException | None) -> None: ...
+
+    def call_begin(self, proc: Process | None, server: Process, request: Any) -> Any: ...
+
+    def call_end(self, token: Any, error: BaseException | None) -> None: ...
 
 #: The process whose code is running now (set in each process task's context).
 _current_process: contextvars.ContextVar[Process | None] = contextvars.ContextVar(
@@ -101,6 +122,8 @@ class Runtime:
         self.spawn_hooks: tuple[Callable[[Process, Process | None], None], ...] = ()
         #: Called with a process right before its death is announced (flight recorder).
         self.death_hooks: tuple[Callable[[Process, Any], None], ...] = ()
+        #: Message/handling instrumentation (the OpenTelemetry bridge) or None.
+        self.instrument: Instrument | None = None
         #: Flight recorder: how many recent events each process keeps (0: off).
         self.recorder_size = 16
         #: Timeouts of calls and receives.

@@ -94,7 +94,7 @@ class EventHubRepo(GenServer):
         self.rows: dict[str, int] = {}
 
     async def handle_call(self, request: Any, caller: suptrace.Caller) -> Any:
-        op, source, events = request
+        _op, source, events = request
         self.rows[source] = self.rows.get(source, 0) + len(events)
         return len(events)
 

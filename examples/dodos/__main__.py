@@ -8,7 +8,6 @@ says why.
 from __future__ import annotations
 
 import suptrace
-
 from examples.dodos import world
 
 

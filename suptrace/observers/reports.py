@@ -138,7 +138,7 @@ def _offender(off: dict[str, Any]) -> str:
             text = (
                 f"{name}(...)"
                 if args is None
-                else f"{name}({', '.join(short(a, 60) for a in args)})"
+                else f"{name}({', '.join(short(a, 40) for a in args)})"
             )
         elif key in ("restart_type", "child_type") and isinstance(value, str):
             text = value
@@ -161,7 +161,8 @@ def format_report(report: Report) -> str:
         if report.context == "not_restarted":
             cause = report.cause
             if cause is not None:
-                lines.append(f"    cause: {cause.get('cause')}: {cause.get('text', '')}")
+                text = str(cause.get("text", cause.get("cause", ""))).replace("after reaching", "reached", 1)
+                lines.append(f"    cause: {text}")
                 off = cause.get("offender")
                 if off:
                     lines.append(f"    cause offender: {_offender(off)}")

@@ -261,14 +261,16 @@ class _SupervisorBase(GenServer):
             period=self.period,
         )
         what = "failed to restart:" if retry else "exited"
-        cause = (
-            f"after reaching max restart intensity ({used} restarts in {self.period}s, "
-            f"intensity {self.intensity}; last offender {spec.id!r} {what} {_reason_text(reason)})"
+        detail = (
+            f"{used} restarts in {self.period}s, intensity {self.intensity}; "
+            f"last offender {spec.id!r} {what} {_reason_text(reason)}"
         )
+        cause = f"after reaching max restart intensity ({detail})"
         self.exit_cause = {
             "cause": "reached_max_restart_intensity",
             "offender": offender(spec, pid),
             "offender_reason": reason,
+            "detail": detail,
             "text": cause,
         }
         self._proc.notes = [cause]

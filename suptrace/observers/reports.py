@@ -161,8 +161,8 @@ def format_report(report: Report) -> str:
         if report.context == "not_restarted":
             cause = report.cause
             if cause is not None:
-                text = str(cause.get("text", cause.get("cause", ""))).replace("after reaching", "reached", 1)
-                lines.append(f"    cause: {text}")
+                detail = cause.get("detail") or cause.get("text", "")
+                lines.append(f"    cause: {cause.get('cause')} ({detail})")
                 off = cause.get("offender")
                 if off:
                     lines.append(f"    cause offender: {_offender(off)}")

@@ -261,11 +261,12 @@ class _SupervisorBase(GenServer):
             period=self.period,
         )
         what = "failed to restart:" if retry else "exited"
-        detail = (
-            f"{used} restarts in {self.period}s, intensity {self.intensity}; "
-            f"last offender {spec.id!r} {what} {_reason_text(reason)}"
+        last = f"last offender {spec.id!r} {what} {_reason_text(reason)}"
+        detail = f"{used} restarts in {self.period}s exceeded max restart intensity {self.intensity}; {last}"
+        cause = (
+            f"after reaching max restart intensity ({used} restarts in {self.period}s, "
+            f"intensity {self.intensity}; {last})"
         )
-        cause = f"after reaching max restart intensity ({detail})"
         self.exit_cause = {
             "cause": "reached_max_restart_intensity",
             "offender": offender(spec, pid),

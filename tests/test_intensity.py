@@ -8,7 +8,7 @@ from itertools import accumulate
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from sup_support import Lab, ReportLog, exit_and_wait, exit_from, in_node
 
@@ -70,6 +70,7 @@ def test_restart_window_matches_the_examples() -> None:
     assert w3.add(10) and w3.add(16)
 
 
+@settings(deadline=None)
 @given(
     intensity=st.integers(min_value=0, max_value=6),
     period=st.integers(min_value=1, max_value=10),

@@ -143,7 +143,7 @@ class Process:
         #: Monitors this process holds: ref -> target pid.
         self.monitors: dict[Ref, Pid] | None = None
         #: Who monitors this process: ref -> watching process or callback.
-        self.monitored_by: dict[Ref, Process | WatchCallback] | None = None
+        self.monitored_by: dict[Any, Process | WatchCallback] | None = None  # key: a Ref or a Caller
         self.trap = trap
         self.status = "init"
         self.initial_call = initial_call
@@ -260,7 +260,7 @@ class Process:
         if task is asyncio.current_task():
             return  # dying from its own code path: the caller raises Exit
         task.cancel()
-        if reason == KILLED or reason == KILL:
+        if reason in (KILLED, KILL):
             self.runtime.loop.call_soon(self._recancel)
 
     def _recancel(self) -> None:
@@ -505,8 +505,8 @@ def _check_spawnable(fn: Any) -> None:
         )
     if not callable(fn):
         raise TypeError(f"spawn() needs an async function, got {fn!r} (not callable)")
-    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
-        return
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__):
+        return  # an async function, or an instance whose __call__ is async
     raise TypeError(
         f"spawn() needs an `async def` function, got {_initial_call(fn)} which is not "
         "a coroutine function; define it with `async def`"
@@ -665,10 +665,7 @@ def send(dest: Pid | str, msg: Any) -> None:
     A message to a dead pid is dropped (tracing sees a ``dead_letter``); a
     message to a name nobody holds raises `NoProc`.
     """
-    if type(dest) is Pid:
-        proc = dest._proc
-    else:
-        proc = resolve(dest)
+    proc = dest._proc if type(dest) is Pid else resolve(dest)
     sender = _current_process.get()
     if sender is not None:
         sender.messages_out += 1
@@ -879,7 +876,7 @@ def unwatch(proc: Process, ref: Ref) -> None:
 # -- exit signals --------------------------------------------------------------------------
 
 
-def exit(pid: Pid | str, reason: Any) -> None:  # noqa: A001 - OTP's name
+def exit(pid: Pid | str, reason: Any) -> None:  # OTP's name, shadowing the builtin
     """Send an exit signal to ``pid`` (OTP's ``exit/2``).
 
     ``"kill"`` cannot be trapped: the target dies with ``"killed"``. ``"normal"``

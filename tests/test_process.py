@@ -245,7 +245,8 @@ async def test_spawn_with_trap_exit_flag() -> None:
         suptrace.exit(pid, "kill")
         plain = suptrace.spawn(echo)
         suptrace.exit(plain, "shutdown")
-        assert await wait_dead(plain) == "noproc"  # already dead when monitored
+        # Doomed but not yet finished: the monitor still sees the real exit reason.
+        assert await wait_dead(plain) == "shutdown"
 
     await in_node(main)
 
@@ -304,7 +305,7 @@ async def test_process_info_reports_spec_keys() -> None:
 
         info = suptrace.process_info(pid)
         assert info is not None
-        assert SPEC_INFO_KEYS <= info.keys()
+        assert info.keys() >= SPEC_INFO_KEYS
         assert info["pid"] == pid
         assert info["registered_name"] == "info.subject"
         assert info["status"] == "waiting"

@@ -15,7 +15,8 @@ kind               data
 ``dead_letter``    ``to`` (Pid or name), ``msg``  -- sent to a dead process
 ``spawn``          ``child`` (Pid), ``initial_call`` (str), ``link`` (bool)
 ``spawned``        ``parent`` (Pid or None), ``initial_call``  -- on the child
-``exit``           ``reason``, ``by_signal``, ``initial_call``, ``ancestors``, ``links``, ``message_queue_len``, ``messages_in``, ``messages_out``
+``exit``           ``reason``, ``by_signal``, ``initial_call``, ``ancestors``, ``links``,
+                   ``message_queue_len``, ``messages_in``, ``messages_out``, ``last_events``
 ``link``           ``peer`` (Pid)
 ``unlink``         ``peer`` (Pid)
 ``getting_linked`` ``peer`` (Pid)
@@ -30,15 +31,18 @@ kind               data
 ``call_timeout``   ``to``, ``request``, ``timeout``
 ``restart``        ``supervisor``, ``child_id``, ``old_pid``, ``new_pid``, ``reason``
 ``start_error``    ``supervisor``, ``child_id``, ``reason``
-``intensity``      ``supervisor``, ``child_id``, ``restarts``, ``intensity``, ``period``
-``not_restarted``  ``supervisor``, ``child_id``, ``reason``, ``restart_type``, ``cause``, ``rule``
+``intensity``      ``supervisor``, ``child_id``, ``restarts`` (including the breaching one),
+                   ``intensity``, ``period``, ``reason``, ``offender``, ``child_reason``
+``not_restarted``  ``supervisor``, ``child_id``, ``reason``, ``restart_type``, ``cause``,
+                   ``rule``, ``offender``
 ``child_terminated`` ``supervisor``, ``child_id``, ``reason``, ``offender``
 ``shutdown_error`` ``supervisor``, ``child_id``, ``reason``, ``offender``
-``progress``       ``supervisor``, ``started`` (offender dict)
+``progress``       ``supervisor``, ``child_id``, ``started`` (offender dict), ``api``
 ``long_schedule``  ``duration``, ``stack``
-``large_mailbox``  ``size``
+``large_mailbox``  ``size``, ``limit``
 ``call_trace``     ``function``, ``phase`` (``call``/``return``/``exception``), ``value``, ``duration``
-``trace``          ``note``  -- a tracer's own remark (e.g. a followed name changed pid)
+``trace``          ``note``, ``name``, ``pid``, ``old_pid``  -- a tracer's remark (a followed
+                   name changed pid)
 =================  =============================================================
 """
 

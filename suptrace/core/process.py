@@ -650,7 +650,10 @@ def noproc_error(rt: Runtime | None, dest: Any, request: Any = None, timeout: fl
     detail = None
     if rt is not None and isinstance(dest, str):
         stone = rt.tombstones.get(dest)
-        if stone is not None:
+        holder = rt.names.get(dest)
+        if holder is not None and holder.reason is None:
+            detail = f"{holder.pid} registered as {dest} is exiting ({holder.pending_exit!r})"
+        elif stone is not None:
             detail = stone.story()
         else:
             detail = "no process is registered under this name (see suptrace.registered())"
@@ -832,9 +835,11 @@ def monitor(target: Pid | str) -> Ref:
         proc = target._proc
     else:
         raise TypeError(f"monitor() needs a Pid or a registered name, got {target!r}")
-    if proc is None or not proc.alive:
+    if proc is None or proc.reason is not None:
         me.deliver(Down(ref, target, NOPROC), None)  # type: ignore[arg-type]
         return ref
+    # A process that is exiting (signalled, still unwinding) is monitored normally:
+    # the Down carries its real exit reason, as OTP reports for a dying process.
     _add_monitor(me, proc, ref)
     return ref
 

@@ -1,17 +1,31 @@
 """The public hook API: how libraries subscribe to what a node does.
 
-Stable: the signatures here and the `TraceEvent` schema (see
-`suptrace.core.events`) follow semantic versioning.
+Two entry points, both stable (their signatures, the `TraceEvent` schema in
+`suptrace.core.events` and the report dataclasses follow semantic versioning):
+
+* `add_event_handler(fn, kinds=None)`: every event of the node (or only some
+  kinds), as it happens. This is the stream the tracer, the reports, the flight
+  recorder and the OpenTelemetry bridge are built on.
+* `add_report_handler(fn)`: the SASL-style reports (supervisor, progress,
+  crash), in emission order.
+
+Both return a function that unsubscribes. Handlers run synchronously inside
+the runtime, in the step of the process the event is about: keep them short,
+never block and never await (hand work to a queue or a process with `send`).
+An exception in a handler is counted and reported through the loop's
+exception handler; it never reaches the process that caused the event.
+``examples/hooks_subscriber.py`` is a complete third-party subscriber.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from suptrace.core.events import TraceEvent
+from suptrace.core.events import KINDS, TraceEvent
 from suptrace.core.runtime import current_runtime
+from suptrace.observers.reports import add_report_handler
 
-__all__ = ["add_event_handler"]
+__all__ = ["add_event_handler", "add_report_handler", "KINDS"]
 
 
 def add_event_handler(
@@ -19,10 +33,12 @@ def add_event_handler(
 ) -> Callable[[], None]:
     """Call ``fn(event)`` for every event of the current node (or only ``kinds``).
 
-    Returns a function that unsubscribes. Handlers run synchronously inside
-    the runtime: keep them short and never block (hand work to a queue). An
-    exception in a handler is reported through the loop's exception handler
-    and never reaches the process that caused the event.
+    ``kinds`` is one kind or an iterable of kinds from `KINDS` (an unknown kind
+    raises `ValueError`). Returns a function that unsubscribes (calling it twice
+    is harmless). Handlers run synchronously inside the runtime: keep them short
+    and never block (hand work to a queue). An exception in a handler is counted
+    (``Runtime.hook_errors``), reported through the loop's exception handler and
+    never reaches the process that caused the event.
 
     >>> import suptrace
     >>> seen = []
@@ -37,4 +53,6 @@ def add_event_handler(
     >>> seen
     ['spawn', 'exit']
     """
+    if not callable(fn):
+        raise TypeError(f"add_event_handler() needs a callable fn(event), got {fn!r}")
     return current_runtime("add_event_handler()").add_event_handler(fn, kinds)

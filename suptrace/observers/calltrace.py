@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from suptrace.core.errors import NoProc
 from suptrace.core.events import TraceEvent
 from suptrace.core.runtime import current_runtime, maybe_process
 from suptrace.core.terms import Pid
@@ -28,42 +29,69 @@ __all__ = ["trace_calls", "patch_function", "resolve_function"]
 def resolve_function(spec: str) -> tuple[Any, str, Any]:
     """Find ``pkg.module:attr.path``: returns ``(owner, attribute name, raw attribute)``.
 
+    ``raw`` is what the owner's namespace holds (for a method, the
+    `staticmethod`/`classmethod` object or plain function found along the MRO).
+
     >>> owner, name, raw = resolve_function("json:dumps")
     >>> owner.__name__, name
     ('json', 'dumps')
     """
-    if not isinstance(spec, str) or ":" not in spec:
+    if not isinstance(spec, str) or spec.count(":") != 1:
         raise ValueError(
             f"call trace target {spec!r} must look like 'package.module:function' "
-            "or 'package.module:Class.method'"
+            "or 'package.module:Class.method' (one ':' between module and function)"
         )
     module_name, _, path = spec.partition(":")
+    parts = path.split(".")
+    if not module_name or not all(part.isidentifier() for part in parts):
+        raise ValueError(
+            f"call trace target {spec!r} must look like 'package.module:function' "
+            "or 'package.module:Class.method' (module and attribute names, no spaces)"
+        )
     try:
         owner: Any = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ValueError(f"call trace target {spec!r}: cannot import {module_name!r}: {exc}") from None
-    parts = path.split(".")
+        raise ValueError(
+            f"call trace target {spec!r}: cannot import {module_name!r}: {exc}"
+        ) from None
     for part in parts[:-1]:
         try:
             owner = getattr(owner, part)
         except AttributeError:
             raise ValueError(f"call trace target {spec!r}: {owner!r} has no {part!r}") from None
     name = parts[-1]
-    raw = owner.__dict__.get(name) if hasattr(owner, "__dict__") else None
-    if raw is None:
-        if not hasattr(owner, name):
-            raise ValueError(f"call trace target {spec!r}: {owner!r} has no {name!r}")
-        raw = getattr(owner, name)
+    raw = _lookup_raw(owner, name)
+    if raw is _MISSING:
+        raise ValueError(f"call trace target {spec!r}: {owner!r} has no {name!r}")
     func = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
     if not callable(func):
         raise ValueError(f"call trace target {spec!r} is not a function ({type(func).__name__})")
     return owner, name, raw
 
 
+_MISSING: Any = object()
+
+
+def _lookup_raw(owner: Any, name: str) -> Any:
+    """The attribute as stored (a descriptor, not what it binds to), or `_MISSING`."""
+    if isinstance(owner, type):
+        for klass in owner.__mro__:
+            if name in klass.__dict__:
+                return klass.__dict__[name]
+        return _MISSING
+    namespace = getattr(owner, "__dict__", None)
+    if isinstance(namespace, dict) and name in namespace:
+        return namespace[name]
+    return getattr(owner, name, _MISSING)
+
+
 def patch_function(spec: str, tracer: Tracer) -> Callable[[], None]:
     """Wrap the function named by ``spec`` for ``tracer``; returns the undo."""
     owner, name, raw = resolve_function(spec)
     func = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
+    # An inherited method is patched on the named class only, and removed again after.
+    own = name in getattr(owner, "__dict__", {})
+
     def emit(phase: str, value: Any, duration: float | None = None) -> None:
         proc = maybe_process()
         if not tracer.traces(proc):
@@ -115,7 +143,7 @@ def patch_function(spec: str, tracer: Tracer) -> Callable[[], None]:
 
         wrapper = sync_wrapper
 
-    wrapper.__suptrace_original__ = raw  # type: ignore[attr-defined]
+    setattr(wrapper, "__suptrace_original__", raw)  # noqa: B010 - a marker for tooling
     installed: Any = wrapper
     if isinstance(raw, staticmethod):
         installed = staticmethod(wrapper)
@@ -127,7 +155,10 @@ def patch_function(spec: str, tracer: Tracer) -> Callable[[], None]:
         # If somebody wrapped it again after us, leave their wrapper in place: ours
         # becomes a plain pass-through once the tracer has stopped.
         if getattr(owner, "__dict__", {}).get(name) is installed:
-            setattr(owner, name, raw)
+            if own:
+                setattr(owner, name, raw)
+            else:
+                delattr(owner, name)
 
     return undo
 
@@ -161,7 +192,12 @@ def trace_calls(
     >>> seen
     ['call', 'return']
     """
-    specs = [functions] if isinstance(functions, str) else list(functions)
+    if isinstance(functions, str) or not isinstance(functions, Iterable):
+        specs: list[Any] = [functions]  # a non-string is refused by resolve_function
+    else:
+        specs = list(functions)
+    if not specs:
+        raise ValueError("trace_calls() needs at least one 'package.module:function'")
     for spec in specs:
         resolve_function(spec)  # fail before patching anything
     if tracer is None:
@@ -174,7 +210,17 @@ def trace_calls(
             duration=duration,
             rate=rate,
             handler=handler,
-        ).start()
+        )
+        try:
+            tracer.start()
+        except (NoProc, TypeError):
+            tracer.stop("failed")
+            raise
+    elif not tracer.active:
+        raise ValueError(
+            f"trace_calls(): the tracer has already stopped ({tracer.stop_reason}); "
+            "start a new one with suptrace.trace(...)"
+        )
     else:
         tracer.kinds = tracer.kinds | {"call_trace"}
     for spec in specs:

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from suptrace.core.events import TraceEvent
-from suptrace.core.terms import Pid, Ref
+from suptrace.core.terms import Down, ExitMsg, Pid, Ref, Shutdown
 
 __all__ = ["short", "format_event", "event_to_json", "term_to_json", "format_ts", "MARK"]
 
@@ -37,12 +37,37 @@ class _Repr(reprlib.Repr):
         self.maxlevel = 5
         self.fillvalue = MARK
 
+    # The runtime's own messages read like dbg's: ExitMsg(<0.9.0>, reason), positional.
+    def repr_ExitMsg(self, obj: ExitMsg, level: int) -> str:
+        return f"ExitMsg({obj.pid}, {self.repr1(obj.reason, level - 1)})"
+
+    def repr_Down(self, obj: Down, level: int) -> str:
+        return f"Down({obj.ref}, {obj.pid}, {self.repr1(obj.reason, level - 1)})"
+
+    def repr_Shutdown(self, obj: Shutdown, level: int) -> str:
+        return f"Shutdown({self.repr1(obj.term, level - 1)})"
+
+    def repr_bytes(self, obj: bytes, level: int) -> str:
+        return _cut_sequence(obj, self.maxstring)
+
+    def repr_bytearray(self, obj: bytearray, level: int) -> str:
+        return _cut_sequence(obj, self.maxstring)
+
     def repr_instance(self, obj: Any, level: int) -> str:
         try:
             text = repr(obj)
         except Exception as exc:  # a broken __repr__ must not break tracing
             return f"<{type(obj).__name__} (repr failed: {type(exc).__name__})>"
         return text if len(text) <= self.maxother else text[: self.maxother] + MARK
+
+
+def _cut_sequence(obj: bytes | bytearray, limit: int) -> str:
+    # Slice before repr: a multi-megabyte payload must not be copied whole into text.
+    if len(obj) <= limit:
+        return repr(obj)
+    half = max(limit // 2, 1)
+    text = repr(obj[:half])
+    return f"{text}{MARK} ({len(obj)} bytes)"
 
 
 _reprs: dict[int, _Repr] = {}
@@ -73,17 +98,46 @@ def short(value: Any, limit: int = 200) -> str:
 
 
 def format_ts(ts: float, utc: bool = False) -> str:
-    """``HH:MM:SS.micro`` of a wall-clock timestamp."""
-    t = time.gmtime(ts) if utc else time.localtime(ts)
-    return time.strftime("%H:%M:%S", t) + f".{int(round((ts % 1) * 1e6)) % 1000000:06d}"
+    """``HH:MM:SS.micro`` of a wall-clock timestamp.
+
+    >>> format_ts(1.9999996, utc=True)
+    '00:00:02.000000'
+    """
+    # Round once, then split: rounding the fraction alone could print :01.000000 for 1.9999996.
+    seconds, micro = divmod(round(ts * 1_000_000), 1_000_000)
+    t = time.gmtime(seconds) if utc else time.localtime(seconds)
+    return time.strftime("%H:%M:%S", t) + f".{micro:06d}"
 
 
 def _who(pid: Any, name: str | None) -> str:
-    return f"({pid} {name})" if name else f"({pid})"
+    return f"({pid} {_text(name)})" if name else f"({pid})"
+
+
+def _text(value: Any, limit: int = 200) -> str:
+    """A value shown as itself (pids, names, ids): ``str`` when short, else cut."""
+    if type(value) is str and len(value) <= limit:
+        return value
+    if value is None or type(value) in (int, float, bool, Pid, Ref):
+        return str(value)
+    return short(value, limit)
+
+
+def _one_line(text: str) -> str:
+    if "\n" in text or "\r" in text:
+        return text.replace("\r", "\\r").replace("\n", "\\n")
+    return text
 
 
 def format_event(event: TraceEvent, limit: int = 200, utc: bool = False) -> str:
-    """One dbg-like line: ``<<`` receive, ``!`` send, words for the rest."""
+    """One dbg-like line: ``<<`` receive, ``!`` send, words for the rest.
+
+    Every term in the line is cut at about ``2 * limit`` characters with `MARK`,
+    and newlines are escaped, so one event is always one bounded line.
+    """
+    return _one_line(_format_event(event, limit, utc))
+
+
+def _format_event(event: TraceEvent, limit: int, utc: bool) -> str:
     d = event.data
     k = event.kind
     who = _who(event.pid, event.name)
@@ -91,76 +145,98 @@ def format_event(event: TraceEvent, limit: int = 200, utc: bool = False) -> str:
     if k == "receive":
         body = f"{who} << {short(d.get('msg'), limit)}"
     elif k == "send":
-        body = f"{who} {d.get('to')} ! {short(d.get('msg'), limit)}"
+        body = f"{who} {_text(d.get('to'), limit)} ! {short(d.get('msg'), limit)}"
     elif k == "dead_letter":
-        body = (
-            f"{who} {d.get('to')} ! {short(d.get('msg'), limit)}  (dead letter: receiver not alive)"
-        )
+        body = f"{who} {_text(d.get('to'), limit)} ! {short(d.get('msg'), limit)}  (dead letter: receiver not alive)"
     elif k == "exit":
         body = f"{who} exit {short(d.get('reason'), limit)}"
     elif k == "spawn":
-        body = f"{who} spawn {d.get('child')} {d.get('initial_call')}"
+        body = f"{who} spawn {_text(d.get('child'), limit)} {_text(d.get('initial_call'), limit)}"
     elif k == "spawned":
-        body = f"{who} spawned by {d.get('parent')} as {d.get('initial_call')}"
+        body = f"{who} spawned by {_text(d.get('parent'), limit)} as {_text(d.get('initial_call'), limit)}"
     elif k in ("link", "unlink", "getting_linked"):
-        body = f"{who} {k} {d.get('peer')}"
+        body = f"{who} {k} {_text(d.get('peer'), limit)}"
     elif k in ("monitor", "demonitor"):
-        body = f"{who} {k} {d.get('target')} {d.get('ref')}"
+        body = f"{who} {k} {_text(d.get('target'), limit)} {_text(d.get('ref'), limit)}"
     elif k == "down":
-        body = f"{who} down {d.get('target')} {short(d.get('reason'), limit)}"
+        body = f"{who} down {_text(d.get('target'), limit)} {short(d.get('reason'), limit)}"
     elif k == "exit_signal":
-        body = f"{who} exit signal from {d.get('from')} {short(d.get('reason'), limit)} -> {d.get('action')}"
+        body = f"{who} exit signal from {_text(d.get('from'), limit)} {short(d.get('reason'), limit)} -> {_text(d.get('action'), limit)}"
     elif k in ("register", "unregister"):
         extra = f" ({short(d['reason'], limit)})" if d.get("reason") is not None else ""
-        body = f"{who} {k} {d.get('name')}{extra}"
+        body = f"{who} {k} {_text(d.get('name'), limit)}{extra}"
     elif k == "call":
-        body = f"{who} call {d.get('to')} {short(d.get('request'), limit)}"
+        body = f"{who} call {_text(d.get('to'), limit)} {short(d.get('request'), limit)}"
     elif k == "reply":
         dur = d.get("duration")
         took = f" in {dur * 1e3:.3f}ms" if isinstance(dur, float) else ""
-        body = f"{who} reply {d.get('to')} {short(d.get('reply'), limit)}{took}"
+        body = f"{who} reply {_text(d.get('to'), limit)} {short(d.get('reply'), limit)}{took}"
     elif k == "call_timeout":
-        body = f"{who} call_timeout {d.get('to')} {short(d.get('request'), limit)} after {d.get('timeout')}s"
+        body = f"{who} call_timeout {_text(d.get('to'), limit)} {short(d.get('request'), limit)} after {_text(d.get('timeout'), limit)}s"
     elif k == "restart":
         body = (
-            f"{who} restart {d.get('child_id')!r} {d.get('old_pid')} -> {d.get('new_pid')}"
+            f"{who} restart {short(d.get('child_id'), limit)} {_text(d.get('old_pid'), limit)} -> {_text(d.get('new_pid'), limit)}"
             f" ({short(d.get('reason'), limit)})"
         )
     elif k == "intensity":
         body = (
-            f"{who} intensity reached: {d.get('restarts')} restarts in {d.get('period')}s "
-            f"(max {d.get('intensity')}); offender {d.get('child_id')!r} "
+            f"{who} intensity reached: {_text(d.get('restarts'), limit)} restarts in {_text(d.get('period'), limit)}s "
+            f"(max {_text(d.get('intensity'), limit)}); offender {short(d.get('child_id'), limit)} "
             f"{short(d.get('child_reason'), limit)}"
         )
     elif k in ("start_error", "child_terminated", "shutdown_error"):
-        body = f"{who} {k} {d.get('child_id')!r} {short(d.get('reason'), limit)}"
+        body = f"{who} {k} {short(d.get('child_id'), limit)} {short(d.get('reason'), limit)}"
     elif k == "not_restarted":
-        body = f"{who} not_restarted {d.get('child_id')!r} {short(d.get('reason'), limit)} ({d.get('restart_type')})"
+        body = f"{who} not_restarted {short(d.get('child_id'), limit)} {short(d.get('reason'), limit)} ({_text(d.get('restart_type'), limit)})"
     elif k == "progress":
-        started = d.get("started") or {}
-        body = f"{who} started {started.get('id')!r} as {started.get('pid')}"
+        started = d.get("started")
+        if not isinstance(started, dict):
+            started = {}
+        body = (
+            f"{who} started {short(started.get('id'), limit)} as {_text(started.get('pid'), limit)}"
+        )
     elif k == "trace":
-        body = str(d.get("note"))
+        body = _text(d.get("note"), limit)
     elif k == "call_trace":
-        body = f"{who} {d.get('phase')} {d.get('function')} {short(d.get('value'), limit)}"
+        body = f"{who} {_text(d.get('phase'), limit)} {_text(d.get('function'), limit)} {short(d.get('value'), limit)}"
+    elif k == "long_schedule":
+        stack = d.get("stack")
+        where = f" at {_text(stack[-1], limit)}" if isinstance(stack, list) and stack else ""
+        dur = d.get("duration")
+        held = f"{dur:.3f}s" if isinstance(dur, float) else _text(dur, limit)
+        body = f"{who} long_schedule: held the loop {held} without awaiting{where}"
+    elif k == "large_mailbox":
+        body = f"{who} large_mailbox: {_text(d.get('size'), limit)} messages queued"
     else:
         body = f"{who} {k} {short(d, limit)}"
     return f"{ts} {body}"
 
 
-def term_to_json(value: Any, limit: int = 200) -> Any:
-    """A JSON-safe form of a term: plain values kept, the rest shortened reprs."""
-    if value is None or isinstance(value, (bool, int, float)):
+def term_to_json(value: Any, limit: int = 200, depth: int = 4) -> Any:
+    """A JSON-safe form of a term: plain values kept, the rest shortened reprs.
+
+    Containers are kept as JSON up to ``depth`` levels and 20 items; deeper or
+    larger ones become shortened reprs, so the size stays bounded.
+    """
+    if value is None or isinstance(value, (bool, int)):
         return value
+    if isinstance(value, float):
+        return value if value == value and value not in (_INF, -_INF) else repr(value)
     if isinstance(value, str):
         return value if len(value) <= limit else value[:limit] + MARK
     if isinstance(value, (Pid, Ref)):
         return str(value)
-    if isinstance(value, dict) and len(value) <= 20:
-        return {str(k): term_to_json(v, limit) for k, v in value.items()}
-    if isinstance(value, (list, tuple)) and len(value) <= 20:
-        return [term_to_json(v, limit) for v in value]
+    if isinstance(value, TraceEvent):  # an exit's last_events
+        return json.loads(event_to_json(value, limit))
+    if depth > 0:
+        if isinstance(value, dict) and len(value) <= 20:
+            return {_text(k, limit): term_to_json(v, limit, depth - 1) for k, v in value.items()}
+        if isinstance(value, (list, tuple)) and len(value) <= 20:
+            return [term_to_json(v, limit, depth - 1) for v in value]
     return short(value, limit)
+
+
+_INF = float("inf")
 
 
 def event_to_json(event: TraceEvent, limit: int = 200) -> str:
@@ -171,7 +247,10 @@ def event_to_json(event: TraceEvent, limit: int = 200) -> str:
             "pid": str(event.pid) if event.pid is not None else None,
             "name": event.name,
             "kind": event.kind,
-            "data": {k: term_to_json(v, limit) for k, v in event.data.items()},
+            "data": {
+                k if type(k) is str else _text(k, limit): term_to_json(v, limit)
+                for k, v in event.data.items()
+            },
         },
         ensure_ascii=False,
     )

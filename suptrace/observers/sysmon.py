@@ -107,7 +107,10 @@ class SystemMonitor:
         gap = now - self._beat - self.interval
         if self.long_schedule is not None and gap > self.long_schedule:
             sample, self._sample = self._sample, None
-            proc, stack = (sample[1], sample[2]) if sample is not None else (None, [])
+            if sample is not None and sample[0] == self._beat:
+                proc, stack = sample[1], sample[2]
+            else:  # no sample, or one taken during an earlier, shorter stall
+                proc, stack = None, []
             self._report_long(rt, gap, proc, stack)
         self._beat = now
         if self.large_mailbox is not None and now - self._last_scan >= self.scan_every:
@@ -115,7 +118,9 @@ class SystemMonitor:
             self._scan(rt)
         self._handle = rt.loop.call_later(self.interval, self._heartbeat)
 
-    def _report_long(self, rt: Runtime, duration: float, proc: Process | None, stack: list[str]) -> None:
+    def _report_long(
+        self, rt: Runtime, duration: float, proc: Process | None, stack: list[str]
+    ) -> None:
         self.long_schedules += 1
         data = {"duration": duration, "stack": stack}
         if proc is not None and ("long_schedule" in rt.watch or proc.tracers):
@@ -125,7 +130,11 @@ class SystemMonitor:
         if self.log:
             from loguru import logger
 
-            who = f"{proc.pid} {proc.name or proc.initial_call}" if proc else "code outside any process"
+            who = (
+                f"{proc.pid} {proc.name or proc.initial_call}"
+                if proc
+                else "code outside any process"
+            )
             where = f"\n    at {stack[-1]}" if stack else ""
             logger.warning(
                 "long schedule: {} held the event loop for {:.3f}s without awaiting{}",

@@ -3,8 +3,10 @@
 A `Tracer` hangs a callback on the processes it traces (or on the node for
 ``"all"``). The callback runs inside the traced process's step, so it only
 filters, counts and appends to a bounded buffer; the user's handler runs later
-from a loop callback. A traced process therefore never waits for a handler,
-and a flood of events is cut by explicit, named limits:
+from a loop callback, outside any process (in an empty context, so whatever
+the handler does is not attributed to a traced process). A traced process
+therefore never waits for a handler, and a flood of events is cut by
+explicit, named limits:
 
 =============  ========  ======================================================
 limit          default   what happens when reached
@@ -15,11 +17,22 @@ limit          default   what happens when reached
 ``buffer``     10000     events that find the buffer full are dropped, counted
 ``term_limit`` 200       characters of a term shown in a line (cut with ``…``)
 =============  ========  ======================================================
+
+The handler gets events in batches, at most ``Tracer.FLUSH`` seconds (5 ms)
+after they happened: one loop callback per batch rather than per event, which
+is what keeps tracing a busy server affordable.
+
+A tracer never traces itself: events caused while its own handler runs (a
+handler that sends a message to a traced process, say) are not fed back to
+it; they are counted in ``stats()["suppressed"]``. When ``max_events`` is
+reached the tracer unhooks itself at once, inside the step that produced the
+last event, so a process in a tight loop stops paying for tracing right away.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sys
 import time
 from collections import deque
@@ -102,6 +115,9 @@ class Tracer:
     ``await tracer.wait()`` returns once it stopped.
     """
 
+    #: How long an event may wait in the buffer before the handler runs (seconds).
+    FLUSH = 0.005
+
     def __init__(
         self,
         runtime: Runtime,
@@ -141,17 +157,27 @@ class Tracer:
         self.dropped_rate = 0
         self.dropped_buffer = 0
         self.handler_errors = 0
+        #: Events raised while this tracer's own handler ran (never traced).
+        self.suppressed = 0
         self.stop_reason: str | None = None
         self._buffer: deque[TraceEvent] = deque()
         self._procs: dict[Pid, Process] = {}
         self._undo: list[Callable[[], None]] = []
-        self._drain_scheduled = False
+        self._drain_handle: asyncio.TimerHandle | None = None
         self._window_start = 0.0
         self._window_count = 0
         self._done: asyncio.Future[str] = runtime.loop.create_future()
         self._callback = self._on_event
         self._all = target == "all"
         self._full = False
+        #: A limit reached inside a traced step; the stop itself runs from the loop.
+        self._limit: str | None = None
+        self._in_handler = 0
+        #: The pid that held the traced name last (to say what a restart replaced).
+        self._holder: Pid | None = None
+        # Loop callbacks (the handler, the limits) run in an empty context: not
+        # as the traced process that happened to schedule them.
+        self._context = contextvars.Context()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -165,6 +191,7 @@ class Tracer:
         elif isinstance(target, str):
             proc = rt.names.get(target)
             if proc is not None and proc.alive:
+                self._holder = proc.pid
                 self._attach(proc)
             elif not self.follow_name:
                 raise noproc_error(rt, target)
@@ -186,7 +213,7 @@ class Tracer:
 
             self._undo.append(unhook)
         if self.duration is not None:
-            handle = rt.loop.call_later(self.duration, self.stop, "duration")
+            handle = rt.loop.call_later(self.duration, self.stop, "duration", context=self._context)
             self._undo.append(handle.cancel)
         rt.services.setdefault("tracers", set()).add(self)
         return self
@@ -195,20 +222,30 @@ class Tracer:
         """End the trace: remove every trace hook from the node, deliver what is buffered."""
         if self.stop_reason is not None:
             return
-        self.stop_reason = reason
-        for proc in list(self._procs.values()):
-            self._detach(proc)
-        for undo in reversed(self._undo):
-            undo()
-        self._undo.clear()
+        self.stop_reason = self._limit or reason
+        self._disarm()
         tracers = self.runtime.services.get("tracers")
         if tracers is not None:
             tracers.discard(self)
-        self._drain()
+        # Deliver what is buffered now, outside whatever process called stop().
+        contextvars.Context().run(self._drain)
         if not self._done.done():
-            self._done.set_result(reason)
+            self._done.set_result(self.stop_reason)
         if self.on_stop is not None:
             self.on_stop(self)
+
+    def _disarm(self) -> None:
+        """Remove every hook this tracer put on the node (safe to call twice)."""
+        for proc in list(self._procs.values()):
+            self._detach(proc)
+        undo_all, self._undo = self._undo, []
+        for undo in reversed(undo_all):
+            try:
+                undo()
+            except Exception as exc:  # one failing undo must not leave the others in place
+                self.runtime.loop.call_exception_handler(
+                    {"message": f"suptrace: tracer cleanup {undo!r} failed", "exception": exc}
+                )
 
     async def wait(self) -> str:
         """Wait until the tracer stops; returns why."""
@@ -232,6 +269,7 @@ class Tracer:
             "dropped_rate": self.dropped_rate,
             "dropped_buffer": self.dropped_buffer,
             "handler_errors": self.handler_errors,
+            "suppressed": self.suppressed,
             "traced_pids": sorted(self._procs),
             "stop_reason": self.stop_reason,
             "elapsed": time.time() - self.started,
@@ -283,19 +321,25 @@ class Tracer:
         proc = event.pid._proc
         if proc is None or proc.pid in self._procs:
             return
-        old = [p for p in self._procs if p != proc.pid]
-        for pid in old:
-            gone = self._procs.get(pid)
-            if gone is not None:
+        previous = self._holder
+        if previous is not None:
+            gone = self._procs.get(previous)
+            if gone is not None:  # the name moved while its old holder still lives
                 self._detach(gone)
-        was = f" (was {', '.join(str(p) for p in old)})" if old else ""
+        self._holder = proc.pid
+        was = f" (was {previous})" if previous is not None else ""
         self._accept(
             TraceEvent(
                 time.time(),
                 proc.pid,
                 str(self.target),
                 "trace",
-                {"note": f"--- {self.target} is now {proc.pid}{was} ---"},
+                {
+                    "note": f"--- {self.target} is now {proc.pid}{was} ---",
+                    "name": self.target,
+                    "pid": proc.pid,
+                    "old_pid": previous,
+                },
             ),
             force=True,
         )
@@ -311,17 +355,26 @@ class Tracer:
         self._accept(event)
 
     def _on_event(self, event: TraceEvent) -> None:
-        if event.kind in self.kinds:
+        kind = event.kind
+        if kind in self.kinds:
             self._accept(event)
-        if event.kind == "exit" and event.pid is not None:
+        if kind == "exit" and event.pid is not None:
             proc = self._procs.get(event.pid)
             if proc is not None:
                 self._detach(proc)
-                if not self._procs and not self.follow_name and self.target not in ("new", "all"):
-                    self.runtime.loop.call_soon(self.stop, "target_exited")
+                if (
+                    not self._procs
+                    and self.target not in ("new", "all")
+                    and (type(self.target) is Pid or not self.follow_name)
+                ):
+                    self.runtime.loop.call_soon(self.stop, "target_exited", context=self._context)
 
     def _accept(self, event: TraceEvent, force: bool = False) -> None:
-        if self.stop_reason is not None or self._full:
+        if self._full or self.stop_reason is not None:
+            return
+        if self._in_handler:
+            # Caused by our own handler: tracing it would feed the tracer to itself.
+            self.suppressed += 1
             return
         if not force and self.rate is not None:
             now = time.monotonic()
@@ -337,33 +390,44 @@ class Tracer:
             return
         self._buffer.append(event)
         self.accepted += 1
-        if not self._drain_scheduled:
-            self._drain_scheduled = True
-            self.runtime.loop.call_soon(self._drain)
+        if self._drain_handle is None:
+            self._drain_handle = self.runtime.loop.call_later(
+                self.FLUSH, self._drain, context=self._context
+            )
         if self.max_events is not None and self.accepted >= self.max_events:
-            # Take nothing more; the stop itself (detaching everything) runs next iteration.
+            # Take nothing more, and unhook now: a process in a tight loop would
+            # otherwise keep building events for us until it next awaits. The
+            # rest of the stop (handler, waiters) runs from the loop.
             self._full = True
-            self.runtime.loop.call_soon(self.stop, "max_events")
+            self._limit = "max_events"
+            self._disarm()
+            self.runtime.loop.call_soon(self.stop, "max_events", context=self._context)
 
     # -- the cold side: a loop callback --------------------------------------------------
 
     def _drain(self) -> None:
-        self._drain_scheduled = False
+        if self._drain_handle is not None:
+            self._drain_handle.cancel()  # when called by stop() before the flush
+            self._drain_handle = None
         buf = self._buffer
         handler = self.handler
-        while buf:
-            event = buf.popleft()
-            try:
-                handler(event)
-                self.delivered += 1
-            except Exception as exc:
-                self.handler_errors += 1
-                if self.handler_errors == 1:
-                    print(
-                        f"suptrace: trace handler {handler!r} failed: {exc!r} "
-                        "(further failures are counted in stats())",
-                        file=sys.stderr,
-                    )
+        self._in_handler += 1
+        try:
+            while buf:
+                event = buf.popleft()
+                try:
+                    handler(event)
+                    self.delivered += 1
+                except Exception as exc:
+                    self.handler_errors += 1
+                    if self.handler_errors == 1:
+                        print(
+                            f"suptrace: trace handler {handler!r} failed: {exc!r} "
+                            "(further failures are counted in stats())",
+                            file=sys.stderr,
+                        )
+        finally:
+            self._in_handler -= 1
 
 
 def trace(
@@ -384,10 +448,16 @@ def trace(
     ``flags`` select what is seen: ``send``, ``receive``, ``procs`` (spawn,
     exit, links, registration, restarts), ``monitors``, ``calls``,
     ``supervisor``, ``call_trace``, ``system`` or ``all`` (or event kinds).
-    Each event goes to ``handler(event)`` (default: print a dbg-style line).
-    A traced name is followed across restarts unless ``follow_name=False``;
-    ``set_on_spawn=True`` also traces the processes a traced process spawns.
-    Limits are described in this module's docstring.
+    Each event goes to ``handler(event)`` (default: print a dbg-style line),
+    called later from the event loop, outside any process; what the handler
+    itself causes is never traced by this tracer. A traced name is followed
+    across restarts (a ``trace`` event notes each new pid) unless
+    ``follow_name=False``, which makes a missing name an error (`NoProc`, with
+    the name's tombstone story). A pid trace ends (``"target_exited"``) when
+    its process exits. ``set_on_spawn=True`` also traces the processes a traced
+    process spawns (dbg's ``sos``). The limits ``max_events``, ``duration``,
+    ``rate`` and ``buffer`` are described in this module's docstring; None
+    turns one off. ``stats()`` says what was delivered and dropped.
 
     >>> import suptrace
     >>> lines = []

@@ -1,0 +1,239 @@
+"""What tracing costs a call round trip.
+
+    python bench/tracing.py            # full run: 20,000 calls per sample, best of 7
+    python bench/tracing.py --quick    # smoke run, a few seconds
+    python bench/tracing.py --calls 50000 --repeats 9
+
+Variants, each a `suptrace.call` round trip to a GenServer that answers with
+the request, issued from the root process one after another:
+
+* (a) no tracer at all;
+* (b) a tracer on an unrelated process (default flags): tracing one process
+  must cost the others nothing;
+* (c) a tracer on the benchmarked server (default flags: send, receive, procs)
+  with a handler that discards the events, and no limits, so it stays on for
+  the whole sample; (c+) the same with every flag (also ``call``/``reply``),
+  for information;
+* (d) the flight recorder: (a) runs with it on (``Node(flight_recorder=16)``,
+  the default); (d) is the same with ``flight_recorder=0``; the ratio shown is
+  on / off.
+
+Clock: each sample is timed with ``time.thread_time()`` (CPU time of the
+loop's thread) around the timed calls only. The benchmark is single-threaded
+and never waits for I/O, so uncontended CPU time equals wall time; on a shared
+machine, CPU time is not inflated by other processes taking the core away, which
+is what makes the ratios repeatable there. The wall-clock rate is shown too.
+
+Fairness: every sample runs in a fresh node built with
+``Node(log_reports=False, system_monitor=False, telemetry=False, control=False)``
+so that logging, the system monitor's heartbeat, the OpenTelemetry bridge and
+the control socket do not take part; only the flight recorder setting changes
+between (a) and (d). The variants take turns (repeat 1 runs a, b, c..., repeat
+2 starts with b...), ``gc.collect()`` runs before every sample, each sample
+warms up untimed first, and the table shows the best and the median sample;
+ratios use the best.
+
+Targets: (b) and (d) >= 0.95x of (a); (c) >= 0.5x of (a).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import suptrace
+
+
+class Echo(suptrace.GenServer):
+    async def handle_call(self, request: Any, caller: suptrace.Caller) -> Any:
+        return request
+
+
+async def _idle() -> None:
+    while True:
+        await suptrace.receive()
+
+
+def _discard(event: suptrace.TraceEvent) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Variant:
+    key: str
+    label: str
+    recorder: int
+    trace: str | None  # None, "other" or "server"
+    flags: tuple[str, ...] = ("send", "receive", "procs")
+
+
+VARIANTS = [
+    Variant("a", "(a) no tracer", 16, None),
+    Variant("b", "(b) tracer on an unrelated process", 16, "other"),
+    Variant("c", "(c) tracer on the server, discarding", 16, "server"),
+    Variant("c+", "(c+) same, every flag", 16, "server", ("all",)),
+    Variant("d", "(d) flight recorder off", 0, None),
+]
+
+#: key -> (minimum ratio vs (a), how the ratio is computed)
+TARGETS: dict[str, float] = {"b": 0.95, "c": 0.5, "d": 0.95}
+
+
+@dataclass
+class Sample:
+    cpu_rate: float  # calls per CPU second of the loop thread
+    wall_rate: float  # calls per wall-clock second
+    stats: dict[str, Any]
+
+
+async def _sample(variant: Variant, calls: int, warmup: int) -> Sample:
+    async def main() -> Sample:
+        server = await Echo.start()
+        tracer = None
+        if variant.trace is not None:
+            target = server if variant.trace == "server" else suptrace.spawn(_idle)
+            tracer = suptrace.trace(
+                target,
+                variant.flags,
+                handler=_discard,
+                max_events=None,
+                duration=None,
+                rate=None,
+            )
+        call = suptrace.call
+        for i in range(warmup):
+            await call(server, i)
+        wall, cpu = time.perf_counter(), time.thread_time()
+        for i in range(calls):
+            await call(server, i)
+        cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+        stats: dict[str, Any] = {}
+        if tracer is not None:
+            tracer.stop()
+            stats = tracer.stats()
+        await suptrace.stop(server)
+        return Sample(calls / cpu, calls / wall, stats)
+
+    async with suptrace.Node(
+        "bench-tracing",
+        log_reports=False,
+        system_monitor=False,
+        telemetry=False,
+        control=False,
+        flight_recorder=variant.recorder,
+    ) as node:
+        return await node.run_root(main)
+
+
+def _run_sample(variant: Variant, calls: int) -> Sample:
+    gc.collect()
+    return asyncio.run(_sample(variant, calls, max(100, calls // 10)))
+
+
+def _commit() -> str:
+    source = os.path.dirname(os.path.dirname(os.path.abspath(suptrace.__file__)))
+    try:
+        out = subprocess.run(
+            ["git", "-C", source, "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    return f"{source} at {out or 'an unknown commit'}"
+
+
+def run(calls: int, repeats: int, progress: Callable[[str], None]) -> dict[str, list[Sample]]:
+    samples: dict[str, list[Sample]] = {v.key: [] for v in VARIANTS}
+    for rep in range(repeats):
+        order = VARIANTS[rep % len(VARIANTS) :] + VARIANTS[: rep % len(VARIANTS)]
+        for variant in order:
+            sample = _run_sample(variant, calls)
+            samples[variant.key].append(sample)
+            if variant.key == "c" and sample.stats.get("delivered", 0) < calls:
+                raise SystemExit(f"(c) did not trace every call: {sample.stats}")
+        progress(f"repeat {rep + 1}/{repeats} done")
+    return samples
+
+
+def report(samples: dict[str, list[Sample]]) -> tuple[str, bool]:
+    best = {key: max(s.cpu_rate for s in values) for key, values in samples.items()}
+    median = {key: statistics.median(s.cpu_rate for s in values) for key, values in samples.items()}
+    wall = {key: max(s.wall_rate for s in values) for key, values in samples.items()}
+    base = best["a"]
+    rows = [
+        f"{'variant':40} {'best calls/cpu-s':>16} {'median':>9} {'best wall':>10}"
+        f" {'vs (a)':>7}  target",
+        "-" * 100,
+    ]
+    ok = True
+
+    def row(label: str, key: str, ratio: float, target: float | None) -> None:
+        nonlocal ok
+        verdict = ""
+        if target is not None:
+            passed = ratio >= target
+            ok &= passed
+            verdict = f">= {target:.2f}x {'PASS' if passed else 'MISS'}"
+        rows.append(
+            f"{label:40} {best[key]:>16,.0f} {median[key]:>9,.0f} {wall[key]:>10,.0f}"
+            f" {ratio:>6.2f}x  {verdict}"
+        )
+
+    for v in VARIANTS:
+        if v.key != "d":
+            row(v.label, v.key, best[v.key] / base, TARGETS.get(v.key))
+    # (d): the recorder's cost is (a), which has it on, against the same run with it off.
+    row("(d) flight recorder off (0)", "d", best["d"] / base, None)
+    ratio = base / best["d"]
+    passed = ratio >= TARGETS["d"]
+    ok &= passed
+    rows.append(
+        f"{'(d) recorder on (16) / off (0)':40} {'':>16} {'':>9} {'':>10}"
+        f" {ratio:>6.2f}x  >= {TARGETS['d']:.2f}x {'PASS' if passed else 'MISS'}"
+    )
+    return "\n".join(rows), ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: fewer calls and repeats")
+    parser.add_argument("--calls", type=int, help="calls per sample (default 20000; quick 5000)")
+    parser.add_argument("--repeats", type=int, help="samples per variant (default 7; quick 3)")
+    args = parser.parse_args(argv)
+    calls = args.calls or (5_000 if args.quick else 20_000)
+    repeats = args.repeats or (3 if args.quick else 7)
+
+    def progress(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    print(f"suptrace {suptrace.__version__} from {_commit()}")
+    print(
+        f"python {platform.python_version()} on {platform.platform()}, {os.cpu_count()} cpus; "
+        f"{calls:,} calls per sample, best of {repeats}"
+    )
+    print(
+        "nodes: Node(log_reports=False, system_monitor=False, telemetry=False, control=False), "
+        "flight recorder 16 unless noted"
+    )
+    samples = run(calls, repeats, progress)
+    table, ok = report(samples)
+    print()
+    print(table)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

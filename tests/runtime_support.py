@@ -61,9 +61,7 @@ async def ping(pid: Pid, timeout: float = 1.0) -> bool:
 
 async def down_of(ref: Ref, timeout: float = 2.0) -> Down:
     """The `Down` message of monitor ``ref``."""
-    msg: Down = await suptrace.receive(
-        lambda m: type(m) is Down and m.ref == ref, timeout=timeout
-    )
+    msg: Down = await suptrace.receive(lambda m: type(m) is Down and m.ref == ref, timeout=timeout)
     return msg
 
 

@@ -4,6 +4,7 @@ failure modes (SPEC §3, otp-semantics §3 and §2.2 for OTP >= 26 start)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from typing import Any
 
@@ -14,10 +15,10 @@ import suptrace
 from suptrace import (
     IGNORE,
     NOREPLY,
+    Caller,
     CallError,
     CallExit,
     CallTimeout,
-    Caller,
     ExitMsg,
     GenServer,
     NoProc,
@@ -162,14 +163,12 @@ async def test_init_exception_kills_a_non_trapping_linked_caller_with_the_same_r
             raise boom
 
     async def starter() -> None:
-        try:
+        with contextlib.suppress(RuntimeError):
             await Broken.start_link()
-        except RuntimeError:
-            pass
         await never()  # dies here at the latest, from the link
 
     async def main() -> None:
-        pid, ref = suptrace.spawn_monitor(starter)
+        _pid, ref = suptrace.spawn_monitor(starter)
         assert (await down_of(ref)).reason is boom
 
     await in_node(main)
@@ -181,12 +180,15 @@ async def test_init_exit_gives_start_error_with_the_reason() -> None:
             raise suptrace.Exit(("bad_arg", 1))
 
     async def main() -> None:
+        exits: list[suptrace.TraceEvent] = []
+        suptrace.add_event_handler(exits.append, kinds=["exit"])
         suptrace.trap_exit(True)
         with pytest.raises(StartError) as info:
             await Refuses.start_link()
         assert info.value.reason == ("bad_arg", 1)
         assert "Refuses" in str(info.value)
         assert await mailbox_empty()
+        assert [e.data["reason"] for e in exits] == [("bad_arg", 1)]  # it exited with R
 
     await in_node(main)
 
@@ -197,8 +199,13 @@ async def test_init_ignore_returns_ignore_and_exits_normally() -> None:
             return IGNORE
 
     async def main() -> None:
+        exits: list[suptrace.TraceEvent] = []
+        suptrace.add_event_handler(exits.append, kinds=["exit"])
         suptrace.trap_exit(True)
+        suptrace.send(suptrace.self_pid(), "unrelated")
         assert await Ignorer.start_link(name="ignorer") is IGNORE
+        assert [e.data["reason"] for e in exits] == ["normal"]
+        assert await suptrace.receive(timeout=0) == "unrelated"  # other messages stay
         assert await mailbox_empty()  # no ExitMsg(normal) left behind
         assert suptrace.whereis("ignorer") is None
         assert await Ignorer.start() is IGNORE
@@ -306,7 +313,9 @@ async def test_handle_info_gets_exit_msg_and_down() -> None:
         await down_of(oref)
         got = await suptrace.call(pid, "got")
         assert ExitMsg(other, "boom") in got
-        assert any(type(m) is suptrace.Down and m.pid == target and m.reason == "shutdown" for m in got)
+        assert any(
+            type(m) is suptrace.Down and m.pid == target and m.reason == "shutdown" for m in got
+        )
         assert suptrace.is_alive(pid)  # a non-parent ExitMsg is just information
 
     await in_node(main)
@@ -389,11 +398,43 @@ async def test_uncaught_call_timeout_crashes_the_caller_with_it() -> None:
         async def client() -> None:
             await suptrace.call("stuck", "hello", timeout=0.02)
 
-        pid, ref = suptrace.spawn_monitor(client)
+        _pid, ref = suptrace.spawn_monitor(client)
         reason = (await down_of(ref)).reason
         assert isinstance(reason, CallTimeout)
         assert reason.dest == "stuck" and reason.request == "hello" and reason.timeout == 0.02
         suptrace.exit(server, "kill")
+
+    await in_node(main)
+
+
+async def test_uncaught_call_exit_and_noproc_crash_the_caller_with_them() -> None:
+    async def main() -> None:
+        async def client(dest: Any, request: Any) -> None:
+            await suptrace.call(dest, request)
+
+        pid = await Counter.start()
+        pid, ref = suptrace.spawn_monitor(client, pid, ("exit", "shutdown"))
+        reason = (await down_of(ref)).reason
+        assert isinstance(reason, CallExit) and reason.reason == "shutdown"
+        pid, ref = suptrace.spawn_monitor(client, "gone.server", "get")
+        reason = (await down_of(ref)).reason
+        assert isinstance(reason, NoProc) and reason.dest == "gone.server"
+
+    await in_node(main)
+
+
+async def test_call_without_timeout_waits_for_a_late_reply() -> None:
+    async def main() -> None:
+        me = suptrace.self_pid()
+        pid = await Parked.start(me)
+
+        async def client() -> None:
+            suptrace.send(me, ("answer", await suptrace.call(pid, "wait", timeout=None)))
+
+        suptrace.spawn(client)
+        await suptrace.receive(lambda m: m == ("parked", "wait"), timeout=1)
+        suptrace.cast(pid, "eventually")
+        assert await suptrace.receive(timeout=1) == ("answer", "eventually")
 
     await in_node(main)
 
@@ -701,5 +742,15 @@ async def test_get_state_and_statistics() -> None:
         assert stats["start_time"] <= stats["current_time"]
         with pytest.raises(NoProc):
             await suptrace.get_state("no.such.server")
+
+    await in_node(main)
+
+
+async def test_cast_to_an_unregistered_name_is_dropped_like_otp() -> None:
+    async def main() -> None:
+        dead: list[suptrace.TraceEvent] = []
+        suptrace.add_event_handler(dead.append, kinds=["dead_letter"])
+        suptrace.cast("nobody.here", ("add", 1))  # gen_server:cast never fails
+        assert [e.data["to"] for e in dead] == ["nobody.here"]
 
     await in_node(main)

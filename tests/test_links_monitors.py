@@ -177,7 +177,7 @@ async def test_exit_kill_to_self_dies_killed() -> None:
         await never()
 
     async def main() -> None:
-        pid, ref = suptrace.spawn_monitor(suicide)
+        _pid, ref = suptrace.spawn_monitor(suicide)
         assert (await down_of(ref)).reason == "killed"
 
     await in_node(main)
@@ -386,7 +386,7 @@ async def test_unlink_stops_propagation() -> None:
             suptrace.unlink(victim)
             raise suptrace.Exit("boom")
 
-        pid, ref = suptrace.spawn_monitor(link_unlink_die)
+        _pid, ref = suptrace.spawn_monitor(link_unlink_die)
         assert (await down_of(ref)).reason == "boom"
         assert await ping(victim)
 
@@ -443,7 +443,7 @@ async def test_spawn_link_is_atomic_child_crashing_at_once_kills_the_parent() ->
         await never()
 
     async def main() -> None:
-        pid, ref = suptrace.spawn_monitor(parent)
+        _pid, ref = suptrace.spawn_monitor(parent)
         assert (await down_of(ref)).reason is boom
 
     await in_node(main)

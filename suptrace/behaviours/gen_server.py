@@ -14,9 +14,8 @@ from typing import Any, ClassVar, Final
 from suptrace.core.errors import CallError, CallExit, CallTimeout, Exit
 from suptrace.core.process import (
     Process,
-    noproc_error,
-    receive,
     _spawn,
+    noproc_error,
     resolve,
     unlink,
     unwatch,
@@ -62,7 +61,7 @@ class StartError(Exception):
 class Caller:
     """Who is waiting for a reply: pass it to `reply` (OTP's ``From``)."""
 
-    __slots__ = ("pid", "_future", "_started", "_ref", "_dest", "_request", "_timeout")
+    __slots__ = ("_dest", "_future", "_ref", "_request", "_started", "_timeout", "pid")
 
     def __init__(
         self,
@@ -227,8 +226,16 @@ async def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> An
 
 
 def cast(dest: Pid | str, msg: Any) -> None:
-    """Send an asynchronous request to a GenServer; never blocks, never fails on a dead pid."""
-    proc = resolve(dest, "cast")
+    """Send an asynchronous request to a GenServer. Never blocks and never fails:
+    as OTP's ``gen_server:cast``, a cast to a dead pid or an unregistered name is
+    dropped (tracing sees a ``dead_letter``)."""
+    if type(dest) is Pid:
+        proc = dest._proc
+    elif isinstance(dest, str):
+        rt = current_runtime("cast()")
+        proc = rt.names.get(dest)
+    else:
+        raise TypeError(f"cast() needs a Pid or a registered name (str), got {dest!r}")
     me = maybe_process()
     if me is not None:
         me.messages_out += 1
@@ -237,6 +244,8 @@ def cast(dest: Pid | str, msg: Any) -> None:
             rt.emit(me, "send", {"to": proc.pid if proc else dest, "msg": _Cast(msg)})
     if proc is not None:
         proc.deliver(_Cast(msg), me.pid if me is not None else None)
+    elif me is not None and ("dead_letter" in me.runtime.watch or me.tracers):
+        me.runtime.emit(me, "dead_letter", {"to": dest, "msg": _Cast(msg)})
 
 
 async def _system(dest: Pid | str, op: str, arg: Any, timeout: float | None) -> Any:

@@ -290,27 +290,33 @@ def pykka_impls(cfg: Config) -> tuple[list[Impl], list[Impl]]:
             return value
 
     async def ask(n: int) -> float:
-        ref = Counter.start()
-        try:
-            t0 = perf()
-            for i in range(n):
-                ref.ask(("echo", i))
-            return perf() - t0
-        finally:
-            ref.stop()
+        with _one_cpu():
+            ref = Counter.start()
+            try:
+                t0 = perf()
+                for i in range(n):
+                    ref.ask(("echo", i))
+                return perf() - t0
+            finally:
+                ref.stop()
 
     async def proxy(n: int) -> float:
-        ref = Counter.start()
-        try:
-            echo = ref.proxy().echo
-            t0 = perf()
-            for i in range(n):
-                echo(i).get()
-            return perf() - t0
-        finally:
-            ref.stop()
+        with _one_cpu():
+            ref = Counter.start()
+            try:
+                echo = ref.proxy().echo
+                t0 = perf()
+                for i in range(n):
+                    echo(i).get()
+                return perf() - t0
+            finally:
+                ref.stop()
 
     async def tell(n: int) -> float:
+        with _one_cpu():
+            return _tell(n)
+
+    def _tell(n: int) -> float:
         ref = Counter.start()
         try:
             t0 = perf()
@@ -327,11 +333,33 @@ def pykka_impls(cfg: Config) -> tuple[list[Impl], list[Impl]]:
 
     version = dist_version("pykka")
     calls = [
-        Impl("pykka ask", ask, cfg.peer_call_n, f"pykka {version} ThreadingActor"),
-        Impl("pykka proxy", proxy, cfg.peer_call_n, "proxy().echo(i).get()"),
+        Impl("pykka ask", ask, cfg.peer_call_n, f"pykka {version} ThreadingActor, one CPU"),
+        Impl("pykka proxy", proxy, cfg.peer_call_n, "proxy().echo(i).get(), one CPU"),
     ]
-    sends = [Impl("pykka tell", tell, cfg.peer_send_n, "tell x N, then one ask")]
+    sends = [Impl("pykka tell", tell, cfg.peer_send_n, "tell x N, then one ask, one CPU")]
     return calls, sends
+
+
+@contextlib.contextmanager
+def _one_cpu() -> Any:
+    """Keep this thread, and the actor thread it starts (threads inherit affinity),
+    on one CPU while pykka is measured.
+
+    A hand-off between threads on two CPUs needs a cross-CPU wake-up; on a virtual
+    machine that can cost ~100 us and made pykka's figure swing between ~8,000 and
+    ~60,000 asks/s from run to run here. On one CPU it is consistently at its best.
+    """
+    getter = getattr(os, "sched_getaffinity", None)
+    setter = getattr(os, "sched_setaffinity", None)
+    if getter is None or setter is None:
+        yield
+        return
+    previous = getter(0)
+    setter(0, {min(previous)})
+    try:
+        yield
+    finally:
+        setter(0, previous)
 
 
 def _unavailable(peer: str, exc: BaseException, n: int) -> list[Impl]:
@@ -955,6 +983,10 @@ def print_report(results: list[Result], checks: list[dict[str, Any]], env: dict[
         f"{env['cpus']} CPUs, {env['mode']} run, best of {env['repeats']}, "
         f"node options: {env['node_options']}"
     )
+    print(
+        f"1-minute load average: {env['load_before']} at the start, {env['load_after']} at "
+        "the end (the run itself adds about 1; more means other work shared the CPUs)"
+    )
     header = (
         f"{'workload':<18} {'implementation':<40} {'best':>14} {'median':>14} {'vs base':>8}  note"
     )
@@ -982,6 +1014,13 @@ def print_report(results: list[Result], checks: list[dict[str, Any]], env: dict[
             else (f"{measured}" if "B" in check["target"] else f"{measured:.2f}x")
         )
         print(f"  {check['status']:<5} {check['target']:<70} measured {text}")
+
+
+def _load() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def environment(cfg: Config, quick: bool) -> dict[str, Any]:
@@ -1012,6 +1051,7 @@ def environment(cfg: Config, quick: bool) -> dict[str, Any]:
         "repeats": cfg.repeats,
         "config": asdict(cfg),
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "load_before": _load(),
     }
 
 
@@ -1047,6 +1087,7 @@ def main(argv: list[str] | None = None) -> int:
     env["node_options"] = node_opts or "defaults"
     only = set(args.only) if args.only else None
     results = suptrace.run(bench_main, cfg, only, args.bare, **node_opts)
+    env["load_after"] = _load()
     checks = check_targets(results)
     print_report(results, checks, env)
     if args.json:

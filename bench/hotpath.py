@@ -76,7 +76,7 @@ async def profiled(args: argparse.Namespace) -> str:
     if args.pyinstrument:
         from pyinstrument import Profiler
 
-        profiler = Profiler(async_mode="disabled", interval=0.0002)
+        profiler = Profiler(async_mode="disabled", interval=0.001)
         profiler.start()
         await fn(n)
         profiler.stop()

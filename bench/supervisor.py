@@ -7,12 +7,14 @@
    taken right before the crash; the restarted child's *first line* takes
    ``t1 = time.perf_counter()``. ``t1 - t0`` covers the exit signal, the child's
    death (links, events, reports), the supervisor waking on its ``ExitMsg``, the
-   restart bookkeeping, the spawn and the loop scheduling the new task. Two
-   crash styles:
+   restart bookkeeping, the spawn and the loop scheduling the new task. The
+   start function is a plain function returning ``spawn_link(child, ...)``, so
+   no start-up handshake is measured. Two crash styles:
 
    * ``exit`` (the target row): the driver process calls
      ``suptrace.exit(pid, "boom")``. Chosen because the crash moment is exactly
-     that call and nothing else runs between ``t0`` and the crash;
+     that call and nothing else runs between ``t0`` and the crash (a death by
+     signal: no crash report, but child_terminated and progress reports);
    * ``raise``: the driver sends a message and the child raises on it; ``t0`` is
      taken by the child right before its ``raise`` (the message hop is not
      counted). This is the crash-by-its-own-hand path, which also builds a crash
@@ -30,8 +32,9 @@
    restarts. Memory "grows" when the mean of the last 20% of samples exceeds the
    mean of the first 20% by more than the allowance printed with it (2% or a
    fixed floor). ``tracemalloc`` slows allocation about fourfold, so the Python
-   heap trend comes from a separate, shorter pass with tracemalloc on (its
-   top allocation sites by growth are listed when it grows, or with --profile).
+   heap trend comes from a separate, shorter pass with tracemalloc on, sampling
+   the live heap after a full ``gc.collect()`` (its top allocation sites by
+   growth are listed when it grows, or with --profile).
 
 3. **a supervisor with 10,000 workers** (GenServer children, then plain
    ``spawn_link`` children): time to start it (until every child's code ran),
@@ -403,8 +406,8 @@ def bench_latency(n: int, warmup: int) -> dict[str, Any]:
 
 class _Crasher:
     __slots__ = (
-        "count", "done", "every", "samples", "snapshots", "t_begin", "t_end", "target", "tm",
-        "warmup",
+        "count", "cpu_begin", "cpu_end", "done", "every", "samples", "snapshots", "t_begin",
+        "t_end", "target", "tm", "warmup",
     )
 
     def __init__(self, warmup: int, n: int, samples: int, tm: bool) -> None:
@@ -413,11 +416,19 @@ class _Crasher:
         self.target = warmup + n
         self.every = max(1, n // samples)
         self.samples: list[tuple[int, float, int, int]] = []
-        self.t_begin = 0.0
-        self.t_end = 0.0
+        self.t_begin = self.t_end = 0.0
+        self.cpu_begin = self.cpu_end = 0.0
         self.tm = tm
         self.snapshots: list[tracemalloc.Snapshot] = []
         self.done: asyncio.Future[None] | None = None
+
+    def begin(self) -> None:
+        self.t_begin = perf_counter()
+        self.cpu_begin = time.process_time()
+
+    def end(self) -> None:
+        self.t_end = perf_counter()
+        self.cpu_end = time.process_time()
 
     def sample(self, edge: bool) -> None:
         traced = -1
@@ -436,9 +447,9 @@ async def _crash_at_once(c: _Crasher) -> None:
     if count >= c.warmup and (edge or (count - c.warmup) % c.every == 0):
         c.sample(edge)
         if count == c.warmup:
-            c.t_begin = perf_counter()
+            c.begin()
     if count == c.target:
-        c.t_end = perf_counter()
+        c.end()
         assert c.done is not None
         c.done.set_result(None)
         await receive()  # stay up: the run is over
@@ -470,9 +481,9 @@ async def raw_restarts(c: _Crasher) -> _Crasher:
         c.count += 1
         count = c.count
         if count == c.warmup:
-            c.t_begin = perf_counter()
+            c.begin()
         elif count == c.target:
-            c.t_end = perf_counter()
+            c.end()
             assert c.done is not None
             c.done.set_result(None)
             await forever
@@ -560,6 +571,7 @@ def run_restarts(
         "seconds": elapsed,
         "per_s": n / elapsed,
         "us_per_restart": elapsed / n * 1e6,
+        "cpu_us_per_restart": (c.cpu_end - c.cpu_begin) / n * 1e6,
         "gc": meter.as_dict(),
     }
     if c.samples:
@@ -788,11 +800,13 @@ def print_restarts(rows: dict[str, Any]) -> list[tuple[str, bool]]:
     print("\n2. sustained restarts (one_for_one, intensity 10**9 per 1 s, child raises at its "
           "first line)")
     print(f"   {'variant':<48} {'restarts':>9} {'seconds':>8} {'restarts/s':>10} "
-          f"{'µs each':>8} {'GC share':>8}")
+          f"{'µs each':>8} {'CPU µs':>7} {'GC share':>8}")
     for key, r in rows.items():
         share = r["gc"]["seconds"] / r["seconds"] * 100 if r["seconds"] else 0.0
         print(f"   {key:<48} {r['restarts']:>9} {r['seconds']:8.2f} {r['per_s']:10.0f} "
-              f"{r['us_per_restart']:8.1f} {share:7.1f}%")
+              f"{r['us_per_restart']:8.1f} {r['cpu_us_per_restart']:7.1f} {share:7.1f}%")
+    print("   (µs each: wall time per restart; CPU µs: this process's CPU time per restart, "
+          "which other load on the machine inflates less)")
     print("   memory: mean of the first vs the last 20% of samples (MiB)")
     print(f"   {'variant':<48} {'measure':<11} {'first':>7} {'last':>7} {'delta':>7} "
           f"{'B/restart':>9} {'allowed':>7}  trend")

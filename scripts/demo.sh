@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up a virtual environment and run the demo on the embedded defaults (no network needed).
+# Set up a virtual environment and run the self-driving demo tour on the embedded defaults
+# (no collector, no network): a live node, a dbg-style trace, reports, tree and doctor.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -9,4 +10,4 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -e .
-exec "$VENV/bin/python" examples/quickstart.py "$@"
+exec "$VENV/bin/suptrace" demo --script "$@"

@@ -178,17 +178,25 @@ async def test_message_order_is_preserved_per_sender() -> None:
         me = suptrace.self_pid()
 
         async def sender(tag: str) -> None:
+            # Two senders take turns (a baton passes between them), so their
+            # messages reach the receiver interleaved, in bursts of seven.
+            peer = await suptrace.receive()
             for i in range(50):
-                suptrace.send(me, (tag, i))
                 if i % 7 == 0:
-                    await asyncio.sleep(0)  # interleave with the other sender
+                    await suptrace.receive(lambda m: m == "baton")
+                suptrace.send(me, (tag, i))
+                if i % 7 == 6 or i == 49:
+                    suptrace.send(peer, "baton")
 
-        suptrace.spawn(sender, "a")
-        suptrace.spawn(sender, "b")
+        a = suptrace.spawn(sender, "a")
+        b = suptrace.spawn(sender, "b")
+        suptrace.send(a, b)
+        suptrace.send(b, a)
+        suptrace.send(a, "baton")
         got = [await suptrace.receive(timeout=1) for _ in range(100)]
         for tag in "ab":
             assert [i for t, i in got if t == tag] == list(range(50))
-        assert {t for t, _ in got[:60]} == {"a", "b"}  # they really interleaved
+        assert [t for t, _ in got[:21]] == ["a"] * 7 + ["b"] * 7 + ["a"] * 7  # interleaved
 
     await in_node(main)
 

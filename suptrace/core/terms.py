@@ -173,7 +173,7 @@ class Down:
 
 def is_normal_exit(reason: Any) -> bool:
     """True for ``normal``, ``shutdown`` and ``Shutdown(_)``: exits a transient child may make."""
-    return reason == NORMAL or reason == SHUTDOWN or type(reason) is Shutdown
+    return reason in (NORMAL, SHUTDOWN) or type(reason) is Shutdown
 
 
 def reason_class(reason: Any) -> str:

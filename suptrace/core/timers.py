@@ -44,7 +44,7 @@ class Deadlines:
     #: Compact the heap when it holds this many entries and most are done.
     COMPACT_AT = 1024
 
-    __slots__ = ("loop", "_young", "_heap", "_seq", "_handle", "_when")
+    __slots__ = ("_handle", "_heap", "_seq", "_when", "_young", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop

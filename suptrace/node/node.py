@@ -17,6 +17,7 @@ from suptrace.core.errors import Exit, NodeError
 from suptrace.core.process import Process, spawn, watch
 from suptrace.core.runtime import Runtime
 from suptrace.core.terms import KILL, NORMAL, SHUTDOWN, Pid, Ref
+from suptrace.node.control import ControlServer
 from suptrace.observers.reports import Reports
 from suptrace.observers.sysmon import SystemMonitor
 
@@ -60,6 +61,7 @@ class Node:
         *,
         shutdown_timeout: float = 5.0,
         services: list[Service] | None = None,
+        control: bool | dict[str, Any] = True,
         reports: bool = True,
         log_reports: bool = True,
         report_history: int = 1000,
@@ -83,10 +85,23 @@ class Node:
         self.name = name or _default_name()
         self.shutdown_timeout = shutdown_timeout
         self.options = options
+        # OpenTelemetry (telemetry=, tracer_provider=, meter_provider=, logger_provider=,
+        # prometheus=...): a service that starts first and closes last.
+        from suptrace.observers.otel import telemetry_service
+
+        self.telemetry = telemetry_service(options)
         self.reports: Reports | None = (
             Reports(history=report_history, log=log_reports) if reports else None
         )
         self.services: list[Service] = list(services or [])
+        if self.telemetry is not None:
+            self.services.insert(0, self.telemetry)
+        # The control socket `suptrace` commands talk to: True (defaults), False (none),
+        # or a dict of `ControlServer` options such as {"allow_write": True, "tcp": ...}.
+        self.control: ControlServer | None = None
+        if control is True or isinstance(control, dict):
+            self.control = ControlServer(**(control if isinstance(control, dict) else {}))
+            self.services.append(self.control)
         self._runtime: Runtime | None = None
         self._token: Any = None
 

@@ -1,0 +1,337 @@
+"""How the commands show what a node answered (rich text; plain when piped)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from suptrace.cli.output import ago, event_text, out, when
+
+__all__ = [
+    "nodes_table",
+    "ps_table",
+    "print_tree",
+    "print_info",
+    "print_tombstone",
+    "print_report",
+    "print_findings",
+    "print_status",
+    "window_text",
+]
+
+
+def nodes_table(nodes: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("NODE", "NAME", "PID", "UP", "LISTENS", "WRITE"):
+        table.add_column(col)
+    for n in nodes:
+        listens = "unix" + (f" + tcp {n['tcp']}" if n.get("tcp") else "")
+        if n.get("tls"):
+            listens += " (tls)"
+        table.add_row(
+            Text(n["id"], style="bold"),
+            n["node"],
+            str(n["pid"]),
+            ago(n["uptime"]),
+            listens,
+            "yes" if n.get("allow_write") else "no",
+        )
+    return table
+
+
+def _mq_text(n: int) -> Text:
+    style = "bold red" if n >= 1000 else "yellow" if n >= 10 else ""
+    return Text(str(n), style=style)
+
+
+def ps_table(procs: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col, justify in (
+        ("PID", "left"),
+        ("NAME", "left"),
+        ("STATUS", "left"),
+        ("MQ", "right"),
+        ("IN", "right"),
+        ("OUT", "right"),
+        ("RUNS", "left"),
+    ):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for p in procs:
+        runs = p.get("behaviour") or ""
+        runs = f"{runs} {p['initial_call']}" if runs else p["initial_call"]
+        status = p["status"] + (" (traced)" if p.get("traced") else "")
+        table.add_row(
+            Text(p["pid"], style="dim"),
+            Text(p.get("name") or "", style="cyan"),
+            status,
+            _mq_text(int(p["message_queue_len"])),
+            str(p["messages_in"]),
+            str(p["messages_out"]),
+            runs,
+        )
+    return table
+
+
+# -- tree -----------------------------------------------------------------------------------
+
+
+def window_text(desc: dict[str, Any]) -> Text:
+    """Restart intensity used in the window, like ``2/3 in 5s``."""
+    used = desc.get("restarts_in_window")
+    intensity = desc.get("intensity")
+    if not isinstance(intensity, int):
+        return Text("")
+    used_n = used if isinstance(used, int) else 0
+    style = "bold red" if used_n >= intensity > 0 else "yellow" if used_n else "green"
+    return Text(f"{used_n}/{intensity} in {desc.get('period')}s", style=style)
+
+
+def _sup_label(desc: dict[str, Any], child: dict[str, Any] | None) -> Text:
+    label = Text()
+    name = desc.get("name") or (child or {}).get("id_text") or desc.get("pid")
+    label.append(str(name), style="bold")
+    label.append(f" {desc.get('pid')}", style="dim")
+    if desc.get("status") != "ok":
+        label.append(f"  {desc.get('status')} (no answer to describe)", style="yellow")
+        return label
+    kind = "dynamic " if desc.get("kind") == "dynamic_supervisor" else ""
+    label.append(f"  {kind}{desc.get('strategy')} ")
+    label.append_text(window_text(desc))
+    if child is not None:
+        label.append(f"  supervisor {child.get('restart')}")
+        if child.get("significant"):
+            label.append(" significant", style="magenta")
+    auto = desc.get("auto_shutdown")
+    if auto and auto != "never":
+        label.append(f"  auto_shutdown={auto}", style="magenta")
+    return label
+
+
+def _child_label(child: dict[str, Any]) -> Text:
+    label = Text()
+    dead = child.get("pid") is None
+    label.append(str(child.get("id_text")), style="bold red" if dead else "bold")
+    name = child.get("name")
+    if name and name != child.get("id_text"):
+        label.append(f" {name}", style="cyan")
+    pid = child.get("pid")
+    if pid == "restarting":
+        label.append(" restarting", style="yellow")
+    elif pid is None:
+        label.append(" not running", style="red")
+    else:
+        label.append(f" {pid}", style="dim")
+    label.append(f"  {child.get('type')} {child.get('restart')}", style="red" if dead else "")
+    if child.get("significant"):
+        label.append(" significant", style="magenta")
+    mq = int(child.get("message_queue_len") or 0)
+    if mq:
+        label.append("  mq ")
+        label.append_text(_mq_text(mq))
+    return label
+
+
+def _add_children(branch: Tree, desc: dict[str, Any]) -> None:
+    for child in desc.get("children", []):
+        sub = child.get("tree")
+        if isinstance(sub, dict):
+            node = branch.add(_sup_label(sub, child))
+            _add_children(node, sub)
+            continue
+        node = branch.add(_child_label(child))
+        gone = child.get("not_restarted")
+        if isinstance(gone, dict):
+            text = Text("gone for good: ", style="bold red")
+            text.append(f"exited {gone.get('reason')}", style="red")
+            if gone.get("cause"):
+                text.append(f" {gone['cause']}", style="red")
+            node.add(text)
+            if gone.get("rule"):
+                node.add(Text(f"not restarted: {gone['rule']}", style="red"))
+            node.add(Text("everything that ran under it is gone too", style="red"))
+
+
+def print_tree(data: dict[str, Any]) -> None:
+    console = out()
+    roots = data.get("roots", [])
+    if not roots:
+        console.print(Text(f"node {data.get('node')} runs no supervisor", style="dim"))
+    for root in roots:
+        tree = Tree(_sup_label(root, None), guide_style="dim")
+        _add_children(tree, root)
+        console.print(tree)
+    loose = data.get("unsupervised") or []
+    if loose:
+        console.print(
+            Text(
+                f"outside any supervisor ({data.get('unsupervised_total', len(loose))}):",
+                style="bold",
+            )
+        )
+        for p in loose:
+            line = Text(f"  {p['pid']}", style="dim")
+            if p.get("name"):
+                line.append(f" {p['name']}", style="cyan")
+            line.append(f" {p['status']} {p['initial_call']}")
+            if p.get("message_queue_len"):
+                line.append("  mq ")
+                line.append_text(_mq_text(int(p["message_queue_len"])))
+            console.print(line)
+    vanished = data.get("vanished") or []
+    if vanished:
+        console.print(Text("vanished names:", style="bold red"))
+        for stone in vanished:
+            console.print(Text(f"  {stone['story']}", style="red"))
+
+
+# -- one process ----------------------------------------------------------------------------
+
+
+def _pair(key: str, value: Any, style: str = "") -> Text:
+    line = Text(f"{key:>15}: ", style="bold")
+    line.append(str(value), style=style)
+    return line
+
+
+def print_info(info: dict[str, Any]) -> None:
+    console = out()
+    title = Text(info.get("registered_name") or info["pid"], style="bold cyan")
+    title.append(f" {info['pid']}", style="dim")
+    console.print(title)
+    console.print(_pair("status", info["status"]))
+    console.print(_pair("runs", f"{info.get('behaviour') or ''} {info['initial_call']}".strip()))
+    mq = int(info["message_queue_len"])
+    console.print(_pair("mailbox", f"{mq} message{'s' if mq != 1 else ''}", "yellow" if mq else ""))
+    console.print(_pair("messages", f"in {info['messages_in']}, out {info['messages_out']}"))
+    console.print(_pair("trap_exit", info["trap_exit"]))
+    console.print(
+        _pair(
+            "started", f"{when(info['started_at'])} ({ago(time.time() - info['started_at'])} ago)"
+        )
+    )
+    console.print(_pair("parent", info.get("parent") or "-"))
+    console.print(_pair("ancestors", ", ".join(info.get("ancestors") or []) or "-"))
+    console.print(_pair("links", ", ".join(info.get("links") or []) or "-"))
+    console.print(_pair("monitors", ", ".join(info.get("monitors") or []) or "-"))
+    console.print(_pair("monitored_by", ", ".join(info.get("monitored_by") or []) or "-"))
+    if info.get("traced"):
+        console.print(_pair("traced", "yes (an attach session is on it)", "magenta"))
+    if "state" in info:
+        console.print(Text("state:", style="bold"))
+        console.print(Text(f"  {info['state']}"))
+    elif "state_error" in info:
+        console.print(_pair("state", info["state_error"], "yellow"))
+    stats = info.get("statistics")
+    if isinstance(stats, dict):
+        console.print(
+            _pair(
+                "handled",
+                f"{stats.get('calls', 0)} calls, {stats.get('casts', 0)} casts, "
+                f"{stats.get('infos', 0)} infos",
+            )
+        )
+    sup = info.get("supervisor")
+    if isinstance(sup, dict):
+        console.print(Text("supervisor:", style="bold"))
+        tree = Tree(_sup_label(sup, None), guide_style="dim")
+        _add_children(tree, sup)
+        console.print(tree)
+    stack = info.get("current_stacktrace") or []
+    console.print(Text("awaiting at (innermost last):", style="bold"))
+    if not stack:
+        console.print(Text("  (not suspended: it has not started or is running now)", style="dim"))
+    for frame in stack:
+        console.print(Text(f"  {frame}", style="dim"))
+    events = info.get("last_events") or []
+    console.print(Text(f"last events ({len(events)}):", style="bold"))
+    for event in events:
+        line = Text("  ")
+        line.append_text(event_text(event))
+        console.print(line)
+
+
+def print_tombstone(stone: dict[str, Any]) -> None:
+    console = out()
+    console.print(Text(stone["story"], style="bold red"))
+    console.print(_pair("pid", stone["pid"]))
+    console.print(_pair("reason", stone["reason"], "red"))
+    console.print(_pair("died", f"{when(stone['ts'])} ({ago(time.time() - stone['ts'])} ago)"))
+    console.print(_pair("ran", stone["initial_call"]))
+    events = stone.get("last_events") or []
+    if events:
+        console.print(Text(f"last events ({len(events)}):", style="bold"))
+        for event in events:
+            line = Text("  ")
+            line.append_text(event_text(event))
+            console.print(line)
+
+
+# -- reports, doctor, status ----------------------------------------------------------------
+
+_REPORT_STYLE = {
+    "crash": "bold red",
+    "not_restarted": "bold yellow",
+    "progress": "dim",
+}
+
+
+def print_report(report: dict[str, Any]) -> None:
+    text = str(report.get("text", ""))
+    head, _, rest = text.partition("\n")
+    style = _REPORT_STYLE.get(str(report.get("kind")), "bold red")
+    console = out()
+    console.print(Text(head, style=style))
+    if rest:
+        console.print(Text(rest, style="dim" if report.get("kind") == "progress" else ""))
+    console.print()
+
+
+_SEVERITY = {"error": ("bold red", "✗"), "warning": ("yellow", "!")}
+
+
+def print_findings(findings: list[dict[str, Any]], checked: str) -> None:
+    console = out()
+    for f in findings:
+        style, mark = _SEVERITY.get(f["severity"], ("", "-"))
+        head = Text(f"{mark} {f['severity']} ", style=style)
+        head.append(f"[{f['rule']}] ", style="bold")
+        head.append(f["subject"], style="cyan")
+        console.print(head)
+        console.print(Text(f"    {f['message']}"))
+        console.print(Text(f"    what to do: {f['hint']}", style="dim"))
+    errors = sum(1 for f in findings if f["severity"] == "error")
+    warnings = len(findings) - errors
+    if findings:
+        summary = Text(
+            f"{errors} error(s), {warnings} warning(s)", style="bold red" if errors else "yellow"
+        )
+    else:
+        summary = Text("no hazards found", style="bold green")
+    summary.append(f" ({checked})", style="dim")
+    console.print(summary)
+
+
+def print_status(status: dict[str, Any]) -> None:
+    console = out()
+    console.print(Text(f"node {status['node']}", style="bold"))
+    console.print(_pair("processes", f"{status['processes']} ({status['registered']} registered)"))
+    console.print(_pair("clients", status["clients"]))
+    streams = status["streams"]
+    console.print(_pair("streams", f"{streams['attach']} attach, {streams['reports']} reports"))
+    console.print(_pair("tracers", len(status["tracers"])))
+    for t in status["tracers"]:
+        console.print(
+            Text(
+                f"{'':>17}{t['target']}: {t['delivered']} events, {t['dropped']} dropped, "
+                f"{t['elapsed']:.0f}s",
+                style="dim",
+            )
+        )
+    console.print(_pair("traced procs", status["traced_processes"]))
+    console.print(_pair("event hooks", status["event_hooks"]))
+    console.print(_pair("frames dropped", status["frames_dropped"]))
+    console.print(_pair("writes", "allowed" if status["allow_write"] else "refused (read-only)"))

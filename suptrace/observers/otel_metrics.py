@@ -1,0 +1,238 @@
+"""The metrics of the OpenTelemetry bridge: pinned names, low-cardinality attributes.
+
+=======================================  =========================  ==========================================
+metric                                   instrument                 attributes
+=======================================  =========================  ==========================================
+``suptrace.process.restarts``            counter                    ``suptrace.supervisor``, ``suptrace.child.id``, ``suptrace.exit.reason``
+``suptrace.supervisor.intensity_breaches`` counter                  ``suptrace.supervisor``, ``suptrace.child.id``
+``suptrace.process.exits``               counter                    ``suptrace.process.name``, ``suptrace.exit.reason``
+``suptrace.processes``                   observable gauge           ``suptrace.node``
+``suptrace.mailbox.size``                observable gauge (max)     ``suptrace.node``, ``suptrace.process.name``
+``suptrace.messages.sent``               counter                    ``messaging.destination.name``, ``messaging.operation.name``
+``suptrace.message.duration``            histogram (s)              ``messaging.destination.name``, ``messaging.operation.name``, ``error.type``
+``suptrace.call.duration``               histogram (s)              ``messaging.destination.name``, ``error.type``
+``suptrace.call.timeouts``               counter                    ``messaging.destination.name``
+=======================================  =========================  ==========================================
+
+``suptrace.process.name`` and ``messaging.destination.name`` are the registered
+name, else the initial call (``module:function``) -- never a pid.
+``suptrace.exit.reason`` and ``error.type`` are `reason_class` values:
+``normal``, ``shutdown``, ``killed``, or an exception class name.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from suptrace.core.runtime import Runtime
+from suptrace.core.terms import Pid
+
+__all__ = [
+    "Metrics",
+    "DURATION_BUCKETS",
+    "METRIC_NAMES",
+    "child_label",
+]
+
+#: Second-scale histogram boundaries: 100 microseconds to 10 seconds.
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+METRIC_NAMES = (
+    "suptrace.process.restarts",
+    "suptrace.supervisor.intensity_breaches",
+    "suptrace.process.exits",
+    "suptrace.processes",
+    "suptrace.mailbox.size",
+    "suptrace.messages.sent",
+    "suptrace.message.duration",
+    "suptrace.call.duration",
+    "suptrace.call.timeouts",
+)
+
+#: Attribute caches are cleared when they grow past this (names can be dynamic).
+_CACHE_LIMIT = 4096
+
+
+def child_label(child_id: Any) -> str | None:
+    """A child id as a metric attribute, or None when it would be high-cardinality."""
+    if isinstance(child_id, str):
+        return child_id
+    if isinstance(child_id, bool) or child_id is None:
+        return str(child_id)
+    if isinstance(child_id, (int, float)):
+        return str(child_id)
+    if isinstance(child_id, Pid):
+        return None
+    text = repr(child_id)
+    return text if len(text) <= 64 else None
+
+
+class _Observed:
+    """One set of observable instruments per meter provider, fed by every attached runtime."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.runtimes: weakref.WeakSet[Runtime] = weakref.WeakSet()
+        meter.create_observable_gauge(
+            "suptrace.processes",
+            callbacks=[self._processes],
+            unit="{process}",
+            description="Live suptrace processes.",
+        )
+        meter.create_observable_gauge(
+            "suptrace.mailbox.size",
+            callbacks=[self._mailboxes],
+            unit="{message}",
+            description="Messages waiting in mailboxes (the largest per process name).",
+        )
+        #: Messages sent, tallied in a plain dict on the hot path and reported as a
+        #: cumulative counter at collection time (an SDK ``Counter.add`` per message
+        #: costs far more than the send itself).
+        self.sent: dict[tuple[str, str], int] = {}
+        meter.create_observable_counter(
+            "suptrace.messages.sent",
+            callbacks=[self._sent],
+            unit="{message}",
+            description="Messages sent (send, cast and call requests).",
+        )
+
+    def _sent(self, options: CallbackOptions) -> Iterable[Observation]:
+        for (label, op), count in list(self.sent.items()):
+            yield Observation(
+                count, {"messaging.destination.name": label, "messaging.operation.name": op}
+            )
+
+    def _processes(self, options: CallbackOptions) -> Iterable[Observation]:
+        for rt in list(self.runtimes):
+            yield Observation(len(rt.procs), {"suptrace.node": rt.name})
+
+    def _mailboxes(self, options: CallbackOptions) -> Iterable[Observation]:
+        for rt in list(self.runtimes):
+            largest: dict[str, int] = {}
+            for proc in list(rt.procs.values()):
+                label = proc.name or proc.initial_call
+                mailbox = proc.mailbox  # read once: collection may run in another thread
+                size = len(mailbox) if mailbox else 0
+                if size >= largest.get(label, 0):
+                    largest[label] = size
+            for label, size in largest.items():
+                yield Observation(size, {"suptrace.node": rt.name, "suptrace.process.name": label})
+
+
+_OBSERVED: weakref.WeakKeyDictionary[Any, _Observed] = weakref.WeakKeyDictionary()
+_OBSERVED_STRONG: dict[int, tuple[Any, _Observed]] = {}
+
+
+def _observed(provider: Any, meter: Meter) -> _Observed:
+    try:
+        found = _OBSERVED.get(provider)
+    except TypeError:  # not weak-referenceable: keep it alive with its instruments
+        pair = _OBSERVED_STRONG.get(id(provider))
+        if pair is None:
+            pair = (provider, _Observed(meter))
+            _OBSERVED_STRONG[id(provider)] = pair
+        return pair[1]
+    if found is None:
+        found = _OBSERVED[provider] = _Observed(meter)
+    return found
+
+
+class Metrics:
+    """The bridge's instruments, with cached attribute dicts for the hot path."""
+
+    def __init__(self, meter: Meter, provider: Any) -> None:
+        self.meter = meter
+        self.restarts = meter.create_counter(
+            "suptrace.process.restarts",
+            unit="{restart}",
+            description="Children restarted by their supervisor.",
+        )
+        self.intensity_breaches = meter.create_counter(
+            "suptrace.supervisor.intensity_breaches",
+            unit="{breach}",
+            description="Supervisors that gave up after reaching their max restart intensity.",
+        )
+        self.exits = meter.create_counter(
+            "suptrace.process.exits",
+            unit="{exit}",
+            description="Process exits, by exit reason class.",
+        )
+        self.message_duration = meter.create_histogram(
+            "suptrace.message.duration",
+            unit="s",
+            description="Time a GenServer spent handling one message.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.call_duration = meter.create_histogram(
+            "suptrace.call.duration",
+            unit="s",
+            description="Time a call waited for its reply, as seen by the caller.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.call_timeouts = meter.create_counter(
+            "suptrace.call.timeouts",
+            unit="{timeout}",
+            description="Calls that timed out.",
+        )
+        self.observed = _observed(provider, meter)
+        self._handle_attrs: dict[tuple[str, str], dict[str, str]] = {}
+        self._dest_attrs: dict[str, dict[str, str]] = {}
+
+    def attach(self, runtime: Runtime) -> None:
+        self.observed.runtimes.add(runtime)
+
+    def detach(self, runtime: Runtime) -> None:
+        self.observed.runtimes.discard(runtime)
+
+    # -- cached attribute sets -----------------------------------------------------------
+
+    def handle_attrs(self, label: str, op: str) -> dict[str, str]:
+        key = (label, op)
+        attrs = self._handle_attrs.get(key)
+        if attrs is None:
+            if len(self._handle_attrs) > _CACHE_LIMIT:
+                self._handle_attrs.clear()
+            attrs = self._handle_attrs[key] = {
+                "messaging.destination.name": label,
+                "messaging.operation.name": op,
+            }
+        return attrs
+
+    def dest_attrs(self, label: str) -> dict[str, str]:
+        attrs = self._dest_attrs.get(label)
+        if attrs is None:
+            if len(self._dest_attrs) > _CACHE_LIMIT:
+                self._dest_attrs.clear()
+            attrs = self._dest_attrs[label] = {"messaging.destination.name": label}
+        return attrs
+
+    def count_sent(self, label: str, op: str) -> None:
+        """One more message sent to ``label`` (cheap: a dict increment)."""
+        tally = self.observed.sent
+        key = (label, op)
+        count = tally.get(key)
+        if count is None:
+            if len(tally) > _CACHE_LIMIT:
+                return  # too many distinct destinations: keep the metric low-cardinality
+            count = 0
+        tally[key] = count + 1

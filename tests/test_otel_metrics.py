@@ -1,0 +1,218 @@
+"""The pinned metrics (SPEC §7), exported over OTLP to a real receiver, with exact values."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from otlp_receivers import (
+    GrpcReceiver,
+    HttpReceiver,
+    call_chain,
+    dodos,
+    metric_points,
+    metric_total,
+    otlp_env,
+)
+
+import suptrace
+from suptrace.observers.otel_metrics import DURATION_BUCKETS, METRIC_NAMES
+
+
+@pytest.fixture
+def grpc_receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[GrpcReceiver]:
+    receiver = GrpcReceiver()
+    with otlp_env(monkeypatch, receiver, "grpc"):
+        yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def http_receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[HttpReceiver]:
+    receiver = HttpReceiver()
+    with otlp_env(monkeypatch, receiver, "http/protobuf"):
+        yield receiver
+    receiver.close()
+
+
+async def run_node(main: Any, *args: Any, **opts: Any) -> Any:
+    opts.setdefault("log_reports", False)
+    opts.setdefault("control", False)
+    async with suptrace.Node("otel-metrics", **opts) as node:
+        return await node.run_root(main, *args)
+
+
+@pytest.mark.parametrize("intensity", [1, 3])
+async def test_dodos_counts_restarts_and_one_breach_exactly(
+    grpc_receiver: GrpcReceiver, intensity: int
+) -> None:
+    await run_node(dodos, intensity)
+    dump = grpc_receiver.dump()
+    restarts = "suptrace.process.restarts"
+    assert metric_total(dump, restarts) == intensity
+    assert (
+        metric_total(
+            dump,
+            restarts,
+            **{
+                "suptrace.supervisor": "dodos",
+                "suptrace.child.id": "dodo",
+                "suptrace.exit.reason": "RuntimeError",
+            },
+        )
+        == intensity
+    )
+    breaches = "suptrace.supervisor.intensity_breaches"
+    assert metric_total(dump, breaches) == 1
+    assert (
+        metric_total(
+            dump, breaches, **{"suptrace.supervisor": "dodos", "suptrace.child.id": "dodo"}
+        )
+        == 1
+    )
+    exits = "suptrace.process.exits"
+    assert (
+        metric_total(
+            dump, exits, **{"suptrace.process.name": "dodo", "suptrace.exit.reason": "RuntimeError"}
+        )
+        == intensity + 1
+    )
+    assert (
+        metric_total(
+            dump, exits, **{"suptrace.process.name": "dodos", "suptrace.exit.reason": "shutdown"}
+        )
+        == 1
+    )
+    # Sends: one "lunch" cast, intensity + 1 "meteor" casts, one call.
+    sent = "suptrace.messages.sent"
+    assert (
+        metric_total(
+            dump, sent, **{"messaging.destination.name": "dodo", "messaging.operation.name": "cast"}
+        )
+        == intensity + 2
+    )
+    assert (
+        metric_total(
+            dump, sent, **{"messaging.destination.name": "dodo", "messaging.operation.name": "call"}
+        )
+        == 1
+    )
+    # Handling times: every cast and the call, failures tagged with their error class.
+    durations = metric_points(dump, "suptrace.message.duration")
+    dodo_casts = [
+        p
+        for p in durations
+        if p["attributes"].get("messaging.destination.name") == "dodo"
+        and p["attributes"].get("messaging.operation.name") == "handle_cast"
+    ]
+    assert sum(p["count"] for p in dodo_casts) == intensity + 2
+    assert (
+        sum(p["count"] for p in dodo_casts if p["attributes"].get("error.type") == "RuntimeError")
+        == intensity + 1
+    )
+    # No attribute is ever a pid.
+    for name in METRIC_NAMES:
+        for p in metric_points(dump, name):
+            assert not any("<0." in str(v) for v in p["attributes"].values()), (name, p)
+
+
+async def test_call_metrics_and_histogram_buckets(http_receiver: HttpReceiver) -> None:
+    await run_node(call_chain)
+    dump = http_receiver.dump()
+    entry = dump.metrics["suptrace.call.duration"]
+    assert entry["unit"] == "s" and entry["type"] == "histogram"
+    calls = {
+        p["attributes"]["messaging.destination.name"]: p
+        for p in metric_points(dump, "suptrace.call.duration")
+        if "error.type" not in p["attributes"]
+    }
+    # a: hello; b: hello (from a) and sync; c: hello (from b), sync, sync (from b).
+    assert calls["a"]["count"] == 1
+    assert calls["b"]["count"] == 2
+    assert calls["c"]["count"] == 3
+    assert calls["a"]["bounds"] == list(DURATION_BUCKETS)
+    failed = [
+        p for p in metric_points(dump, "suptrace.call.duration") if "error.type" in p["attributes"]
+    ]
+    assert sum(p["count"] for p in failed) == 3  # main -> a, a -> b, b -> c all got CallExit
+    assert {p["attributes"]["error.type"] for p in failed} == {"RuntimeError", "CallExit"}
+    handled = metric_points(dump, "suptrace.message.duration")
+    assert dump.metrics["suptrace.message.duration"]["unit"] == "s"
+    assert all(p["bounds"] == list(DURATION_BUCKETS) for p in handled)
+    assert metric_total(dump, "suptrace.call.timeouts") == 0
+
+
+async def test_call_timeouts_are_counted(grpc_receiver: GrpcReceiver) -> None:
+    class Slow(suptrace.GenServer):
+        async def handle_call(self, request: Any, caller: suptrace.Caller) -> Any:
+            return suptrace.NOREPLY  # never answers
+
+    async def main() -> None:
+        await Slow.start_link(name="slow")
+        for _ in range(2):
+            with pytest.raises(suptrace.CallTimeout):
+                await suptrace.call("slow", "ping", timeout=0.01)
+
+    await run_node(main)
+    dump = grpc_receiver.dump()
+    assert (
+        metric_total(dump, "suptrace.call.timeouts", **{"messaging.destination.name": "slow"}) == 2
+    )
+    timed_out = [
+        p
+        for p in metric_points(dump, "suptrace.call.duration")
+        if p["attributes"].get("error.type") == "timeout"
+    ]
+    assert sum(p["count"] for p in timed_out) == 2
+    (span, _) = [s for s in dump.spans if s.name == "call slow"]
+    assert span.failed and "timeout" in span.status_message.lower()
+
+
+async def test_live_process_count_and_mailbox_gauges(grpc_receiver: GrpcReceiver) -> None:
+    """The gauges are observed at collection time: collect while the processes live."""
+
+    async def main() -> None:
+        gate = suptrace.self_pid()
+
+        async def idle() -> None:
+            suptrace.send(gate, "up")
+            await suptrace.receive(lambda m: m == "never")
+
+        for i in range(3):
+            suptrace.spawn(idle, name=f"idle{i}")
+        for _ in range(3):
+            await suptrace.receive(lambda m: m == "up")
+        for _ in range(4):
+            suptrace.send("idle0", "queued")
+        _telemetry().setup.meter_provider.force_flush()  # one collection, right now
+
+    await run_node(main)
+    # main and the three idle processes were alive (control=False: no control server).
+    assert 4 in _all_points(grpc_receiver, "suptrace.processes")
+    assert 4 in _all_points(grpc_receiver, "suptrace.mailbox.size", name="idle0")
+    assert 0 in _all_points(grpc_receiver, "suptrace.mailbox.size", name="idle1")
+
+
+def _telemetry() -> Any:
+    from suptrace.core.runtime import current_runtime
+
+    return current_runtime().services["telemetry"]
+
+
+def _all_points(receiver: GrpcReceiver, metric: str, name: str | None = None) -> list[Any]:
+    """Every value a gauge was observed with, across all exports (not just the latest)."""
+    values = []
+    with receiver.cond:
+        requests = list(receiver.requests)
+    for request in requests:
+        for rm in getattr(request, "resource_metrics", []):
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    if m.name != metric:
+                        continue
+                    for p in m.gauge.data_points:
+                        attrs = {kv.key: kv.value.string_value for kv in p.attributes}
+                        if name is None or attrs.get("suptrace.process.name") == name:
+                            values.append(p.as_int)
+    return values

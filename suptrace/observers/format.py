@@ -122,6 +122,15 @@ def _text(value: Any, limit: int = 200) -> str:
     return short(value, limit)
 
 
+def _peer(value: Any, limit: int = 200) -> str:
+    """The other process of an event: its pid, and its registered name while it has one."""
+    if type(value) is Pid:
+        proc = value._proc
+        name = proc.name if proc is not None else None
+        return f"{value} {name}" if name else str(value)
+    return _text(value, limit)
+
+
 def _one_line(text: str) -> str:
     if "\n" in text or "\r" in text:
         return text.replace("\r", "\\r").replace("\n", "\\n")
@@ -145,34 +154,34 @@ def _format_event(event: TraceEvent, limit: int, utc: bool) -> str:
     if k == "receive":
         body = f"{who} << {short(d.get('msg'), limit)}"
     elif k == "send":
-        body = f"{who} {_text(d.get('to'), limit)} ! {short(d.get('msg'), limit)}"
+        body = f"{who} {_peer(d.get('to'), limit)} ! {short(d.get('msg'), limit)}"
     elif k == "dead_letter":
-        body = f"{who} {_text(d.get('to'), limit)} ! {short(d.get('msg'), limit)}  (dead letter: receiver not alive)"
+        body = f"{who} {_peer(d.get('to'), limit)} ! {short(d.get('msg'), limit)}  (dead letter: receiver not alive)"
     elif k == "exit":
         body = f"{who} exit {short(d.get('reason'), limit)}"
     elif k == "spawn":
-        body = f"{who} spawn {_text(d.get('child'), limit)} {_text(d.get('initial_call'), limit)}"
+        body = f"{who} spawn {_peer(d.get('child'), limit)} {_text(d.get('initial_call'), limit)}"
     elif k == "spawned":
         body = f"{who} spawned by {_text(d.get('parent'), limit)} as {_text(d.get('initial_call'), limit)}"
     elif k in ("link", "unlink", "getting_linked"):
-        body = f"{who} {k} {_text(d.get('peer'), limit)}"
+        body = f"{who} {k} {_peer(d.get('peer'), limit)}"
     elif k in ("monitor", "demonitor"):
-        body = f"{who} {k} {_text(d.get('target'), limit)} {_text(d.get('ref'), limit)}"
+        body = f"{who} {k} {_peer(d.get('target'), limit)} {_text(d.get('ref'), limit)}"
     elif k == "down":
-        body = f"{who} down {_text(d.get('target'), limit)} {short(d.get('reason'), limit)}"
+        body = f"{who} down {_peer(d.get('target'), limit)} {short(d.get('reason'), limit)}"
     elif k == "exit_signal":
         body = f"{who} exit signal from {_text(d.get('from'), limit)} {short(d.get('reason'), limit)} -> {_text(d.get('action'), limit)}"
     elif k in ("register", "unregister"):
         extra = f" ({short(d['reason'], limit)})" if d.get("reason") is not None else ""
         body = f"{who} {k} {_text(d.get('name'), limit)}{extra}"
     elif k == "call":
-        body = f"{who} call {_text(d.get('to'), limit)} {short(d.get('request'), limit)}"
+        body = f"{who} call {_peer(d.get('to'), limit)} {short(d.get('request'), limit)}"
     elif k == "reply":
         dur = d.get("duration")
         took = f" in {dur * 1e3:.3f}ms" if isinstance(dur, float) else ""
-        body = f"{who} reply {_text(d.get('to'), limit)} {short(d.get('reply'), limit)}{took}"
+        body = f"{who} reply {_peer(d.get('to'), limit)} {short(d.get('reply'), limit)}{took}"
     elif k == "call_timeout":
-        body = f"{who} call_timeout {_text(d.get('to'), limit)} {short(d.get('request'), limit)} after {_text(d.get('timeout'), limit)}s"
+        body = f"{who} call_timeout {_peer(d.get('to'), limit)} {short(d.get('request'), limit)} after {_text(d.get('timeout'), limit)}s"
     elif k == "restart":
         body = (
             f"{who} restart {short(d.get('child_id'), limit)} {_text(d.get('old_pid'), limit)} -> {_text(d.get('new_pid'), limit)}"

@@ -61,7 +61,8 @@ _SUPERVISION: Final = frozenset(
 
 #: dbg-style flags and the event kinds each one selects.
 FLAGS: Final[dict[str, frozenset[str]]] = {
-    "send": frozenset({"send", "dead_letter"}),
+    # A call is a message sent (dbg shows gen_server:call as a send), and so is its reply.
+    "send": frozenset({"send", "dead_letter", "call", "reply", "call_timeout"}),
     "receive": frozenset({"receive"}),
     "procs": frozenset(
         {

@@ -17,6 +17,8 @@ kind               data
 ``spawned``        ``parent`` (Pid or None), ``initial_call``  -- on the child
 ``exit``           ``reason``, ``by_signal``, ``initial_call``, ``ancestors``, ``links``,
                    ``message_queue_len``, ``messages_in``, ``messages_out``, ``last_events``
+``crash``          as ``exit`` plus ``last_events``; only when the process ended by its own
+                   hand with an abnormal reason (what a crash report is made of)
 ``link``           ``peer`` (Pid)
 ``unlink``         ``peer`` (Pid)
 ``getting_linked`` ``peer`` (Pid)
@@ -63,6 +65,7 @@ KINDS: Final = frozenset(
         "spawn",
         "spawned",
         "exit",
+        "crash",
         "link",
         "unlink",
         "getting_linked",

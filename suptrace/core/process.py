@@ -25,7 +25,7 @@ import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable
 from itertools import islice
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any
 
 from suptrace.core.errors import Exit, NodeError, NoProc, RegistrationError
@@ -39,7 +39,18 @@ from suptrace.core.runtime import (
     maybe_process,
     maybe_runtime,
 )
-from suptrace.core.terms import KILL, KILLED, NOPROC, NORMAL, Down, ExitMsg, Pid, Ref
+from suptrace.core.terms import (
+    KILL,
+    KILLED,
+    NOPROC,
+    NORMAL,
+    SHUTDOWN,
+    Down,
+    ExitMsg,
+    Pid,
+    Ref,
+    Shutdown,
+)
 
 __all__ = [
     "Process",
@@ -345,22 +356,16 @@ class Process:
             if "unregister" in rt.watch or self.tracers:
                 rt.emit(self, "unregister", {"name": name, "reason": reason})
         if "exit" in rt.watch or self.tracers:
-            rt.emit(
-                self,
-                "exit",
-                {
-                    "reason": reason,
-                    # True when an exit signal, not the process's own code, decided the death
-                    "by_signal": self.pending_exit is not None,
-                    "initial_call": self.initial_call,
-                    "ancestors": self.ancestors,
-                    "links": tuple(self.links) if self.links else (),
-                    "message_queue_len": len(self.mailbox) if self.mailbox else 0,
-                    "messages_in": self.messages_in,
-                    "messages_out": self.messages_out,
-                    "last_events": self.recent_events(),
-                },
-            )
+            rt.emit(self, "exit", self._exit_data(reason))
+        if (
+            "crash" in rt.watch
+            and self.pending_exit is None
+            and not (reason == NORMAL or reason == SHUTDOWN or type(reason) is Shutdown)
+        ):
+            # Died by its own hand with an abnormal reason: what a crash report is made of.
+            data = self._exit_data(reason)
+            data["last_events"] = self.recent_events()
+            rt.emit(self, "crash", data)
         if name is not None:
             stone = Tombstone(name, pid, reason, time.time(), self.initial_call)
             if self.recorder is not None:
@@ -399,6 +404,19 @@ class Process:
                 else:
                     watcher(ref, pid, reason)  # type: ignore[operator]
         self.mailbox = None
+
+    def _exit_data(self, reason: Any) -> dict[str, Any]:
+        return {
+            "reason": reason,
+            # True when an exit signal, not the process's own code, decided the death
+            "by_signal": self.pending_exit is not None,
+            "initial_call": self.initial_call,
+            "ancestors": self.ancestors,
+            "links": tuple(self.links) if self.links else (),
+            "message_queue_len": len(self.mailbox) if self.mailbox else 0,
+            "messages_in": self.messages_in,
+            "messages_out": self.messages_out,
+        }
 
     # -- introspection ------------------------------------------------------------------
 
@@ -497,6 +515,25 @@ def _initial_call(fn: Callable[..., Any]) -> str:
     return f"{module}:{qual}"
 
 
+#: Initial-call text of functions already known to be spawnable, by code object
+#: (one per definition site, so the cache is bounded by the program's size).
+_SPAWNABLE: dict[CodeType, str] = {}
+
+
+def _spawn_info(fn: Any) -> str:
+    """Check that ``fn`` can be spawned; return its initial-call text (cached)."""
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    if code is not None:
+        text = _SPAWNABLE.get(code)
+        if text is not None:
+            return text
+    _check_spawnable(fn)
+    text = _initial_call(fn)
+    if code is not None and code.co_flags & inspect.CO_COROUTINE:
+        _SPAWNABLE[code] = text
+    return text
+
+
 def _check_spawnable(fn: Any) -> None:
     if inspect.iscoroutine(fn):  # before `callable`: a coroutine object is not callable
         raise TypeError(
@@ -548,16 +585,16 @@ def _spawn(
     system: bool = False,
     initial_call: str | None = None,
 ) -> tuple[Pid, Ref | None]:
-    rt = current_runtime("spawn()")
+    parent = _current_process.get()
+    rt = parent.runtime if parent is not None else current_runtime("spawn()")
     if rt.closing:
         raise NodeError(f"node {rt.name!r} is shutting down: no new processes can start")
-    _check_spawnable(fn)
-    parent = maybe_process()
+    text = _spawn_info(fn)
     if (link or monitor) and parent is not None and parent.reason is not None:
         raise NodeError("a dead process cannot spawn linked or monitored processes")
     if name is not None:
         _check_name(rt, name)
-    proc = Process(rt, initial_call or _initial_call(fn), parent, trap)
+    proc = Process(rt, initial_call or text, parent, trap)
     proc.system = system
     rt.procs[proc.pid] = proc
     if name is not None:

@@ -203,7 +203,7 @@ def format_report(report: Report) -> str:
 class Reports:
     """The node's report service: history, subscribers, loguru output."""
 
-    KINDS = ("exit", "progress", *(_SUPERVISOR_CONTEXTS))
+    KINDS = ("crash", "progress", *(_SUPERVISOR_CONTEXTS))
 
     def __init__(self, history: int = 1000, log: bool = True) -> None:
         self.history: deque[Report] = deque(maxlen=history)
@@ -246,7 +246,7 @@ class Reports:
     def build(event: TraceEvent) -> Report | None:
         d = event.data
         kind = event.kind
-        if kind == "exit":
+        if kind in ("crash", "exit"):
             reason = d.get("reason")
             if d.get("by_signal") or is_normal_exit(reason):
                 return None

@@ -46,7 +46,7 @@ DASHBOARD_FILES = sorted(DASHBOARDS.glob("*.json"))
 TARGET_LABELS = frozenset({"job", "instance"})
 #: What Grafana substitutes for its built-in interval variables, in the tests.
 BUILTINS = {"__rate_interval": "1m", "__interval": "1m", "__range": "5m"}
-#: Datasource plugin types the dashboards may use, and the uid each is provisioned with.
+#: Datasource plugin types the dashboards may use (each provisioned by the stack).
 DATASOURCE_TYPES = ("prometheus", "tempo", "jaeger")
 
 #: PromQL functions and aggregation operators the dashboards may call.
@@ -373,6 +373,16 @@ class PromQL:
         return found
 
 
+def label_values(var: dict[str, Any]) -> tuple[str, str]:
+    """The (selector, label) of a ``label_values(selector, label)`` variable query."""
+    text = variable_query(var)
+    m = _LABEL_VALUES.match(text)
+    assert m is not None, f"variable {var['name']}: not a label_values() query: {text!r}"
+    selector, label = m.group(1), m.group(2)
+    assert selector, f"variable {var['name']}: label_values() without a metric"
+    return selector.strip(), label
+
+
 def expressions(board: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
     """(where, PromQL, legend format) of every panel target and every variable query;
     a ``label_values(selector, label)`` query becomes ``group by (label) (selector)``."""
@@ -381,11 +391,7 @@ def expressions(board: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
     for var in variables(board):
         if var.get("type") != "query":
             continue
-        text = variable_query(var)
-        m = _LABEL_VALUES.match(text)
-        assert m is not None, f"variable {var['name']}: not a label_values() query: {text!r}"
-        selector, label = m.group(1), m.group(2)
-        assert selector, f"variable {var['name']}: label_values() without a metric"
+        selector, label = label_values(var)
         yield f"variable {var['name']}", f"group by ({label}) ({selector})", ""
 
 
@@ -473,7 +479,7 @@ def test_dashboard_structure(path: Path) -> None:
     cells: dict[tuple[int, int], str] = {}
     for panel in board["panels"]:
         pos = panel["gridPos"]
-        assert 0 <= pos["x"] and pos["x"] + pos["w"] <= 24, panel["title"]
+        assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24, panel["title"]
         for x in range(pos["x"], pos["x"] + pos["w"]):
             for y in range(pos["y"], pos["y"] + pos["h"]):
                 other = cells.setdefault((x, y), panel["title"])
@@ -672,9 +678,18 @@ def test_grafana_loads_this_directory() -> None:
 
 def test_stack_files_parse_as_yaml() -> None:
     yaml = pytest.importorskip("yaml", reason="PyYAML is not installed")
-    docs = {p.relative_to(STACK).as_posix(): yaml.safe_load(p.read_text()) for p in STACK.rglob("*.y*ml")}
+    docs = {
+        p.relative_to(STACK).as_posix(): yaml.safe_load(p.read_text())
+        for p in STACK.rglob("*.y*ml")
+    }
     compose = docs["compose.yaml"]
-    assert set(compose["services"]) == {"otel-collector", "tempo", "jaeger", "prometheus", "grafana"}
+    assert set(compose["services"]) == {
+        "otel-collector",
+        "tempo",
+        "jaeger",
+        "prometheus",
+        "grafana",
+    }
     collector = docs["otel-collector.yaml"]
     protocols = collector["receivers"]["otlp"]["protocols"]
     assert protocols["grpc"]["endpoint"].endswith(":4317")
@@ -697,7 +712,9 @@ PROMTOOL = shutil.which("promtool") or (
 )
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (apt-get install prometheus)")
+@pytest.mark.skipif(
+    PROMTOOL is None, reason="promtool is not installed (apt-get install prometheus)"
+)
 def test_promtool_accepts_the_prometheus_config() -> None:
     assert PROMTOOL is not None
     done = subprocess.run(

@@ -50,6 +50,7 @@ from suptrace.core.terms import (
     Pid,
     Ref,
     Shutdown,
+    make_down,
 )
 
 __all__ = [
@@ -360,7 +361,7 @@ class Process:
         if (
             "crash" in rt.watch
             and self.pending_exit is None
-            and not (reason == NORMAL or reason == SHUTDOWN or type(reason) is Shutdown)
+            and not (reason in (NORMAL, SHUTDOWN) or type(reason) is Shutdown)
         ):
             # Died by its own hand with an abnormal reason: what a crash report is made of.
             data = self._exit_data(reason)
@@ -400,7 +401,7 @@ class Process:
                             rt.emit(
                                 watcher, "down", {"target": pid, "ref": ref, "reason": reason}
                             )
-                        watcher.deliver(Down(ref, pid, reason), pid)
+                        watcher.deliver(make_down(ref, pid, reason), pid)
                 else:
                     watcher(ref, pid, reason)  # type: ignore[operator]
         self.mailbox = None

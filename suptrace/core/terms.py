@@ -66,7 +66,7 @@ class Pid:
     <0.42.0>
     """
 
-    __slots__ = ("__weakref__", "_proc", "number", "serial")
+    __slots__ = ("__weakref__", "_hash", "_proc", "number", "serial")
 
     number: int
     serial: int
@@ -76,6 +76,7 @@ class Pid:
         self.number = number
         self.serial = serial
         self._proc = None
+        self._hash = hash((number, serial))  # pids are dict keys on every hot path
 
     def __repr__(self) -> str:
         return f"<0.{self.number}.{self.serial}>"
@@ -88,7 +89,7 @@ class Pid:
         return self.number == other.number and self.serial == other.serial
 
     def __hash__(self) -> int:
-        return hash((self.number, self.serial))
+        return self._hash
 
     def __lt__(self, other: Pid) -> bool:
         return (self.number, self.serial) < (other.number, other.serial)
@@ -137,7 +138,7 @@ class Ref:
         return type(other) is Ref and other.number == self.number
 
     def __hash__(self) -> int:
-        return hash(("ref", self.number))
+        return self.number
 
     def __lt__(self, other: Ref) -> bool:
         return self.number < other.number
@@ -169,6 +170,22 @@ class Down:
     ref: Ref
     pid: Pid
     reason: Any
+
+
+_new = object.__new__
+_set_down_ref = Down.__dict__["ref"].__set__
+_set_down_pid = Down.__dict__["pid"].__set__
+_set_down_reason = Down.__dict__["reason"].__set__
+
+
+def make_down(ref: Ref, pid: Any, reason: Any) -> Down:
+    """Build a `Down` without the frozen dataclass's per-field ``__setattr__`` detour
+    (the runtime makes one for every monitored death)."""
+    down = _new(Down)
+    _set_down_ref(down, ref)
+    _set_down_pid(down, pid)
+    _set_down_reason(down, reason)
+    return down
 
 
 def is_normal_exit(reason: Any) -> bool:

@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 from suptrace.behaviours.childspec import ChildInfo, ChildSpec, as_childspec, check_flags
-from suptrace.behaviours.gen_server import Caller
 from suptrace.behaviours.intensity import RestartWindow
 from suptrace.behaviours.supervisor import (
     ChildNotFound,
@@ -205,13 +204,6 @@ class DynamicSupervisor(_SupervisorBase):
                 self._report("shutdown_error", child.spec, pid, got)
 
     # -- admin ---------------------------------------------------------------------------
-
-    async def handle_call(self, request: Any, caller: Caller) -> Any:
-        op = request[0] if isinstance(request, tuple) and request else request
-        try:
-            return ("ok", await self._admin(op, request))
-        except (SupervisorError, ValueError) as e:
-            return ("error", e)
 
     async def _admin(self, op: Any, request: tuple[Any, ...]) -> Any:
         if op == "which_children":

@@ -180,6 +180,20 @@ class _SupervisorBase(GenServer):
     window: RestartWindow
     exit_cause: dict[str, Any] | None
 
+    # -- admin requests -----------------------------------------------------------------
+
+    async def handle_call(self, request: Any, caller: Caller) -> Any:
+        """Admin requests answer ``("ok", value)`` or ``("error", exc)``; the client
+        functions raise the error in the caller, and the supervisor keeps running."""
+        op = request[0] if isinstance(request, tuple) and request else request
+        try:
+            return ("ok", await self._admin(op, request))
+        except (SupervisorError, ValueError) as e:
+            return ("error", e)
+
+    async def _admin(self, op: Any, request: tuple[Any, ...]) -> Any:
+        raise NotImplementedError
+
     # -- reporting ----------------------------------------------------------------------
 
     @property
@@ -586,13 +600,6 @@ class Supervisor(_SupervisorBase):
         await self._stop_children(self.children)
 
     # -- admin --------------------------------------------------------------------------
-
-    async def handle_call(self, request: Any, caller: Caller) -> Any:
-        op = request[0] if isinstance(request, tuple) and request else request
-        try:
-            return ("ok", await self._admin(op, request))
-        except (SupervisorError, ValueError) as e:
-            return ("error", e)
 
     async def _admin(self, op: Any, request: tuple[Any, ...]) -> Any:
         if op == "which_children":

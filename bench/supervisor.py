@@ -2,6 +2,9 @@
 
     python bench/supervisor.py [--quick] [--json FILE] [--profile] [--only PART ...]
 
+Prints a table per part and PASS/MISS against each target; exits 1 when a
+target is missed. The full run takes about four minutes, --quick about one.
+
 1. **crash -> restarted child running.** A one_for_one supervisor (intensity
    10**9 per second) has one permanent child. ``t0 = time.perf_counter()`` is
    taken right before the crash; the restarted child's *first line* takes
@@ -406,8 +409,18 @@ def bench_latency(n: int, warmup: int) -> dict[str, Any]:
 
 class _Crasher:
     __slots__ = (
-        "count", "cpu_begin", "cpu_end", "done", "every", "samples", "snapshots", "t_begin",
-        "t_end", "target", "tm", "warmup",
+        "count",
+        "cpu_begin",
+        "cpu_end",
+        "done",
+        "every",
+        "samples",
+        "snapshots",
+        "t_begin",
+        "t_end",
+        "target",
+        "tm",
+        "warmup",
     )
 
     def __init__(self, warmup: int, n: int, samples: int, tm: bool) -> None:
@@ -506,7 +519,9 @@ async def raw_restarts(c: _Crasher) -> _Crasher:
     return c
 
 
-def memory_trend(samples: list[tuple[int, float, int, int]], col: int, floor: int) -> dict[str, Any]:
+def memory_trend(
+    samples: list[tuple[int, float, int, int]], col: int, floor: int
+) -> dict[str, Any]:
     """Compare the first and last 20% of the samples of column ``col``."""
     values = [(s[0], s[col]) for s in samples if s[col] >= 0]
     k = max(1, len(values) // 5)
@@ -733,8 +748,10 @@ def profile(label: str, fn: Callable[[], Any], top: int = 15) -> dict[str, Any]:
     own = [r for r in by_tot if r["suptrace"]]
     own_share = sum(r["tottime_s"] for r in own) / total * 100 if total else 0.0
     by_cum = sorted(own, key=lambda r: r["cumtime_s"], reverse=True)
-    print(f"\n--- cProfile: {label} (self time {total:.2f}s under the profiler; "
-          f"suptrace's own code {own_share:.0f}% of it) ---")
+    print(
+        f"\n--- cProfile: {label} (self time {total:.2f}s under the profiler; "
+        f"suptrace's own code {own_share:.0f}% of it) ---"
+    )
     print("  top by self time, all code:")
     _print_prof(by_tot[:top])
     print("  top suptrace functions by self time:")
@@ -754,19 +771,25 @@ def profile(label: str, fn: Callable[[], Any], top: int = 15) -> dict[str, Any]:
 def _print_prof(rows: list[dict[str, Any]]) -> None:
     print(f"    {'self s':>7} {'self%':>6} {'cum s':>7} {'calls':>9}  function")
     for r in rows:
-        print(f"    {r['tottime_s']:7.3f} {r['tottime_pct']:5.1f}% {r['cumtime_s']:7.3f} "
-              f"{r['ncalls']:9d}  {r['function']}")
+        print(
+            f"    {r['tottime_s']:7.3f} {r['tottime_pct']:5.1f}% {r['cumtime_s']:7.3f} "
+            f"{r['ncalls']:9d}  {r['function']}"
+        )
 
 
 # -- report --------------------------------------------------------------------------------
 
 
 def print_latency(rows: dict[str, Any]) -> list[tuple[str, bool]]:
-    print("\n1. crash -> restarted child running (one_for_one, 1 child; t0 right before the "
-          "crash, t1 = the new child's first line)")
-    print(f"   {'variant':<34} {'n':>6} {'p50 µs':>7} {'p90 µs':>7} {'p99 µs':>7} "
-          f"{'max µs':>8} {'p50/asyncio':>11} {'p99/asyncio':>11} {'GC-hit':>6} "
-          f"{'p99 no-GC':>9}")
+    print(
+        "\n1. crash -> restarted child running (one_for_one, 1 child; t0 right before the "
+        "crash, t1 = the new child's first line)"
+    )
+    print(
+        f"   {'variant':<34} {'n':>6} {'p50 µs':>7} {'p90 µs':>7} {'p99 µs':>7} "
+        f"{'max µs':>8} {'p50/asyncio':>11} {'p99/asyncio':>11} {'GC-hit':>6} "
+        f"{'p99 no-GC':>9}"
+    )
     for key, r in rows.items():
         base = rows[f"asyncio {r['mode']}"]
         hits = str(r["gc_hit_samples"]) if "gc_hit_samples" in r else "-"
@@ -774,21 +797,31 @@ def print_latency(rows: dict[str, Any]) -> list[tuple[str, bool]]:
         if key.startswith("noise"):
             ratios = f"{'-':>11} {'-':>11}"
         else:
-            ratios = (f"{r['p50_us'] / base['p50_us']:10.2f}x "
-                      f"{r['p99_us'] / base['p99_us']:10.2f}x")
-        print(f"   {key:<34} {r['n']:>6} {r['p50_us']:7.1f} {r['p90_us']:7.1f} "
-              f"{r['p99_us']:7.1f} {r['max_us']:8.1f} {ratios} {hits:>6} {clean}")
-    print("   GC-hit: samples during which a garbage collection ran. noise floor: a pure-Python "
-          "loop as long as the 'suptrace exit' median, timed alone -- its p99 is what this "
-          "machine adds to any step that long")
+            ratios = f"{r['p50_us'] / base['p50_us']:10.2f}x {r['p99_us'] / base['p99_us']:10.2f}x"
+        print(
+            f"   {key:<34} {r['n']:>6} {r['p50_us']:7.1f} {r['p90_us']:7.1f} "
+            f"{r['p99_us']:7.1f} {r['max_us']:8.1f} {ratios} {hits:>6} {clean}"
+        )
+    print(
+        "   GC-hit: samples during which a garbage collection ran. noise floor: a pure-Python "
+        "loop as long as the 'suptrace exit' median, timed alone -- its p99 is what this "
+        "machine adds to any step that long"
+    )
     gcs = rows["suptrace exit"]["gc"]
-    print(f"   GC during 'suptrace exit': collections per generation {gcs['collections']}, "
-          f"{gcs['seconds'] * 1e3:.1f} ms in total")
+    print(
+        f"   GC during 'suptrace exit': collections per generation {gcs['collections']}, "
+        f"{gcs['seconds'] * 1e3:.1f} ms in total"
+    )
     checks = []
     for key in ("suptrace exit", "suptrace raise"):
         ok = rows[key]["p99_us"] <= LATENCY_P99_TARGET_US
-        checks.append((f"restart latency p99 <= {LATENCY_P99_TARGET_US:.0f} µs ({key}): "
-                       f"{rows[key]['p99_us']:.0f} µs", ok))
+        checks.append(
+            (
+                f"restart latency p99 <= {LATENCY_P99_TARGET_US:.0f} µs ({key}): "
+                f"{rows[key]['p99_us']:.0f} µs",
+                ok,
+            )
+        )
     return checks
 
 
@@ -797,19 +830,29 @@ def _mib(b: float) -> str:
 
 
 def print_restarts(rows: dict[str, Any]) -> list[tuple[str, bool]]:
-    print("\n2. sustained restarts (one_for_one, intensity 10**9 per 1 s, child raises at its "
-          "first line)")
-    print(f"   {'variant':<48} {'restarts':>9} {'seconds':>8} {'restarts/s':>10} "
-          f"{'µs each':>8} {'CPU µs':>7} {'GC share':>8}")
+    print(
+        "\n2. sustained restarts (one_for_one, intensity 10**9 per 1 s, child raises at its "
+        "first line)"
+    )
+    print(
+        f"   {'variant':<48} {'restarts':>9} {'seconds':>8} {'restarts/s':>10} "
+        f"{'µs each':>8} {'CPU µs':>7} {'GC share':>8}"
+    )
     for key, r in rows.items():
         share = r["gc"]["seconds"] / r["seconds"] * 100 if r["seconds"] else 0.0
-        print(f"   {key:<48} {r['restarts']:>9} {r['seconds']:8.2f} {r['per_s']:10.0f} "
-              f"{r['us_per_restart']:8.1f} {r['cpu_us_per_restart']:7.1f} {share:7.1f}%")
-    print("   (µs each: wall time per restart; CPU µs: this process's CPU time per restart, "
-          "which other load on the machine inflates less)")
+        print(
+            f"   {key:<48} {r['restarts']:>9} {r['seconds']:8.2f} {r['per_s']:10.0f} "
+            f"{r['us_per_restart']:8.1f} {r['cpu_us_per_restart']:7.1f} {share:7.1f}%"
+        )
+    print(
+        "   (µs each: wall time per restart; CPU µs: this process's CPU time per restart, "
+        "which other load on the machine inflates less)"
+    )
     print("   memory: mean of the first vs the last 20% of samples (MiB)")
-    print(f"   {'variant':<48} {'measure':<11} {'first':>7} {'last':>7} {'delta':>7} "
-          f"{'B/restart':>9} {'allowed':>7}  trend")
+    print(
+        f"   {'variant':<48} {'measure':<11} {'first':>7} {'last':>7} {'delta':>7} "
+        f"{'B/restart':>9} {'allowed':>7}  trend"
+    )
     checks = []
     for key, r in rows.items():
         for col in ("rss", "tracemalloc"):
@@ -817,42 +860,61 @@ def print_restarts(rows: dict[str, Any]) -> list[tuple[str, bool]]:
             if m is None:
                 continue
             word = "GROWS" if m["grows"] else "flat"
-            print(f"   {key:<48} {col:<11} {_mib(m['first20_mean_bytes'])} "
-                  f"{_mib(m['last20_mean_bytes'])} {_mib(m['delta_bytes'])} "
-                  f"{m['bytes_per_restart']:9.2f} {_mib(m['allowance_bytes'])}  {word}")
-            if key.startswith("suptrace, reports kept, log off") or key == "suptrace, reports=False":
-                checks.append((f"no memory growth, {col} ({key}, {r['restarts']} restarts)",
-                               not m["grows"]))
+            print(
+                f"   {key:<48} {col:<11} {_mib(m['first20_mean_bytes'])} "
+                f"{_mib(m['last20_mean_bytes'])} {_mib(m['delta_bytes'])} "
+                f"{m['bytes_per_restart']:9.2f} {_mib(m['allowance_bytes'])}  {word}"
+            )
+            if (
+                key.startswith("suptrace, reports kept, log off")
+                or key == "suptrace, reports=False"
+            ):
+                checks.append(
+                    (f"no memory growth, {col} ({key}, {r['restarts']} restarts)", not m["grows"])
+                )
     for key in ("suptrace, reports=False", "suptrace, reports kept, log off"):
         r = rows[key]
-        checks.insert(0, (f"restarts/s >= {RESTARTS_PER_S_TARGET:.0f} ({key}): "
-                          f"{r['per_s']:.0f}/s over {r['restarts']}", r["per_s"] >= RESTARTS_PER_S_TARGET))
+        checks.insert(
+            0,
+            (
+                f"restarts/s >= {RESTARTS_PER_S_TARGET:.0f} ({key}): "
+                f"{r['per_s']:.0f}/s over {r['restarts']}",
+                r["per_s"] >= RESTARTS_PER_S_TARGET,
+            ),
+        )
     kept = rows["suptrace, reports kept, log off"]["us_per_restart"]
     bare_reports = rows["suptrace, reports=False"]["us_per_restart"]
     bare = rows["suptrace, bare"]["us_per_restart"]
     logged = rows["suptrace, reports + loguru (null sink)"]["us_per_restart"]
     raw = rows["asyncio, raw supervisor task"]["us_per_restart"]
-    print(f"   per restart: reports kept (log off) {kept:.1f} µs; reports=False {bare_reports:.1f} µs "
-          f"(the Reports service costs {kept - bare_reports:.1f} µs, "
-          f"{(kept - bare_reports) / kept * 100:.0f}%); bare {bare:.1f} µs; "
-          f"loguru formatting on {logged:.1f} µs (+{logged - kept:.1f} µs over log off); "
-          f"raw asyncio {raw:.1f} µs")
+    print(
+        f"   per restart: reports kept (log off) {kept:.1f} µs; reports=False {bare_reports:.1f} µs "
+        f"(the Reports service costs {kept - bare_reports:.1f} µs, "
+        f"{(kept - bare_reports) / kept * 100:.0f}%); bare {bare:.1f} µs; "
+        f"loguru formatting on {logged:.1f} µs (+{logged - kept:.1f} µs over log off); "
+        f"raw asyncio {raw:.1f} µs"
+    )
     return checks
 
 
 def print_tree(rows: dict[str, Any]) -> list[tuple[str, bool]]:
-    print("\n3. one supervisor, many workers: start all, then exit(sup, 'shutdown') from its "
-          "parent")
-    print(f"   {'variant':<34} {'children':>8} {'start s':>8} {'µs/child':>8} "
-          f"{'shutdown s':>10} {'µs/child':>8}  order checked")
+    print(
+        "\n3. one supervisor, many workers: start all, then exit(sup, 'shutdown') from its parent"
+    )
+    print(
+        f"   {'variant':<34} {'children':>8} {'start s':>8} {'µs/child':>8} "
+        f"{'shutdown s':>10} {'µs/child':>8}  order checked"
+    )
     checks = []
     for key, r in rows.items():
         ok = r["started_in_order"] and r["stopped_in_reverse_order"]
-        print(f"   {key:<34} {r['children']:>8} {r['start_s']:8.3f} "
-              f"{r['start_per_child_us']:8.1f} {r['shutdown_s']:10.3f} "
-              f"{r['shutdown_per_child_us']:8.1f}  "
-              f"{'stopped in reverse start order' if ok else 'WRONG ORDER'} "
-              f"({r['stopped_count']} stopped; supervisor exited {r['sup_exit_reason']})")
+        print(
+            f"   {key:<34} {r['children']:>8} {r['start_s']:8.3f} "
+            f"{r['start_per_child_us']:8.1f} {r['shutdown_s']:10.3f} "
+            f"{r['shutdown_per_child_us']:8.1f}  "
+            f"{'stopped in reverse start order' if ok else 'WRONG ORDER'} "
+            f"({r['stopped_count']} stopped; supervisor exited {r['sup_exit_reason']})"
+        )
         checks.append((f"shutdown in reverse start order ({key})", ok))
     return checks
 
@@ -861,11 +923,15 @@ def _revision() -> str:
     try:
         head = subprocess.run(
             ["git", "-C", PKG_ROOT, "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", PKG_ROOT, "status", "--porcelain", "--", "suptrace"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return f"not a git checkout: {PKG_ROOT}"
@@ -892,10 +958,12 @@ def main(argv: list[str] | None = None) -> int:
 
     revision = _revision()
     load = os.getloadavg()
-    print(f"suptrace {suptrace.__version__} ({revision}) supervisor benchmarks, "
-          f"{'quick' if quick else 'full'} run: Python {platform.python_version()} "
-          f"{platform.machine()}, {os.cpu_count()} CPUs (load average {load[0]:.2f} at start), "
-          f"gc enabled, default event loop")
+    print(
+        f"suptrace {suptrace.__version__} ({revision}) supervisor benchmarks, "
+        f"{'quick' if quick else 'full'} run: Python {platform.python_version()} "
+        f"{platform.machine()}, {os.cpu_count()} CPUs (load average {load[0]:.2f} at start), "
+        f"gc enabled, default event loop"
+    )
     result: dict[str, Any] = {
         "revision": revision,
         "python": platform.python_version(),
@@ -922,29 +990,43 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   {verdict(ok)}  {text}")
     result["checks"] = [{"check": t, "pass": ok} for t, ok in checks]
     result["loadavg_end"] = os.getloadavg()
-    print(f"   (load average {result['loadavg_end'][0]:.2f} at the end: other work on this "
-          "machine shows up in the tails)")
+    print(
+        f"   (load average {result['loadavg_end'][0]:.2f} at the end: other work on this "
+        "machine shows up in the tails)"
+    )
     missed = [t for t, ok in checks if not ok]
 
     profiles = []
     if "latency" in parts and (args.profile or any("latency" in t for t in missed)):
-        profiles.append(profile(
-            "crash -> restart (exit), reports kept, log off",
-            lambda: run_in_node(suptrace_latency, "exit", lat_n // 2, 500,
-                                **node_options("reports kept, log off")),
-        ))
+        profiles.append(
+            profile(
+                "crash -> restart (exit), reports kept, log off",
+                lambda: run_in_node(
+                    suptrace_latency,
+                    "exit",
+                    lat_n // 2,
+                    500,
+                    **node_options("reports kept, log off"),
+                ),
+            )
+        )
     if "restarts" in parts and (args.profile or any("restarts/s" in t for t in missed)):
-        profiles.append(profile(
-            "sustained restarts, reports kept, log off",
-            lambda: run_restarts(rs_side // 2, 1_000, **node_options("reports kept, log off")),
-        ))
+        profiles.append(
+            profile(
+                "sustained restarts, reports kept, log off",
+                lambda: run_restarts(rs_side // 2, 1_000, **node_options("reports kept, log off")),
+            )
+        )
     if "restarts" in parts:
         tm_row = result["restarts"]["suptrace, reports kept, log off, tracemalloc on"]
         if args.profile or any("memory" in t for t in missed):
-            print("\n--- tracemalloc: allocation sites that grew most during the tracemalloc "
-                  "pass ---")
+            print(
+                "\n--- tracemalloc: allocation sites that grew most during the tracemalloc pass ---"
+            )
             for s in tm_row.get("tracemalloc_top_growth", []):
-                print(f"   {s['size_diff_bytes']:+10d} B {s['count_diff']:+7d} blocks  {s['where']}")
+                print(
+                    f"   {s['size_diff_bytes']:+10d} B {s['count_diff']:+7d} blocks  {s['where']}"
+                )
     if profiles:
         result["profiles"] = profiles
 

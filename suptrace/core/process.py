@@ -23,10 +23,10 @@ import inspect
 import time
 import traceback
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from itertools import islice
 from types import CodeType, FrameType
-from typing import Any
+from typing import Any, overload
 
 from suptrace.core.errors import Exit, NodeError, NoProc, RegistrationError
 from suptrace.core.events import TraceEvent
@@ -324,9 +324,11 @@ class Process:
 
     def recent_events(self) -> list[TraceEvent]:
         """The flight recorder's content as events, oldest first."""
-        if not self.recorder:
-            return []
-        return [_recorded_event(self, entry) for entry in self.recorder]
+        return list(self.recorded())
+
+    def recorded(self) -> RecordedEvents:
+        """A snapshot of the flight recorder, turned into events only when read."""
+        return RecordedEvents(self.pid, self.name, tuple(self.recorder) if self.recorder else ())
 
     # -- death --------------------------------------------------------------------------
 
@@ -365,12 +367,12 @@ class Process:
         ):
             # Died by its own hand with an abnormal reason: what a crash report is made of.
             data = self._exit_data(reason)
-            data["last_events"] = self.recent_events()
+            data["last_events"] = self.recorded()
             rt.emit(self, "crash", data)
         if name is not None:
             stone = Tombstone(name, pid, reason, time.time(), self.initial_call)
             if self.recorder is not None:
-                stone.last_events = self.recent_events()
+                stone.last_events = self.recorded()
             if self.notes:
                 stone.notes.extend(self.notes)
             rt.bury(stone)
@@ -468,7 +470,54 @@ class Process:
 _PEER_KEY = {"receive": "from", "send": "to", "call": "to", "exit_signal": "from"}
 
 
-def _recorded_event(proc: Process, entry: tuple[float, str, Any, Any]) -> TraceEvent:
+class RecordedEvents(Sequence[TraceEvent]):
+    """A process's last recorded events (oldest first), immutable.
+
+    The recorder keeps raw tuples; they become `TraceEvent` values on first
+    read, so a crash pays for a copy of the ring, not for building events that
+    nobody may look at.
+    """
+
+    __slots__ = ("_events", "_name", "_pid", "_raw")
+
+    def __init__(self, pid: Pid, name: str | None, raw: tuple[tuple[float, str, Any, Any], ...]) -> None:
+        self._pid = pid
+        self._name = name
+        self._raw = raw
+        self._events: tuple[TraceEvent, ...] | None = None
+
+    def _all(self) -> tuple[TraceEvent, ...]:
+        events = self._events
+        if events is None:
+            events = self._events = tuple(
+                _recorded_event(self._pid, self._name, entry) for entry in self._raw
+            )
+        return events
+
+    @overload
+    def __getitem__(self, index: int) -> TraceEvent: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[TraceEvent, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> TraceEvent | tuple[TraceEvent, ...]:
+        return self._all()[index]
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return self._all() == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(list(self._all()))
+
+
+def _recorded_event(pid: Pid, name: str | None, entry: tuple[float, str, Any, Any]) -> TraceEvent:
     ts, kind, peer, payload = entry
     if kind == "exit_signal":
         reason, action = payload
@@ -477,7 +526,7 @@ def _recorded_event(proc: Process, entry: tuple[float, str, Any, Any]) -> TraceE
         data = {"to": peer, "request": payload}
     else:
         data = {_PEER_KEY.get(kind, "peer"): peer, "msg": payload}
-    return TraceEvent(ts, proc.pid, proc.name, kind, data)
+    return TraceEvent(ts, pid, name, kind, data)
 
 
 # -- the process task ----------------------------------------------------------------------

@@ -9,7 +9,7 @@ import contextvars
 import itertools
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -75,7 +75,7 @@ class Tombstone:
     reason: Any
     ts: float
     initial_call: str
-    last_events: list[TraceEvent] = field(default_factory=list)
+    last_events: Sequence[TraceEvent] = field(default_factory=list)
     #: Filled in by supervisors: why the process was not restarted, cause of its exit.
     notes: list[str] = field(default_factory=list)
 

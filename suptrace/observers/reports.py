@@ -16,7 +16,7 @@ import os
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,7 +92,7 @@ class CrashReport:
     messages_in: int = 0
     messages_out: int = 0
     #: The last events of the process (its flight recorder), oldest first.
-    last_events: tuple[TraceEvent, ...] = ()
+    last_events: Sequence[TraceEvent] = ()
 
 
 Report = SupervisorReport | ProgressReport | CrashReport
@@ -263,7 +263,7 @@ class Reports:
                 message_queue_len=d.get("message_queue_len", 0),
                 messages_in=d.get("messages_in", 0),
                 messages_out=d.get("messages_out", 0),
-                last_events=tuple(recorder),
+                last_events=recorder,
             )
         if kind == "progress":
             return ProgressReport(d["supervisor"], d["started"], event.ts, event.pid)

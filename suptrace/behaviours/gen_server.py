@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Final
 
 from suptrace.core.errors import CallError, CallExit, CallTimeout, Exit
 from suptrace.core.process import (
+    Envelope,
     Process,
     _spawn,
     noproc_error,
@@ -135,11 +136,14 @@ class _System:
 
 def reply(caller: Caller, value: Any) -> None:
     """Answer a call. Dropped if the caller already timed out or died."""
+    _reply(maybe_process(), caller, value)
+
+
+def _reply(proc: Process | None, caller: Caller, value: Any) -> None:
     fut = caller._future
     if fut.done():
         return
     fut.set_result(value)
-    proc = maybe_process()
     if proc is not None:
         proc.messages_out += 1
         rt = proc.runtime
@@ -476,14 +480,18 @@ class GenServer:
                         proc.status = "running"
                     proc.waiter = None
                 continue
-            msg = proc.take()
+            msg = mb.popleft()
+            if type(msg) is Envelope:
+                proc.inbound = msg.ctx
+                msg = msg.msg
             kind = type(msg)
-            if kind is ExitMsg and msg.pid == parent and proc.trap:
-                reason = msg.reason  # the parent is shutting us down
-                break
-            if kind is _System and msg.op == "terminate":
-                reason = msg.arg
-                break
+            if kind is not _Call and kind is not _Cast:
+                if kind is ExitMsg and msg.pid == parent and proc.trap:
+                    reason = msg.reason  # the parent is shutting us down
+                    break
+                if kind is _System and msg.op == "terminate":
+                    reason = msg.arg
+                    break
             instrument = proc.runtime.instrument
             token = None
             if instrument is not None and kind is not _System:
@@ -494,7 +502,7 @@ class GenServer:
                     self._calls += 1
                     result = await self.handle_call(msg.request, msg.caller)
                     if result is not NOREPLY:
-                        reply(msg.caller, result)
+                        _reply(proc, msg.caller, result)
                 elif kind is _Cast:
                     self._casts += 1
                     await self.handle_cast(msg.msg)

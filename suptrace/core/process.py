@@ -536,6 +536,7 @@ async def _process_main(proc: Process, fn: Callable[..., Awaitable[Any]], args: 
     _current_process.set(proc)
     if proc.pending_exit is not None:  # killed before it ever ran
         proc.finish(proc.pending_exit)
+        _release(proc)
         return
     proc.status = "running"
     reraise: BaseException | None = None
@@ -554,8 +555,19 @@ async def _process_main(proc: Process, fn: Callable[..., Awaitable[Any]], args: 
     if proc.pending_exit is not None:
         reason = proc.pending_exit
     proc.finish(reason)
+    _release(proc)
+    # An exception's traceback holds this frame, whose locals would hold the
+    # exception again: clear them so a dead process is freed by reference
+    # counting, not left for the cyclic garbage collector.
+    reason = proc = None  # type: ignore[assignment]
     if reraise is not None:
         raise reraise
+
+
+def _release(proc: Process) -> None:
+    """Break the cycle process -> task -> task's context -> process once it is dead."""
+    proc.task = None
+    _current_process.set(None)
 
 
 def _initial_call(fn: Callable[..., Any]) -> str:

@@ -15,6 +15,7 @@ from suptrace.core.errors import CallError, CallExit, CallTimeout, Exit
 from suptrace.core.process import (
     Envelope,
     Process,
+    _now,
     _spawn,
     noproc_error,
     resolve,
@@ -193,18 +194,20 @@ async def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> An
     if watchers is None:
         watchers = proc.monitored_by = {}
     watchers[caller] = caller
+    now = 0.0
     if me is not None:
         me.messages_out += 1
         rec = me.recorder
         if rec is not None:
-            rec.append((time.time(), "call", proc.pid, request))
+            now = _now()
+            rec.append((now, "call", proc.pid, request))
         elif rt.recorder_size:
             me.record("call", proc.pid, request)
         if "call" in rt.watch or me.tracers:
             rt.emit(me, "call", {"to": proc.pid, "request": request, "ref": caller.ref})
     instrument = rt.instrument
     token = None if instrument is None else instrument.call_begin(me, proc, request)
-    proc.deliver(_Call(request, caller), caller.pid)
+    proc.deliver(_Call(request, caller), caller.pid, now)
     handle = None if timeout is None else rt.deadlines.add(timeout, fut)
     try:
         result = await fut

@@ -41,10 +41,17 @@ def demo(
 
     out(), err()  # build the consoles now: inside the node, slow imports would block the loop
 
+    # Telemetry on the embedded default: OTLP-JSON lines in a local file (no collector).
     if script:
         suptrace.run(
-            _tour, name, node=name, log_reports=False, control={"allow_write": allow_write}
+            _tour,
+            name,
+            node=name,
+            log_reports=False,
+            control={"allow_write": allow_write},
+            telemetry=True,
         )
+        _point_at_telemetry(name)
         return
     with contextlib.suppress(KeyboardInterrupt):
         suptrace.run(
@@ -54,8 +61,22 @@ def demo(
             node=name,
             log_reports=False,
             control={"allow_write": allow_write},
+            telemetry=True,
         )
     err().print("demo stopped", style="dim")
+    _point_at_telemetry(name)
+
+
+def _point_at_telemetry(name: str) -> None:
+    from suptrace.cli.output import out
+    from suptrace.observers.otel_export import default_file
+
+    path = default_file(name)
+    if path.exists():
+        out().print(
+            f"The demo's spans and metrics are in {path}: see them with `suptrace view {path}`.",
+            highlight=False,
+        )
 
 
 def _node_id() -> str:

@@ -16,6 +16,7 @@ def test_demo_script_tours_the_silent_death_and_exits_0(tmp_path: Path) -> None:
     result = subprocess.run(
         [*SUPTRACE, "demo", "--script"],
         env=env_for(tmp_path / "run"),
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=60,
@@ -35,11 +36,15 @@ def test_demo_script_tours_the_silent_death_and_exits_0(tmp_path: Path) -> None:
     assert "[silent_death] demo.sup / imports" in out
     assert "[growing_mailbox] demo.mailer" in out and "[stuck] demo.reporter" in out
     assert not list((tmp_path / "run").glob("*.sock"))  # the node cleaned up after itself
+    # telemetry went to the embedded default, and the demo says how to look at it
+    telemetry = tmp_path / "suptrace-demo.otlp.jsonl"
+    assert telemetry.stat().st_size > 0
+    assert f"suptrace view {telemetry}" in out
 
 
 def test_demo_runs_a_node_the_commands_can_look_at(tmp_path: Path) -> None:
     env = env_for(tmp_path / "run")
-    demo = spawn_cli(env, "demo", "--breach-after", "0.5")
+    demo = spawn_cli(env, "demo", "--breach-after", "0.5", cwd=tmp_path)
     try:
         err = Lines(demo.stderr)
         err.wait_for(lambda line: "suptrace tree --node demo" in line, what="the demo's hints")

@@ -75,7 +75,7 @@ class Caller:
     ) -> None:
         self.pid = pid
         self._future = future
-        self._started = time.perf_counter()
+        self._started = 0.0  # set by `call` when a reply event will want the duration
         self._ref: Ref | None = None
         self._dest = dest
         self._request = request
@@ -102,15 +102,22 @@ class Caller:
             self._future.set_exception(CallExit(reason, self._dest, self._request, self._timeout))
 
 
-class _Call:
-    __slots__ = ("caller", "request")
+class _Call(Caller):
+    """A call request in the server's mailbox; it is also the `Caller` that
+    ``handle_call`` gets (one object per call instead of two)."""
 
-    def __init__(self, request: Any, caller: Caller) -> None:
-        self.request = request
-        self.caller = caller
+    __slots__ = ()
+
+    @property
+    def request(self) -> Any:
+        return self._request
+
+    @property
+    def caller(self) -> Caller:
+        return self
 
     def __repr__(self) -> str:
-        return f"call({self.request!r}, from={self.caller.pid})"
+        return f"call({self._request!r}, from={self.pid})"
 
 
 class _Cast:
@@ -156,7 +163,7 @@ def _reply(proc: Process | None, caller: Caller, value: Any) -> None:
                     "to": caller.pid,
                     "reply": value,
                     "ref": caller.ref,
-                    "duration": time.perf_counter() - caller._started,
+                    "duration": time.perf_counter() - caller._started if caller._started else None,
                 },
             )
 
@@ -189,7 +196,9 @@ async def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> An
         raise CallError("calling_self", dest, request, timeout, "a process cannot call itself")
     rt = proc.runtime
     fut: asyncio.Future[Any] = rt.loop.create_future()
-    caller = Caller(me.pid if me is not None else None, fut, dest, request, timeout)
+    caller = _Call(me.pid if me is not None else None, fut, dest, request, timeout)
+    if "reply" in rt.watch or proc.tracers:
+        caller._started = time.perf_counter()
     watchers = proc.monitored_by
     if watchers is None:
         watchers = proc.monitored_by = {}
@@ -207,7 +216,7 @@ async def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> An
             rt.emit(me, "call", {"to": proc.pid, "request": request, "ref": caller.ref})
     instrument = rt.instrument
     token = None if instrument is None else instrument.call_begin(me, proc, request)
-    proc.deliver(_Call(request, caller), caller.pid, now)
+    proc.deliver(caller, caller.pid, now)
     handle = None if timeout is None else rt.deadlines.add(timeout, fut)
     try:
         result = await fut
@@ -503,9 +512,9 @@ class GenServer:
             try:
                 if kind is _Call:
                     self._calls += 1
-                    result = await self.handle_call(msg.request, msg.caller)
+                    result = await self.handle_call(msg._request, msg)
                     if result is not NOREPLY:
-                        _reply(proc, msg.caller, result)
+                        _reply(proc, msg, result)
                 elif kind is _Cast:
                     self._casts += 1
                     await self.handle_cast(msg.msg)

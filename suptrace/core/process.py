@@ -572,7 +572,6 @@ async def _process_main(proc: Process, fn: Callable[..., Awaitable[Any]], args: 
 def _release(proc: Process) -> None:
     """Break the cycle process -> task -> task's context -> process once it is dead."""
     proc.task = None
-    _current_process.set(None)
 
 
 def _initial_call(fn: Callable[..., Any]) -> str:

@@ -79,14 +79,7 @@ class DynamicSupervisor(_SupervisorBase):
         timeout: float | None = None,
     ) -> Any:
         """Start an empty dynamic supervisor linked to the caller."""
-        _check(intensity, period, max_children, extra_args)
-        opts = {
-            "intensity": intensity,
-            "period": period,
-            "max_children": max_children,
-            "extra_args": tuple(extra_args),
-        }
-        return await cls._start((), opts, name, timeout, link=True)
+        return await cls._boot(True, name, intensity, period, max_children, extra_args, timeout)
 
     @classmethod
     async def start(  # type: ignore[override,unused-ignore]
@@ -99,6 +92,19 @@ class DynamicSupervisor(_SupervisorBase):
         timeout: float | None = None,
     ) -> Any:
         """Like `start_link`, unlinked."""
+        return await cls._boot(False, name, intensity, period, max_children, extra_args, timeout)
+
+    @classmethod
+    async def _boot(
+        cls,
+        link: bool,
+        name: str | None,
+        intensity: int,
+        period: int,
+        max_children: int | None,
+        extra_args: tuple[Any, ...],
+        timeout: float | None,
+    ) -> Any:
         _check(intensity, period, max_children, extra_args)
         opts = {
             "intensity": intensity,
@@ -106,7 +112,7 @@ class DynamicSupervisor(_SupervisorBase):
             "max_children": max_children,
             "extra_args": tuple(extra_args),
         }
-        return await cls._start((), opts, name, timeout, link=False)
+        return await cls._start((), opts, name, timeout, link=link)
 
     async def init(
         self, intensity: int, period: int, max_children: int | None, extra_args: tuple[Any, ...]

@@ -408,14 +408,9 @@ class Supervisor(_SupervisorBase):
     ) -> Any:
         """Start a supervisor linked to the caller; returns its pid once every
         child has started. Invalid flags or specs raise `ValueError` here."""
-        specs = _check_all(children, strategy, intensity, period, auto_shutdown)
-        flags = {
-            "strategy": strategy,
-            "intensity": intensity,
-            "period": period,
-            "auto_shutdown": auto_shutdown,
-        }
-        return await cls._start((specs,), flags, name, timeout, link=True)
+        return await cls._boot(
+            True, children, strategy, intensity, period, auto_shutdown, name, timeout
+        )
 
     @classmethod
     async def start(  # type: ignore[override,unused-ignore]
@@ -430,6 +425,22 @@ class Supervisor(_SupervisorBase):
         timeout: float | None = None,
     ) -> Any:
         """Like `start_link`, unlinked."""
+        return await cls._boot(
+            False, children, strategy, intensity, period, auto_shutdown, name, timeout
+        )
+
+    @classmethod
+    async def _boot(
+        cls,
+        link: bool,
+        children: Any,
+        strategy: str,
+        intensity: int,
+        period: int,
+        auto_shutdown: str,
+        name: str | None,
+        timeout: float | None,
+    ) -> Any:
         specs = _check_all(children, strategy, intensity, period, auto_shutdown)
         flags = {
             "strategy": strategy,
@@ -437,7 +448,7 @@ class Supervisor(_SupervisorBase):
             "period": period,
             "auto_shutdown": auto_shutdown,
         }
-        return await cls._start((specs,), flags, name, timeout, link=False)
+        return await cls._start((specs,), flags, name, timeout, link=link)
 
     async def init(
         self,

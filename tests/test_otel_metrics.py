@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,27 +12,10 @@ from otlp_receivers import (
     dodos,
     metric_points,
     metric_total,
-    otlp_env,
 )
 
 import suptrace
 from suptrace.observers.otel_metrics import DURATION_BUCKETS, METRIC_NAMES
-
-
-@pytest.fixture
-def grpc_receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[GrpcReceiver]:
-    receiver = GrpcReceiver()
-    with otlp_env(monkeypatch, receiver, "grpc"):
-        yield receiver
-    receiver.close()
-
-
-@pytest.fixture
-def http_receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[HttpReceiver]:
-    receiver = HttpReceiver()
-    with otlp_env(monkeypatch, receiver, "http/protobuf"):
-        yield receiver
-    receiver.close()
 
 
 async def run_node(main: Any, *args: Any, **opts: Any) -> Any:

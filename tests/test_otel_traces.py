@@ -8,7 +8,6 @@ what the gRPC or HTTP receiver got once the node has shut down and flushed.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,28 +17,11 @@ from otlp_receivers import (
     call_chain,
     dodos,
     kill_busy,
-    otlp_env,
     spans_named,
 )
 
 import suptrace
 from suptrace.cli.view import Dump, SpanRec
-
-
-@pytest.fixture
-def grpc_receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[GrpcReceiver]:
-    receiver = GrpcReceiver()
-    with otlp_env(monkeypatch, receiver, "grpc"):
-        yield receiver
-    receiver.close()
-
-
-@pytest.fixture
-def http_receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[HttpReceiver]:
-    receiver = HttpReceiver()
-    with otlp_env(monkeypatch, receiver, "http/protobuf"):
-        yield receiver
-    receiver.close()
 
 
 async def run_node(main: Any, *args: Any, **opts: Any) -> Any:

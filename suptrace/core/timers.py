@@ -94,7 +94,3 @@ class Deadlines:
             self._arm(now + self.SWEEP)
         elif heap:
             self._arm(heap[0][0])
-
-    def pending(self) -> int:
-        """How many deadlines are still tracked (for tests and diagnostics)."""
-        return len(self._young) + len(self._heap)

@@ -23,9 +23,14 @@ from suptrace.core.process import (
     unwatch,
     watch,
 )
-from suptrace.core.runtime import current_process, current_runtime, maybe_process
+from suptrace.core.runtime import (
+    _current_process,
+    current_process,
+    current_runtime,
+    maybe_process,
+)
 from suptrace.core.terms import IGNORE, KILL, NORMAL, ExitMsg, Pid, Ref
-from suptrace.core.timers import EXPIRED
+from suptrace.core.timers import EXPIRED, PRECISE_BELOW, _expire
 
 __all__ = [
     "GenServer",
@@ -102,6 +107,9 @@ class Caller:
             self._future.set_exception(CallExit(reason, self._dest, self._request, self._timeout))
 
 
+_new = object.__new__
+
+
 class _Call(Caller):
     """A call request in the server's mailbox; it is also the `Caller` that
     ``handle_call`` gets (one object per call instead of two)."""
@@ -154,18 +162,22 @@ def _reply(proc: Process | None, caller: Caller, value: Any) -> None:
     fut.set_result(value)
     if proc is not None:
         proc.messages_out += 1
-        rt = proc.runtime
-        if "reply" in rt.watch or proc.tracers:
-            rt.emit(
-                proc,
-                "reply",
-                {
-                    "to": caller.pid,
-                    "reply": value,
-                    "ref": caller.ref,
-                    "duration": time.perf_counter() - caller._started if caller._started else None,
-                },
-            )
+        if proc.tracers or "reply" in proc.runtime.watch:
+            _reply_event(proc, caller, value)
+
+
+def _reply_event(proc: Process, caller: Caller, value: Any) -> None:
+    started = caller._started
+    proc.runtime.emit(
+        proc,
+        "reply",
+        {
+            "to": caller.pid,
+            "reply": value,
+            "ref": caller.ref,
+            "duration": time.perf_counter() - started if started else None,
+        },
+    )
 
 
 async def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> Any:
@@ -188,23 +200,28 @@ async def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> An
     >>> suptrace.run(main)
     15
     """
-    proc = resolve(dest, "call", request, timeout)
-    me = maybe_process()
-    if proc is None or not proc.alive:
+    proc = dest._proc if type(dest) is Pid else resolve(dest, "call", request, timeout)
+    me = _current_process.get()
+    if proc is None or proc.reason is not None or proc.pending_exit is not None:
         raise noproc_error(me.runtime if me is not None else None, dest, request, timeout)
     if proc is me:
         raise CallError("calling_self", dest, request, timeout, "a process cannot call itself")
     rt = proc.runtime
     fut: asyncio.Future[Any] = rt.loop.create_future()
-    caller = _Call(me.pid if me is not None else None, fut, dest, request, timeout)
-    if "reply" in rt.watch or proc.tracers:
-        caller._started = time.perf_counter()
-    watchers = proc.monitored_by
-    if watchers is None:
-        watchers = proc.monitored_by = {}
-    watchers[caller] = caller
+    # _Call(...) without its __init__ frame: one of these per call.
+    caller = _new(_Call)
+    caller._future = fut
+    caller._started = 0.0
+    caller._ref = None
+    caller._dest = dest
+    caller._request = request
+    caller._timeout = timeout
+    watch = rt.watch
     now = 0.0
-    if me is not None:
+    if me is None:
+        caller.pid = sender = None
+    else:
+        caller.pid = sender = me.pid
         me.messages_out += 1
         rec = me.recorder
         if rec is not None:
@@ -212,12 +229,29 @@ async def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> An
             rec.append((now, "call", proc.pid, request))
         elif rt.recorder_size:
             me.record("call", proc.pid, request)
-        if "call" in rt.watch or me.tracers:
+        if me.tracers or "call" in watch:
             rt.emit(me, "call", {"to": proc.pid, "request": request, "ref": caller.ref})
+    if proc.tracers or "reply" in watch:
+        caller._started = time.perf_counter()
+    watchers = proc.monitored_by
+    if watchers is None:
+        proc.monitored_by = {caller: caller}
+    else:
+        watchers[caller] = caller
     instrument = rt.instrument
     token = None if instrument is None else instrument.call_begin(me, proc, request)
-    proc.deliver(caller, caller.pid, now)
-    handle = None if timeout is None else rt.deadlines.add(timeout, fut)
+    proc.deliver(caller, sender, now)
+    handle = None
+    if timeout is not None:
+        if timeout < PRECISE_BELOW:
+            handle = rt.loop.call_later(timeout, _expire, fut)
+        else:
+            # rt.deadlines.add(timeout, fut), inline: the pending call is the entry.
+            deadlines = rt.deadlines
+            young = deadlines.young
+            if not young:
+                deadlines.start_sweep()
+            young.append(caller)
     try:
         result = await fut
     except BaseException as e:
@@ -227,10 +261,11 @@ async def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> An
     finally:
         if handle is not None:
             handle.cancel()
-        if proc.monitored_by is not None:
-            proc.monitored_by.pop(caller, None)
+        watchers = proc.monitored_by
+        if watchers is not None:
+            watchers.pop(caller, None)
     if result is EXPIRED:
-        if me is not None and ("call_timeout" in rt.watch or me.tracers):
+        if me is not None and (me.tracers or "call_timeout" in rt.watch):
             rt.emit(me, "call_timeout", {"to": proc.pid, "request": request, "timeout": timeout})
         error = CallTimeout("timeout", dest, request, timeout)
         if token is not None:
@@ -444,9 +479,10 @@ class GenServer:
             raise value
         raise StartError(value, cls.__name__)
 
-    async def _enter(
+    async def _init(
         self, ack: asyncio.Future[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> None:
+    ) -> bool:
+        """Run ``init`` and answer the starter; False when the server must not serve."""
         proc = current_process()
         self._proc = proc
         # A top-level server's "parent" is the node itself (its shutdown signal).
@@ -467,13 +503,19 @@ class GenServer:
             raise
         if result is IGNORE:
             _ack(ack, ("ignore", None))
-            return
+            return False
         if ack.done():  # start timed out: the starter gave up on us
             raise Exit(KILL)
         ack.set_result(("ok", None))
-        await self._serve()
+        return True
 
-    async def _serve(self) -> None:
+    async def _enter(
+        self, ack: asyncio.Future[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        # The process's coroutine: init, then the server loop right here (not in a
+        # coroutine of its own: every message would resume one more frame).
+        if not await self._init(ack, args, kwargs):
+            return
         proc = self._proc
         parent = self._parent
         failure: BaseException | None = None
@@ -514,7 +556,12 @@ class GenServer:
                     self._calls += 1
                     result = await self.handle_call(msg._request, msg)
                     if result is not NOREPLY:
-                        _reply(proc, msg, result)
+                        fut = msg._future
+                        if not fut.done():  # _reply(proc, msg, result), inline
+                            fut.set_result(result)
+                            proc.messages_out += 1
+                            if proc.tracers or "reply" in proc.runtime.watch:
+                                _reply_event(proc, msg, result)
                 elif kind is _Cast:
                     self._casts += 1
                     await self.handle_cast(msg.msg)

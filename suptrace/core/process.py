@@ -81,6 +81,7 @@ __all__ = [
 _TIMEOUT = object()
 #: The flight recorder's clock (a module-level name: one lookup less per entry).
 _now = time.time
+_Task = asyncio.Task
 #: What `Process.extract` returns when no message matched.
 NOTHING: Any = object()
 
@@ -146,8 +147,8 @@ class Process:
         parent: Process | None,
         trap: bool,
     ) -> None:
-        self.pid = runtime.new_pid()
-        self.pid._proc = self
+        self.pid = pid = Pid(next(runtime._numbers))
+        pid._proc = self
         self.runtime = runtime
         self.name: str | None = None
         self.task: asyncio.Task[None] | None = None
@@ -177,7 +178,7 @@ class Process:
         #: Flight recorder (a bounded deque of recent events) or None.
         self.recorder: deque[Any] | None = None
         self.result: Any = None
-        self.started_at = time.time()
+        self.started_at = _now()
         #: The behaviour object (GenServer, Supervisor) running in this process.
         self.behaviour: Any = None
         #: System processes (the control server...) are never traced by "all".
@@ -210,7 +211,8 @@ class Process:
         mb = self.mailbox
         if mb is None:
             mb = self.mailbox = deque()
-        instrument = self.runtime.instrument
+        rt = self.runtime
+        instrument = rt.instrument
         if instrument is None:
             mb.append(msg)
         else:
@@ -219,15 +221,15 @@ class Process:
         rec = self.recorder
         if rec is not None:
             rec.append((ts or _now(), "receive", sender, msg))
-        elif self.runtime.recorder_size:
+        elif rt.recorder_size:
             self.record("receive", sender, msg)
         waiter = self.waiter
         if waiter is not None:
             self.waiter = None
             if not waiter.done():
                 waiter.set_result(None)
-        if "receive" in self.runtime.watch or self.tracers:
-            self.runtime.emit(self, "receive", {"from": sender, "msg": msg})
+        if self.tracers or "receive" in rt.watch:
+            rt.emit(self, "receive", {"from": sender, "msg": msg})
 
     # -- signals ------------------------------------------------------------------------
 
@@ -347,28 +349,34 @@ class Process:
         pid = self.pid
         rt.procs.pop(pid, None)
         waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.cancel()
-        self.waiter = None
-        for hook in rt.death_hooks:
-            try:
-                hook(self, reason)
-            except Exception as exc:  # an observer must never stop a death from completing
-                rt.loop.call_exception_handler(
-                    {"message": f"suptrace death hook {hook!r} failed", "exception": exc}
-                )
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.cancel()
+        if rt.death_hooks:
+            for hook in rt.death_hooks:
+                try:
+                    hook(self, reason)
+                except Exception as exc:  # an observer must never stop a death
+                    rt.loop.call_exception_handler(
+                        {"message": f"suptrace death hook {hook!r} failed", "exception": exc}
+                    )
         name = self.name
+        watch = rt.watch
+        tracers = self.tracers
         if name is not None:
             if rt.names.get(name) is self:
                 del rt.names[name]
-            if "unregister" in rt.watch or self.tracers:
+            if tracers or "unregister" in watch:
                 rt.emit(self, "unregister", {"name": name, "reason": reason})
-        if "exit" in rt.watch or self.tracers:
+        if tracers or "exit" in watch:
             rt.emit(self, "exit", self._exit_data(reason))
         if (
-            "crash" in rt.watch
+            "crash" in watch
             and self.pending_exit is None
-            and not (reason in (NORMAL, SHUTDOWN) or type(reason) is Shutdown)
+            and reason != NORMAL
+            and reason != SHUTDOWN
+            and type(reason) is not Shutdown
         ):
             # Died by its own hand with an abnormal reason: what a crash report is made of.
             data = self._exit_data(reason)
@@ -383,28 +391,31 @@ class Process:
             rt.bury(stone)
         pid._proc = None
         # Monitors this process held: the targets forget about them.
-        if self.monitors:
-            for ref, target in self.monitors.items():
+        monitors = self.monitors
+        if monitors:
+            self.monitors = None
+            for ref, target in monitors.items():
                 tproc = target._proc
                 if tproc is not None and tproc.monitored_by:
                     tproc.monitored_by.pop(ref, None)
-            self.monitors = None
-        if self.links:
-            links, self.links = self.links, None
+        links = self.links
+        if links:
+            self.links = None
             for peer in links:
                 pproc = peer._proc
                 if pproc is not None:
                     if pproc.links is not None:
                         pproc.links.discard(pid)
                     pproc.signal_exit(pid, reason, True)
-        if self.monitored_by:
-            watchers, self.monitored_by = self.monitored_by, None
+        watchers = self.monitored_by
+        if watchers:
+            self.monitored_by = None
             for ref, watcher in watchers.items():
                 if type(watcher) is Process:
                     if watcher.monitors is not None:
                         watcher.monitors.pop(ref, None)
                     if watcher.reason is None:
-                        if "down" in rt.watch or watcher.tracers:
+                        if watcher.tracers or "down" in watch:
                             rt.emit(
                                 watcher, "down", {"target": pid, "ref": ref, "reason": reason}
                             )
@@ -560,7 +571,7 @@ async def _process_main(proc: Process, fn: Callable[..., Awaitable[Any]], args: 
     if proc.pending_exit is not None:
         reason = proc.pending_exit
     proc.finish(reason)
-    _release(proc)
+    proc.task = None  # _release(proc), inline
     # An exception's traceback holds this frame, whose locals would hold the
     # exception again: clear them so a dead process is freed by reference
     # counting, not left for the cyclic garbage collector.
@@ -661,29 +672,46 @@ def _spawn(
     if name is not None:
         _check_name(rt, name)
     proc = Process(rt, initial_call or text, parent, trap)
-    proc.system = system
-    rt.procs[proc.pid] = proc
+    pid = proc.pid
+    if system:
+        proc.system = True
+    rt.procs[pid] = proc
     if name is not None:
         proc.name = name
         rt.names[name] = proc
         rt.tombstones.pop(name, None)  # as in register(): the name lives again
-    if parent is not None and ("spawn" in rt.watch or parent.tracers):
-        rt.emit(parent, "spawn", {"child": proc.pid, "initial_call": proc.initial_call, "link": link})
+    watch = rt.watch
     ref = None
     if parent is not None:
+        if parent.tracers or "spawn" in watch:
+            rt.emit(parent, "spawn", {"child": pid, "initial_call": proc.initial_call, "link": link})
         if link:
             _add_link(parent, proc)
         if monitor:
             ref = Ref()
-            _add_monitor(parent, proc, ref)
-    for hook in rt.spawn_hooks:
-        hook(proc, parent)
-    proc.task = rt.loop.create_task(_process_main(proc, fn, args))
-    if "spawned" in rt.watch or proc.tracers:
+            # _add_monitor(parent, proc, ref), inline: every spawn_monitor passes here
+            if parent.monitors is None:
+                parent.monitors = {ref: pid}
+            else:
+                parent.monitors[ref] = pid
+            proc.monitored_by = {ref: parent}
+            if parent.tracers or "monitor" in watch:
+                rt.emit(parent, "monitor", {"target": pid, "ref": ref})
+    if rt.spawn_hooks:
+        for hook in rt.spawn_hooks:
+            hook(proc, parent)
+    loop = rt.loop
+    if loop.get_task_factory() is None:
+        # What loop.create_task() does without a task factory, minus its checks
+        # and naming (a process is named by its pid and initial call instead).
+        proc.task = _Task(_process_main(proc, fn, args), loop=loop)
+    else:
+        proc.task = loop.create_task(_process_main(proc, fn, args))
+    if proc.tracers or "spawned" in watch:
         rt.emit(proc, "spawned", {"parent": proc.parent, "initial_call": proc.initial_call})
-    if name is not None and ("register" in rt.watch or proc.tracers):
+    if name is not None and (proc.tracers or "register" in watch):
         rt.emit(proc, "register", {"name": name})
-    return proc.pid, ref
+    return pid, ref
 
 
 def spawn_link(
@@ -715,10 +743,9 @@ def spawn_monitor(
     >>> suptrace.run(main)
     (True, 'normal')
     """
-    current_process("spawn_monitor()")
-    pid, ref = _spawn(fn, args, name, False, False, True)
-    assert ref is not None
-    return pid, ref
+    if _current_process.get() is None:
+        current_process("spawn_monitor()")  # raises: there is nobody to monitor from
+    return _spawn(fn, args, name, False, False, True)  # type: ignore[return-value]
 
 
 def self_pid() -> Pid:
@@ -817,11 +844,18 @@ async def receive(
     >>> suptrace.run(main)
     (('urgent', 1), 'low')
     """
-    proc = current_process("receive()")
+    proc = _current_process.get()
+    if proc is None:
+        proc = current_process("receive()")  # raises: not inside a process
     scanned = 0
-    if proc.mailbox:
+    mb = proc.mailbox
+    if mb:
         if match is None:
-            return proc.take()
+            item = mb.popleft()
+            if type(item) is Envelope:
+                proc.inbound = item.ctx
+                return item.msg
+            return item
         found, scanned = proc.extract(match, 0)
         if found is not NOTHING:
             return found
@@ -845,9 +879,14 @@ async def receive(
                 proc.waiter = None
             if handle is not None:
                 handle.cancel()
-        if proc.mailbox:
+        mb = proc.mailbox
+        if mb:
             if match is None:
-                return proc.take()
+                item = mb.popleft()
+                if type(item) is Envelope:
+                    proc.inbound = item.ctx
+                    return item.msg
+                return item
             found, scanned = proc.extract(match, scanned)
             if found is not NOTHING:
                 return found

@@ -1,13 +1,15 @@
-"""Deadlines for calls and receives, cheap for the common case.
+"""Deadlines for calls, cheap for the common case.
 
 Almost every `call` is answered long before its timeout, so giving each one a
-loop timer (a heap push, a cancel and a lazy heap pop) is most of its cost.
-Here a new deadline is only appended to a list; a sweep every ``SWEEP``
-seconds drops the ones whose future is done and moves the survivors into a
-heap, whose earliest entry gets the one real loop timer. A deadline therefore
-fires on time (the heap timer is exact); it merely pays for a heap entry only
-once it has outlived one sweep. Timeouts shorter than ``PRECISE_BELOW`` get a
-plain loop timer.
+loop timer (a heap push, a cancel and a lazy heap pop) is most of its cost, and
+even reading the clock for it is measurable. Here a new deadline is only
+appended to a list (the pending call itself, which knows its future and its
+timeout): no clock read, no allocation. A sweep ``SWEEP`` seconds after the
+first of them drops the ones whose future is done and gives the survivors a
+deadline of *sweep time + timeout* in a heap, whose earliest entry gets the one
+real loop timer. A deadline therefore never fires early and at most ``SWEEP``
+late (5 ms on a timeout of at least ``PRECISE_BELOW``, 100 ms; the default call
+timeout is 5 s). Shorter timeouts get a loop timer of their own, exact.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from typing import Any
+import time
+from typing import Any, Protocol
 
-__all__ = ["Deadlines", "EXPIRED"]
+__all__ = ["EXPIRED", "PRECISE_BELOW", "SWEEP", "Deadlines", "Pending"]
 
 
 class _Expired:
@@ -30,6 +33,26 @@ class _Expired:
 #: The result a deadline sets on a future that was still pending.
 EXPIRED: Any = _Expired()
 
+#: Seconds from the first young deadline to the sweep that files it.
+SWEEP = 0.005
+#: Timeouts shorter than this get an exact loop timer of their own.
+PRECISE_BELOW = 0.1
+
+
+class Pending(Protocol):
+    """What the young list holds: a future and its timeout (a pending call is one)."""
+
+    _future: asyncio.Future[Any]
+    _timeout: float | None
+
+
+class _Entry:
+    __slots__ = ("_future", "_timeout")
+
+    def __init__(self, future: asyncio.Future[Any], timeout: float) -> None:
+        self._future = future
+        self._timeout: float | None = timeout
+
 
 def _expire(fut: asyncio.Future[Any]) -> None:
     if not fut.done():
@@ -37,50 +60,67 @@ def _expire(fut: asyncio.Future[Any]) -> None:
 
 
 class Deadlines:
-    """Set `EXPIRED` on futures still pending at their deadline."""
+    """Set `EXPIRED` on futures still pending at their deadline.
 
-    SWEEP = 0.005
-    PRECISE_BELOW = 0.02
+    The hot path (`call`) appends to `young` itself and calls `start_sweep` when
+    the list was empty; everything else uses `add`.
+    """
+
+    SWEEP = SWEEP
+    PRECISE_BELOW = PRECISE_BELOW
     #: Compact the heap when it holds this many entries and most are done.
     COMPACT_AT = 1024
 
-    __slots__ = ("_handle", "_heap", "_seq", "_when", "_young", "loop")
+    __slots__ = ("_clock", "_heap", "_heap_timer", "_heap_when", "_seq", "_sweeper", "loop", "young")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._young: list[tuple[float, asyncio.Future[Any]]] = []
+        #: Deadlines not yet filed: appended to by `call`, emptied by each sweep.
+        self.young: list[Pending] = []
         self._heap: list[tuple[float, int, asyncio.Future[Any]]] = []
         self._seq = itertools.count()
-        self._handle: asyncio.TimerHandle | None = None
-        self._when = 0.0
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._heap_timer: asyncio.TimerHandle | None = None
+        self._heap_when = 0.0
+        #: The loop's clock: `time.monotonic` itself when the loop's ``time()`` is
+        #: asyncio's own (one C call instead of a Python method around it).
+        self._clock: Any = (
+            time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
+        )
 
     def add(self, timeout: float, fut: asyncio.Future[Any]) -> asyncio.TimerHandle | None:
         """Expire ``fut`` after ``timeout`` seconds. Returns a handle to cancel
         only for short timeouts; otherwise a done future is simply forgotten."""
-        loop = self.loop
-        if timeout < self.PRECISE_BELOW:
-            return loop.call_later(timeout, _expire, fut)
-        now = loop.time()
-        self._young.append((now + timeout, fut))
-        if self._handle is None or self._when > now + self.SWEEP:
-            self._arm(now + self.SWEEP)
+        if timeout < PRECISE_BELOW:
+            return self.loop.call_later(timeout, _expire, fut)
+        if not self.young:
+            self.start_sweep()
+        self.young.append(_Entry(fut, timeout))
         return None
 
-    def _arm(self, when: float) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-        self._when = when
-        self._handle = self.loop.call_at(when, self._sweep)
+    def start_sweep(self) -> None:
+        """Arm the sweep that files the young deadlines (call it when `young` was empty)."""
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_later(SWEEP, self._sweep)
 
     def _sweep(self) -> None:
-        self._handle = None
-        now = self.loop.time()
+        self._sweeper = None
+        now = self._clock()
         heap = self._heap
-        if self._young:
-            young, self._young = self._young, []
-            for deadline, fut in young:
-                if not fut.done():
-                    heapq.heappush(heap, (deadline, next(self._seq), fut))
+        young, self.young = self.young, []
+        seq = self._seq
+        for entry in young:
+            fut = entry._future
+            if not fut.done():
+                heapq.heappush(heap, (now + entry._timeout, next(seq), fut))
+        self._expire_due(now)
+
+    def _on_heap_timer(self) -> None:
+        self._heap_timer = None
+        self._expire_due(self._clock())
+
+    def _expire_due(self, now: float) -> None:
+        heap = self._heap
         while heap and (heap[0][2].done() or heap[0][0] <= now + 1e-6):
             _, _, fut = heapq.heappop(heap)
             if not fut.done():
@@ -90,7 +130,15 @@ class Deadlines:
             if len(live) * 2 < len(heap):
                 heapq.heapify(live)
                 self._heap = heap = live
-        if self._young:
-            self._arm(now + self.SWEEP)
-        elif heap:
-            self._arm(heap[0][0])
+        if heap:
+            when = heap[0][0]
+            timer = self._heap_timer
+            if timer is not None:
+                if self._heap_when <= when:
+                    return  # already armed early enough
+                timer.cancel()
+            self._heap_when = when
+            self._heap_timer = self.loop.call_at(when, self._on_heap_timer)
+        elif self._heap_timer is not None:
+            self._heap_timer.cancel()
+            self._heap_timer = None

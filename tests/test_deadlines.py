@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 import pytest
+from runtime_support import in_node
 
 import suptrace
-from runtime_support import in_node
 from suptrace.core.timers import EXPIRED, PRECISE_BELOW, SWEEP, Deadlines
 
 

@@ -556,12 +556,7 @@ class GenServer:
                     self._calls += 1
                     result = await self.handle_call(msg._request, msg)
                     if result is not NOREPLY:
-                        fut = msg._future
-                        if not fut.done():  # _reply(proc, msg, result), inline
-                            fut.set_result(result)
-                            proc.messages_out += 1
-                            if proc.tracers or "reply" in proc.runtime.watch:
-                                _reply_event(proc, msg, result)
+                        _reply(proc, msg, result)
                 elif kind is _Cast:
                     self._casts += 1
                     await self.handle_cast(msg.msg)

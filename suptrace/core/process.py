@@ -571,7 +571,7 @@ async def _process_main(proc: Process, fn: Callable[..., Awaitable[Any]], args: 
     if proc.pending_exit is not None:
         reason = proc.pending_exit
     proc.finish(reason)
-    proc.task = None  # _release(proc), inline
+    _release(proc)
     # An exception's traceback holds this frame, whose locals would hold the
     # exception again: clear them so a dead process is freed by reference
     # counting, not left for the cyclic garbage collector.

@@ -66,8 +66,6 @@ class Deadlines:
     the list was empty; everything else uses `add`.
     """
 
-    SWEEP = SWEEP
-    PRECISE_BELOW = PRECISE_BELOW
     #: Compact the heap when it holds this many entries and most are done.
     COMPACT_AT = 1024
 

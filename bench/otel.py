@@ -36,14 +36,28 @@ row separates the bridge's own work from what the SDK costs when its code runs
 interleaved with the event loop rather than in a tight loop (caches, branch
 prediction): on a small, busy machine that difference alone is 20-40%.
 
-``--one-cpu`` pins the whole process (and so the batch processor's export thread)
-to one CPU. On the 2-vCPU virtual machine these figures come from, that thread
-running on the other CPU at the same moment as the event loop makes the main
-thread take thousands of minor page faults per 10,000 calls (kernel time a
-plain loop never pays, since it never lets the export thread run alongside);
-pinned, the same run takes a handful. Both figures are worth printing: the
-unpinned one is what an application sees there, the pinned one isolates the
-bridge and the SDK from that effect.
+The ``thread sleeps/1k msgs`` column counts how often the batch processor's export
+thread went to sleep during the timed region (its voluntary context switches, from
+``/proc``; the median sample). It shows what doubles the span cost inside a node.
+asyncio's loop releases the GIL in ``epoll_wait`` on every iteration. Once the
+export thread has been woken to export a batch it waits for the GIL, and every
+release wakes it; but the loop thread, back from a zero-timeout ``epoll_wait``
+within a microsecond, takes the GIL again before the export thread on the other CPU
+gets to it, and the export thread sleeps again. Its request to have the GIL dropped
+comes only when one of its 5 ms waits runs out, and each release by the loop wakes
+it early and starts a new one, so it seldom forces a switch either: hundreds to
+thousands of futile wake-ups per 1,000 messages, each a futex wake-up paid by the
+loop thread and a context switch in the export thread. A plain loop never releases
+the GIL, so there the export thread gets it at the 5 ms switch interval in one go
+(about 10 sleeps per 1,000 messages). It is CPython's GIL hand-off meeting the SDK's
+export thread in any asyncio program, not something the bridge does: the spans made
+by hand in a callback (``bare in node``) pay it too.
+
+``--one-cpu`` pins the whole process (and so the export thread) to one CPU: a woken
+export thread then cannot run until the loop thread yields the CPU, which removes
+most of those round trips. Both figures are worth printing: the unpinned one is what
+an application sees on this kind of machine, the pinned one isolates the bridge and
+the SDK from that effect.
 
 Times are CPU seconds of the whole process (``time.process_time``: every thread,
 so the batch processor's work counts) unless ``--wall`` is given: on a shared
@@ -83,6 +97,42 @@ from suptrace.observers.otel_traces import brief
 #: CPU time of the whole process (all threads): steadier than wall time on a shared
 #: machine, and it still counts the exporter thread's work. ``--wall`` switches.
 clock: Callable[[], float] = time.process_time
+
+#: Voluntary context switches of the threads other than the main one, over the timed
+#: region of the last sample (see `thread_switches`).
+last_switches = 0
+
+
+def thread_switches() -> int:
+    """Voluntary context switches so far of this process's threads other than the
+    main one: here, the batch processor's export thread. Each is one time that thread
+    went to sleep; Linux only (0 elsewhere)."""
+    main = os.getpid()
+    total = 0
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return 0
+    for tid in tids:
+        if tid == str(main):
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/status", encoding="ascii") as fh:
+                for line in fh:
+                    if line.startswith("voluntary_ctxt_switches"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:  # the thread ended meanwhile
+            continue
+    return total
+
+
+def timed(t0: float, w0: int) -> float:
+    """End a timed region begun at clock ``t0`` with ``w0`` = `thread_switches()`."""
+    elapsed = clock() - t0
+    global last_switches
+    last_switches = thread_switches() - w0
+    return elapsed
 
 
 class Discard(SpanExporter):
@@ -129,20 +179,22 @@ class Sink(suptrace.GenServer):
 async def cast_workload(n: int) -> float:
     pid = await Sink.start_link(name="sink")
     cast, call = suptrace.cast, suptrace.call
+    w0 = thread_switches()
     t0 = clock()
     for i in range(n):
         cast(pid, i)
     await call(pid, "done", timeout=None)
-    return clock() - t0
+    return timed(t0, w0)
 
 
 async def call_workload(n: int) -> float:
     pid = await Sink.start_link(name="sink")
     call = suptrace.call
+    w0 = thread_switches()
     t0 = clock()
     for i in range(n):
         await call(pid, i, timeout=None)
-    return clock() - t0
+    return timed(t0, w0)
 
 
 WORKLOADS = {"cast": cast_workload, "call": call_workload}
@@ -238,10 +290,11 @@ def bare(workload: str, n: int) -> float:
     """The same spans with the SDK in a plain loop (no suptrace, no context juggling)."""
     spans = Spans(n)
     make = spans.cast if workload == "cast" else spans.call
+    w0 = thread_switches()
     t0 = clock()
     for i in range(n):
         make(i)
-    elapsed = clock() - t0
+    elapsed = timed(t0, w0)
     spans.provider.shutdown()
     return elapsed
 
@@ -268,6 +321,7 @@ def bare_in_node(workload: str, n: int) -> float:
 
     async def go() -> float:
         pid = await HandMade.start_link(spans)
+        w0 = thread_switches()
         t0 = clock()
         if workload == "cast":
             for i in range(n):
@@ -276,7 +330,7 @@ def bare_in_node(workload: str, n: int) -> float:
         else:
             for i in range(n):
                 await suptrace.call(pid, i, timeout=None)
-        return clock() - t0
+        return timed(t0, w0)
 
     try:
         return float(suptrace.run(go, telemetry="off", **QUIET))
@@ -287,39 +341,52 @@ def bare_in_node(workload: str, n: int) -> float:
 CONFIGS = ("off", "no SDK", "always-off", "full", "full+m", "bare", "bare in node")
 
 
-def sample(workload: str, n: int, config: str) -> float:
+def sample(workload: str, n: int, config: str) -> tuple[float, int]:
+    """One timed sample: (seconds, export-thread context switches)."""
+    global last_switches
+    last_switches = 0
     gc.collect()
     if config == "bare":
-        return bare(workload, n)
-    if config == "bare in node":
-        return bare_in_node(workload, n)
-    return run_node(workload, n, config)
+        seconds = bare(workload, n)
+    elif config == "bare in node":
+        seconds = bare_in_node(workload, n)
+    else:
+        seconds = run_node(workload, n, config)
+    return seconds, last_switches
+
+
+Results = dict[str, dict[str, list[float]]]
 
 
 def measure(
     n: int, repeats: int, log: Callable[[str], None], only: list[str] | None = None
-) -> dict[str, dict[str, list[float]]]:
+) -> tuple[Results, Results]:
+    """Samples in seconds, and the export thread's context switches of each sample."""
     workloads = only or list(WORKLOADS)
-    results: dict[str, dict[str, list[float]]] = {w: {c: [] for c in CONFIGS} for w in workloads}
+    results: Results = {w: {c: [] for c in CONFIGS} for w in workloads}
+    switches: Results = {w: {c: [] for c in CONFIGS} for w in workloads}
     for workload in workloads:
         for config in CONFIGS:  # warm-up (imports, caches)
             sample(workload, max(1, n // 10), config)
         for r in range(repeats):
             order = CONFIGS[r % len(CONFIGS) :] + CONFIGS[: r % len(CONFIGS)]
             for config in order:
-                results[workload][config].append(sample(workload, n, config))
+                seconds, count = sample(workload, n, config)
+                results[workload][config].append(seconds)
+                switches[workload][config].append(count)
             log(f"{workload}: repeat {r + 1}/{repeats} done")
-    return results
+    return results, switches
 
 
-def report(results: dict[str, dict[str, list[float]]], n: int) -> dict[str, Any]:
+def report(results: Results, switches: Results, n: int) -> dict[str, Any]:
     out: dict[str, Any] = {"n": n, "workloads": {}}
     lines = [
         f"suptrace {suptrace.__version__}, python {sys.version.split()[0]}, {n} messages a sample, "
         f"{'wall' if clock is time.perf_counter else 'CPU'} time"
         f"{', process pinned to one CPU' if len(os.sched_getaffinity(0)) == 1 else ''}",
         "",
-        f"{'workload':8} {'config':11} {'best µs/msg':>12} {'median':>9} {'msgs/s':>10}",
+        f"{'workload':8} {'config':11} {'best µs/msg':>12} {'median':>9} {'msgs/s':>10}"
+        f" {'thread sleeps/1k msgs':>22}",
     ]
     verdicts = []
     for workload, by_config in results.items():
@@ -329,7 +396,11 @@ def report(results: dict[str, dict[str, list[float]]], n: int) -> dict[str, Any]
             best = min(samples) / n * 1e6
             median = statistics.median(samples) / n * 1e6
             per[config] = best
-            lines.append(f"{workload:8} {config:11} {best:12.2f} {median:9.2f} {1e6 / best:10.0f}")
+            sleeps = statistics.median(switches[workload][config]) / n * 1000
+            lines.append(
+                f"{workload:8} {config:11} {best:12.2f} {median:9.2f} {1e6 / best:10.0f}"
+                f" {sleeps:22.1f}"
+            )
         off_ratio = per["no SDK"] / per["always-off"]
         overhead = per["full"] - per["no SDK"]
         span_ratio = overhead / per["bare"]
@@ -357,6 +428,7 @@ def report(results: dict[str, dict[str, list[float]]], n: int) -> dict[str, Any]
             "full_overhead_vs_bare": span_ratio,
             "full_overhead_vs_bare_in_node": glue_ratio,
             "samples_s": by_config,
+            "thread_switches": switches[workload],
         }
     print("\n".join(lines))
     out["pass"] = all(verdicts)
@@ -398,8 +470,8 @@ def main() -> None:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    results = measure(n, repeats, log, args.only)
-    out = report(results, n)
+    results, switches = measure(n, repeats, log, args.only)
+    out = report(results, switches, n)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(out, fh, indent=2)

@@ -13,8 +13,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
-from otlp_receivers import call_chain
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+from otlp_receivers import Relay, call_chain
 
 import suptrace
 from suptrace.core.runtime import current_runtime
@@ -122,6 +122,44 @@ def test_always_off_sampler_installs_no_per_message_hook() -> None:
     # Parent-based always-off still follows sampled parents: the hook stays.
     tp2 = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
     assert suptrace.run(state, tracer_provider=tp2, control=False)["instrument"] is not None
+
+
+def test_ratio_sampling_keeps_call_chains_whole_and_metrics_exact() -> None:
+    """The production setting the README recommends: a parent-based ratio sampler.
+    Sampled call chains are recorded whole (the hop a -> b follows the root's
+    decision), unsampled ones not at all, and the metrics count every call."""
+    spans = InMemorySpanExporter()
+    tp = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.25)))
+    tp.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    mp = MeterProvider(metric_readers=[reader])
+    n = 200
+
+    async def main() -> None:
+        await Relay.start_link(None, name="b")
+        await Relay.start_link("b", name="a")
+        for i in range(n):
+            assert await suptrace.call("a", i) == ("c", i)
+
+    suptrace.run(main, tracer_provider=tp, meter_provider=mp, control=False, log_reports=False)
+    chains: dict[int, list[str]] = {}
+    for span in spans.get_finished_spans():
+        if span.name.startswith(("call ", "process ")):
+            chains.setdefault(span.context.trace_id, []).append(span.name)
+    assert 0 < len(chains) < n
+    for names in chains.values():
+        assert sorted(names) == ["call a", "call b", "process a", "process b"]
+    data = reader.get_metrics_data()
+    assert data is not None
+    counts = [
+        point.count
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        if metric.name == "suptrace.call.duration"
+        for point in metric.data.data_points
+    ]
+    assert sum(counts) == 2 * n  # main -> a and a -> b, sampled or not
 
 
 def test_global_providers_are_used_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,52 @@
+"""The benchmark scripts stay runnable: each one, at a tiny size, as a subprocess.
+
+These check that the scripts run and that what they write is well formed, never how
+fast anything is (figures come from full runs, recorded in bench/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_otel_bench_reports_every_configuration_and_the_export_thread(tmp_path: Path) -> None:
+    out = tmp_path / "otel.json"
+    done = run_script(
+        "bench/otel.py", "--n", "300", "--repeats", "1", "--only", "call", "--json", str(out)
+    )
+    assert done.returncode == 0, done.stderr
+    assert "thread sleeps/1k msgs" in done.stdout
+    data = json.loads(out.read_text())
+    call = data["workloads"]["call"]
+    configs = {"off", "no SDK", "always-off", "full", "full+m", "bare", "bare in node"}
+    assert set(call["best_us_per_msg"]) == configs
+    assert all(v > 0 for v in call["best_us_per_msg"].values())
+    assert set(call["thread_switches"]) == configs
+    # No SDK means no export thread: nothing of it can have slept.
+    assert call["thread_switches"]["off"] == [0]
+    assert all(isinstance(v, int) and v >= 0 for vs in call["thread_switches"].values() for v in vs)
+
+
+def test_core_bench_quick_run_judges_the_call_targets(tmp_path: Path) -> None:
+    out = tmp_path / "core.json"
+    done = run_script("bench/core.py", "--quick", "--only", "call", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "suptrace call()" in done.stdout
+    assert ">= 0.6x asyncio Queue+Future" in done.stdout
+    assert json.loads(out.read_text())

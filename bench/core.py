@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import ctypes
 import gc
@@ -239,6 +240,56 @@ def suptrace_call_impls(cfg: Config) -> list[Impl]:
             teardown,
         ),
     ]
+
+
+async def mailbox_floor_call(n: int) -> float:
+    """The floor of suptrace's own call design, in plain asyncio: a server reading a
+    deque mailbox (one waiter Future while it is empty) and awaiting an ``async def``
+    handler per request, a client ``call`` coroutine that enters the request in the
+    server's monitor table, wakes the server and awaits the reply Future, then removes
+    the entry. No counters, flight recorder, deadline, events or error fields: what
+    suptrace adds beyond this row is that per-call bookkeeping."""
+    loop = asyncio.get_running_loop()
+    mailbox: collections.deque[tuple[Any, asyncio.Future[Any]]] = collections.deque()
+    monitors: dict[Any, Any] = {}
+    waiter: list[asyncio.Future[None] | None] = [None]
+
+    async def handle_call(request: Any) -> Any:
+        return request
+
+    async def server() -> None:
+        while True:
+            if not mailbox:
+                w = waiter[0] = loop.create_future()
+                await w
+                continue
+            request, fut = mailbox.popleft()
+            fut.set_result(await handle_call(request))
+
+    async def call(request: Any) -> Any:
+        fut = loop.create_future()
+        entry = (request, fut)
+        monitors[entry] = entry
+        mailbox.append(entry)
+        w = waiter[0]
+        if w is not None:
+            waiter[0] = None
+            w.set_result(None)
+        try:
+            return await fut
+        finally:
+            monitors.pop(entry, None)
+
+    task = loop.create_task(server())
+    await asyncio.sleep(0)
+    t0 = perf()
+    for i in range(n):
+        await call(i)
+    seconds = perf() - t0
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return seconds
 
 
 async def asyncio_call(n: int) -> float:
@@ -881,6 +932,12 @@ async def bench_main(cfg: Config, only: set[str] | None, bare: bool) -> list[Res
                 asyncio_call,
                 cfg.call_n,
                 "server task, client awaits Future",
+            ),
+            Impl(
+                "asyncio mailbox floor",
+                mailbox_floor_call,
+                cfg.call_n,
+                "suptrace's call design, no bookkeeping",
             ),
             *suptrace_call_impls(cfg),
             *pykka_calls,

@@ -33,8 +33,9 @@ Targets (printed with PASS/MISS): ``always-off`` runs at >= 0.9x the rate of
 ``no SDK``; the telemetry overhead of ``full`` per message (``full`` minus
 ``no SDK``) is <= 1.3x the ``bare`` cost of the same spans. The ``bare in node``
 row separates the bridge's own work from what the SDK costs when its code runs
-interleaved with the event loop rather than in a tight loop (caches, branch
-prediction): on a small, busy machine that difference alone is 20-40%.
+interleaved with the event loop rather than in a tight loop: for calls about 1.2x
+pinned to one CPU (caches, branch prediction) and about 2x unpinned, for the reason
+below.
 
 The ``thread sleeps/1k msgs`` column counts how often the batch processor's export
 thread went to sleep during the timed region (its voluntary context switches, from

@@ -203,7 +203,12 @@ class Echo(GenServer):
             suptrace.send(self.notify, "done")
 
 
-def suptrace_call_impls(cfg: Config) -> list[Impl]:
+Hook = Callable[[], Awaitable[None]]
+
+
+def _echo_server() -> tuple[dict[str, Any], Hook, Hook]:
+    """A shared `Echo` server for a group of samples: the dict that holds its pid,
+    a setup that starts it once, and a teardown that stops it."""
     server: dict[str, Any] = {}
 
     async def setup() -> None:
@@ -214,6 +219,12 @@ def suptrace_call_impls(cfg: Config) -> list[Impl]:
         pid = server.pop("pid", None)
         if pid is not None:
             await suptrace.stop(pid)
+
+    return server, setup, teardown
+
+
+def suptrace_call_impls(cfg: Config) -> list[Impl]:
+    server, setup, teardown = _echo_server()
 
     async def run_default(n: int) -> float:
         pid, call = server["pid"], suptrace.call
@@ -631,16 +642,7 @@ async def suptrace_send(n: int) -> float:
 
 
 def suptrace_cast_impl(cfg: Config) -> Impl:
-    server: dict[str, Any] = {}
-
-    async def setup() -> None:
-        if "pid" not in server:
-            server["pid"] = await Echo.start()
-
-    async def teardown() -> None:
-        pid = server.pop("pid", None)
-        if pid is not None:
-            await suptrace.stop(pid)
+    server, setup, teardown = _echo_server()
 
     async def run(n: int) -> float:
         pid, cast = server["pid"], suptrace.cast

@@ -25,6 +25,7 @@ from suptrace.core.process import (
 )
 from suptrace.core.runtime import (
     _current_process,
+    _running_task,
     current_process,
     current_runtime,
     maybe_process,
@@ -205,7 +206,9 @@ async def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> An
     if proc is None or proc.reason is not None or proc.pending_exit is not None:
         raise noproc_error(me.runtime if me is not None else None, dest, request, timeout)
     if proc is me:
-        raise CallError("calling_self", dest, request, timeout, "a process cannot call itself")
+        if me.task is _running_task(me.runtime.loop):
+            raise CallError("calling_self", dest, request, timeout, "a process cannot call itself")
+        me = None  # a task the server created calls it: a plain task, not the server
     rt = proc.runtime
     fut: asyncio.Future[Any] = rt.loop.create_future()
     # _Call(...) without its __init__ frame: one of these per call.
@@ -287,7 +290,8 @@ def cast(dest: Pid | str, msg: Any) -> None:
         proc = rt.names.get(dest)
     else:
         raise TypeError(f"cast() needs a Pid or a registered name (str), got {dest!r}")
-    me = maybe_process()
+    # As for send: a task a process created counts (and is traced) as that process.
+    me = _current_process.get()
     if me is not None:
         me.messages_out += 1
         rt = me.runtime

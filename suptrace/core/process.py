@@ -34,10 +34,12 @@ from suptrace.core.runtime import (
     Runtime,
     Tombstone,
     _current_process,
+    _running_task,
     current_process,
     current_runtime,
     maybe_process,
     maybe_runtime,
+    not_the_process,
 )
 from suptrace.core.terms import (
     KILL,
@@ -550,6 +552,8 @@ def _recorded_event(pid: Pid, name: str | None, entry: tuple[float, str, Any, An
 
 async def _process_main(proc: Process, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
     _current_process.set(proc)
+    if proc.task is None:  # an eager task factory runs this step inside spawn()
+        proc.task = _running_task(proc.runtime.loop)
     if proc.pending_exit is not None:  # killed before it ever ran
         proc.finish(proc.pending_exit)
         _release(proc)
@@ -663,6 +667,10 @@ def _spawn(
     initial_call: str | None = None,
 ) -> tuple[Pid, Ref | None]:
     parent = _current_process.get()
+    if parent is not None and parent.task is not _running_task(parent.runtime.loop):
+        parent = None  # a task the process created with plain asyncio is not the process
+    if monitor and parent is None:
+        current_process("spawn_monitor()")  # raises: there is nobody to monitor from
     rt = parent.runtime if parent is not None else current_runtime("spawn()")
     if rt.closing:
         raise NodeError(f"node {rt.name!r} is shutting down: no new processes can start")
@@ -743,8 +751,6 @@ def spawn_monitor(
     >>> suptrace.run(main)
     (True, 'normal')
     """
-    if _current_process.get() is None:
-        current_process("spawn_monitor()")  # raises: there is nobody to monitor from
     return _spawn(fn, args, name, False, False, True)  # type: ignore[return-value]
 
 
@@ -847,6 +853,9 @@ async def receive(
     proc = _current_process.get()
     if proc is None:
         proc = current_process("receive()")  # raises: not inside a process
+    loop = proc.runtime.loop
+    if proc.task is not _running_task(loop):
+        raise not_the_process(proc, "receive()")  # a task the process created
     scanned = 0
     mb = proc.mailbox
     if mb:
@@ -861,7 +870,6 @@ async def receive(
             return found
     if timeout is not None and timeout <= 0:
         raise TimeoutError(f"receive(timeout={timeout}): no matching message")
-    loop = proc.runtime.loop
     handle = None
     deadline = None if timeout is None else loop.time() + timeout
     while True:

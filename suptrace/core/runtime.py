@@ -30,6 +30,7 @@ __all__ = [
     "current_process",
     "maybe_runtime",
     "maybe_process",
+    "not_the_process",
 ]
 
 EventHandler = Callable[[TraceEvent], None]
@@ -64,6 +65,22 @@ _current_runtime: contextvars.ContextVar[Runtime | None] = contextvars.ContextVa
 )
 #: Fallback for callbacks and tasks created outside the node's context.
 _runtime_by_loop: dict[asyncio.AbstractEventLoop, Runtime] = {}
+
+
+def _task_of_loop_slow(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any] | None:
+    return asyncio.current_task(loop)
+
+
+#: The task running now on a loop. asyncio keeps a ``{loop: task}`` dict that its
+#: tasks update at each step: reading it is a dict lookup, several times cheaper
+#: than `asyncio.current_task()`. Versions without that dict get the function.
+_running_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]
+try:
+    from asyncio.tasks import _current_tasks as _tasks_by_loop  # type: ignore[attr-defined]
+
+    _running_task = _tasks_by_loop.get
+except ImportError:  # pragma: no cover - interpreters without the dict
+    _running_task = _task_of_loop_slow
 
 
 @dataclass
@@ -223,19 +240,43 @@ class Runtime:
 
 
 def maybe_process() -> Process | None:
-    """The current process, or None outside any process."""
-    return _current_process.get()
+    """The current process, or None outside any process.
+
+    A task that a process created with plain asyncio inherits the process in
+    its context but is not that process: it gets None here.
+    """
+    proc = _current_process.get()
+    if proc is not None and proc.task is not _running_task(proc.runtime.loop):
+        return None
+    return proc
 
 
 def current_process(what: str = "this function") -> Process:
-    """The current process; raises `NodeError` outside one."""
+    """The current process; raises `NodeError` outside one (and in a task that a
+    process created with plain asyncio: a task is not a process)."""
     proc = _current_process.get()
     if proc is None:
         raise NodeError(
             f"{what} must be called from inside a suptrace process "
             "(a function started with spawn(), or main under suptrace.run())"
         )
+    if proc.task is not _running_task(proc.runtime.loop):
+        raise not_the_process(proc, what)
     return proc
+
+
+def not_the_process(proc: Process, what: str) -> NodeError:
+    """The error for process-only operations in a task a process created."""
+    task = asyncio.current_task()
+    where = f"task {task.get_name()!r}" if task is not None else "a callback"
+    who = f"{proc.pid} ({proc.name})" if proc.name else str(proc.pid)
+    return NodeError(
+        f"{what} was called from {where}, which process {who} created with plain asyncio "
+        "(create_task, TaskGroup, gather, a server's connection handler): a task is not a "
+        "process and has neither its pid nor its mailbox. Pass the pid in "
+        "(pid = suptrace.self_pid() before creating the task) and send to it, or make the "
+        "concurrent work a process of its own with suptrace.spawn_link(fn, ...)"
+    )
 
 
 def maybe_runtime() -> Runtime | None:

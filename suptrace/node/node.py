@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
@@ -22,6 +24,42 @@ from suptrace.observers.reports import Reports
 from suptrace.observers.sysmon import SystemMonitor
 
 __all__ = ["Node", "run", "Service"]
+
+#: The signals a node handles when asked to (``run()`` always does).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+_hook_installed = False
+
+
+def _quiet_interrupt_hook() -> None:
+    """Let the `KeyboardInterrupt` of a node stopped by SIGINT end the program
+    without a traceback: the node already said in one line what happened. (A
+    plain `KeyboardInterrupt`, not a subclass: only that one gets Python's exit
+    status for Ctrl-C.)"""
+    global _hook_installed
+    if _hook_installed:
+        return
+    _hook_installed = True
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+        if getattr(value, "_suptrace_stopped", False):
+            return
+        previous(kind, value, tb)
+
+    sys.excepthook = hook
+
+
+def _stop_exception(signum: int) -> BaseException:
+    """What a node stopped by ``signum`` raises: as Python does for that signal."""
+    if signum == signal.SIGINT:
+        _quiet_interrupt_hook()
+        interrupt = KeyboardInterrupt("the node was stopped in order by SIGINT")
+        interrupt._suptrace_stopped = True  # type: ignore[attr-defined]
+        return interrupt
+    # A default-handled SIGTERM kills the process, which a shell reports as 128 + 15.
+    return SystemExit(128 + signum)
 
 T = TypeVar("T")
 
@@ -67,6 +105,7 @@ class Node:
         report_history: int = 1000,
         flight_recorder: int = 16,
         system_monitor: bool | dict[str, Any] = True,
+        handle_signals: bool = False,
         **options: Any,
     ) -> None:
         """``reports`` keeps SASL-style reports (``log_reports`` also writes them
@@ -74,7 +113,10 @@ class Node:
         ``flight_recorder`` is how many recent events each process keeps for
         crash reports, tombstones and ``inspect`` (0 turns it off).
         ``system_monitor`` watches for steps that block the loop and for growing
-        mailboxes: True (defaults), False, or a dict of `SystemMonitor` options."""
+        mailboxes: True (defaults), False, or a dict of `SystemMonitor` options.
+        ``handle_signals`` makes SIGTERM and SIGINT stop the node in order, as
+        `run()` does (main thread only); by default an embedded node leaves
+        signals to the application."""
         if isinstance(flight_recorder, bool) or not isinstance(flight_recorder, int) or flight_recorder < 0:
             raise ValueError(f"flight_recorder must be an int >= 0, got {flight_recorder!r}")
         self.flight_recorder = flight_recorder
@@ -104,6 +146,12 @@ class Node:
             self.services.append(self.control)
         self._runtime: Runtime | None = None
         self._token: Any = None
+        self.handle_signals = bool(handle_signals)
+        #: The signal that stopped the node (None while none came).
+        self.stopped_by: int | None = None
+        self._host: asyncio.Task[Any] | None = None
+        self._exiting = False
+        self._old_handlers: dict[int, Any] = {}
 
     @property
     def runtime(self) -> Runtime:
@@ -113,6 +161,13 @@ class Node:
 
     async def __aenter__(self) -> Node:
         loop = asyncio.get_running_loop()
+        if self.handle_signals and threading.current_thread() is not threading.main_thread():
+            raise NodeError(
+                f"node {self.name!r}: handle_signals=True needs the main thread (Python runs "
+                f"signal handlers only there) but this node starts in thread "
+                f"{threading.current_thread().name!r}; leave handle_signals off and stop the "
+                "node from your own signal handling, or start it in the main thread"
+            )
         self._runtime = Runtime(self.name, loop)
         self._runtime.recorder_size = self.flight_recorder
         self._token = self._runtime.activate()
@@ -132,7 +187,40 @@ class Node:
             await self._close_services()
             self._runtime.deactivate(self._token)
             raise
+        if self.handle_signals:
+            self._host = asyncio.current_task()
+            for signum in STOP_SIGNALS:
+                self._old_handlers[signum] = signal.signal(signum, self._on_signal)
         return self
+
+    # -- signals ------------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        """The Python-level handler (main thread): the first signal asks the loop to
+        stop the node in order, a second one ends the program at once."""
+        name = signal.Signals(signum).name
+        if self.stopped_by is not None:
+            os.write(2, f"suptrace: {name} again: node {self.name!r} stops at once\n".encode())
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.stopped_by = signum
+        os.write(
+            2,
+            f"suptrace: {name}: stopping node {self.name!r} in order "
+            f"(send {name} again to stop at once)\n".encode(),
+        )
+        self.runtime.loop.call_soon_threadsafe(self._stop_host)
+
+    def _stop_host(self) -> None:
+        host = self._host
+        if not self._exiting and host is not None and not host.done():
+            host.cancel()  # the `async with` body ends; __aexit__ stops the node in order
+
+    def _restore_signals(self) -> None:
+        for signum, previous in self._old_handlers.items():
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        self._old_handlers.clear()
 
     async def __aexit__(
         self,
@@ -140,6 +228,11 @@ class Node:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._exiting = True
+        if self.stopped_by is not None and exc_type is asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # the cancellation was ours: the shutdown must not see it
         try:
             await self.shutdown()
         finally:
@@ -152,6 +245,9 @@ class Node:
                 self.reports.detach()
             self.runtime.closing = True
             self.runtime.deactivate(self._token)
+            self._restore_signals()
+        if self.stopped_by is not None:
+            raise _stop_exception(self.stopped_by) from None
 
     async def _close_services(self) -> None:
         for service in reversed(self.services):
@@ -231,6 +327,16 @@ def run(main: Callable[..., Awaitable[T]], *args: Any, node: str | None = None, 
     """Start a node, run ``await main(*args)`` as its root process, shut the
     node down cleanly and return main's result.
 
+    SIGTERM and SIGINT (Ctrl-C) stop the node in order: every process in reverse
+    start order (GenServers run ``terminate``), telemetry flushed, control files
+    removed; one line on stderr says so. Then SIGINT raises `KeyboardInterrupt`
+    (uncaught, it ends the program without a traceback and with Python's exit
+    status for Ctrl-C: killed by SIGINT, 130 in a shell) and SIGTERM raises
+    ``SystemExit(143)``: the program exits with
+    status 143, what a shell reports for a process that SIGTERM killed. A second
+    signal during that shutdown ends the program at once. Pass
+    ``handle_signals=False`` to leave signals alone.
+
     >>> import suptrace
     >>> async def main(x):
     ...     return x * 2
@@ -238,8 +344,21 @@ def run(main: Callable[..., Awaitable[T]], *args: Any, node: str | None = None, 
     42
     """
 
-    async def _root() -> T:
-        async with Node(node, **opts) as n:
-            return await n.run_root(main, *args)
+    opts.setdefault("handle_signals", True)
+    stopped: list[int] = []
 
-    return asyncio.run(_root())
+    async def _root() -> T | None:
+        n = Node(node, **opts)
+        try:
+            async with n:
+                return await n.run_root(main, *args)
+        except (KeyboardInterrupt, SystemExit):
+            if n.stopped_by is None:
+                raise
+            stopped.append(n.stopped_by)  # raised below, outside the event loop
+            return None
+
+    result = asyncio.run(_root())
+    if stopped:
+        raise _stop_exception(stopped[0])
+    return result  # type: ignore[return-value]

@@ -59,6 +59,7 @@ class Config:
     batches: int
     mem_n: int
     mem_repeats: int
+    timer_n: int = 10_000
 
 
 FULL = Config(
@@ -773,6 +774,117 @@ def spawn_batch_impls(cfg: Config) -> list[Impl]:
     ]
 
 
+# -- timers ----------------------------------------------------------------------------------
+
+
+async def suptrace_timer_arm_cancel(n: int) -> float:
+    """Arm a timer owned by the process and cancel it, ``n`` times."""
+    send_after, cancel_timer, me = suptrace.send_after, suptrace.cancel_timer, suptrace.self_pid()
+    t0 = perf()
+    for _ in range(n):
+        cancel_timer(send_after(60.0, me, "never"))
+    return perf() - t0
+
+
+async def asyncio_timer_arm_cancel(n: int) -> float:
+    """``loop.call_later`` and ``handle.cancel()``, ``n`` times."""
+    call_later = asyncio.get_running_loop().call_later
+    put = asyncio.Queue().put_nowait
+    t0 = perf()
+    for _ in range(n):
+        call_later(60.0, put, "never").cancel()
+    return perf() - t0
+
+
+async def suptrace_timer_fire(n: int) -> float:
+    """Arm ``n`` zero-delay timers to self, then receive the ``n`` messages."""
+    send_after, receive, me = suptrace.send_after, suptrace.receive, suptrace.self_pid()
+    t0 = perf()
+    for i in range(n):
+        send_after(0.0, me, i)
+    for _ in range(n):
+        await receive()
+    return perf() - t0
+
+
+async def asyncio_timer_fire(n: int) -> float:
+    """``call_later(0, queue.put_nowait, i)`` ``n`` times, then ``get`` the ``n`` items."""
+    call_later = asyncio.get_running_loop().call_later
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    put, get = queue.put_nowait, queue.get
+    t0 = perf()
+    for i in range(n):
+        call_later(0.0, put, i)
+    for _ in range(n):
+        await get()
+    return perf() - t0
+
+
+async def _process_with_timer() -> None:
+    suptrace.send_after(3600.0, suptrace.self_pid(), "late")
+    await suptrace.receive(lambda m: m == "stop")
+
+
+def timer_impls(cfg: Config) -> tuple[list[Impl], list[Impl]]:
+    n = cfg.timer_n
+    arm = [
+        Impl("asyncio call_later+cancel", asyncio_timer_arm_cancel, n, "one loop timer"),
+        Impl("suptrace send_after+cancel_timer", suptrace_timer_arm_cancel, n, "owned by the process"),
+    ]
+    fire = [
+        Impl("asyncio call_later(0) -> Queue", asyncio_timer_fire, n, "arm N, get N"),
+        Impl("suptrace send_after(0) -> receive", suptrace_timer_fire, n, "arm N, receive N"),
+    ]
+    return arm, fire
+
+
+async def suptrace_timed_processes(n: int) -> float:
+    """Bytes per process for ``n`` processes each blocked in ``receive()`` with a
+    pending ``send_after`` timer (tracemalloc); they then exit and their timers die."""
+    pids: list[Any] = [None] * n
+    spawn = suptrace.spawn
+    _trim()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(n):
+        pids[i] = spawn(_process_with_timer)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    info = suptrace.process_info(pids[-1]) or {}
+    assert info.get("status") == "waiting", info.get("status")
+    for pid in pids:
+        suptrace.send(pid, "stop")
+    last = pids[-1]
+    del pids
+    await _settle(lambda: not suptrace.is_alive(last), "the timed processes' exit")
+    return (after - before) / n
+
+
+async def measure_timers(cfg: Config, results: list[Result]) -> None:
+    arm, fire = timer_impls(cfg)
+    await measure("timers arm+cancel", arm, cfg.repeats, arm[0].name, results)
+    await measure("timers fire", fire, cfg.repeats, fire[0].name, results)
+    n = cfg.timer_n
+    idle = Result("timers memory", "suptrace receive() (tracemalloc)", "B/proc", n)
+    timed = Result(
+        "timers memory",
+        "... plus a pending send_after",
+        "B/proc",
+        n,
+        baseline=idle.impl,
+        note="the difference is what a timer costs",
+    )
+    idle.baseline = idle.impl
+    log(f"[timers memory] {n} processes, with and without a pending timer")
+    await suptrace_idle(n, False)  # warm-up: grow the shared containers first
+    for _ in range(cfg.mem_repeats):
+        idle.samples.append(await suptrace_idle(n, True))
+        timed.samples.append(await suptrace_timed_processes(n))
+    results.extend([idle, timed])
+
+
 # -- memory ----------------------------------------------------------------------------------
 
 
@@ -979,6 +1091,8 @@ async def bench_main(cfg: Config, only: set[str] | None, bare: bool) -> list[Res
         await measure("spawn fire+forget", batch[2:], cfg.repeats, batch[2].name, results)
     if wanted("memory"):
         await measure_memory(cfg, results, bare)
+    if wanted("timers"):
+        await measure_timers(cfg, results)
     return results
 
 
@@ -1122,7 +1236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["call", "one-way", "spawn", "memory"],
+        choices=["call", "one-way", "spawn", "memory", "timers"],
         help="run only this workload (repeatable)",
     )
     parser.add_argument(

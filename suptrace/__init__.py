@@ -91,6 +91,7 @@ if TYPE_CHECKING:
         Shutdown,
         is_normal_exit,
     )
+    from suptrace.core.timer import TimerRef, cancel_timer, send_after
     from suptrace.node.hooks import add_event_handler
     from suptrace.node.node import Node, run
     from suptrace.observers.calltrace import trace_calls
@@ -175,6 +176,9 @@ _EXPORTS: dict[str, str] = {
     "Ref": "suptrace.core.terms",
     "Shutdown": "suptrace.core.terms",
     "is_normal_exit": "suptrace.core.terms",
+    "TimerRef": "suptrace.core.timer",
+    "cancel_timer": "suptrace.core.timer",
+    "send_after": "suptrace.core.timer",
     "add_event_handler": "suptrace.node.hooks",
     "Node": "suptrace.node.node",
     "run": "suptrace.node.node",
@@ -215,9 +219,12 @@ __all__ = [
     "registered",
     "process_info",
     "is_alive",
+    "send_after",
+    "cancel_timer",
     # values
     "Pid",
     "Ref",
+    "TimerRef",
     "ExitMsg",
     "Down",
     "Shutdown",

@@ -631,6 +631,31 @@ def _check_spawnable(fn: Any) -> None:
     )
 
 
+#: Task factories already probed: whether each runs a new task's first step at once.
+_EAGER: dict[Any, bool] = {}
+
+
+def _runs_eagerly(factory: Any, loop: asyncio.AbstractEventLoop) -> bool:
+    """True for a task factory that starts a task inside ``create_task`` (3.12's
+    `asyncio.eager_task_factory` and those made by `asyncio.create_eager_task_factory`).
+
+    Processes do not go through such a factory: spawn() promises that the new
+    process starts on the next loop iteration, after the caller has its pid (and
+    a link or monitor on it). Each factory is probed once, with a task that
+    does nothing.
+    """
+    eager = _EAGER.get(factory)
+    if eager is None:
+        ran: list[bool] = []
+
+        async def probe() -> None:
+            ran.append(True)
+
+        factory(loop, probe())
+        eager = _EAGER[factory] = bool(ran)
+    return eager
+
+
 def spawn(
     fn: Callable[..., Awaitable[Any]],
     *args: Any,
@@ -709,9 +734,11 @@ def _spawn(
         for hook in rt.spawn_hooks:
             hook(proc, parent)
     loop = rt.loop
-    if loop.get_task_factory() is None:
+    factory = loop.get_task_factory()
+    if factory is None or _runs_eagerly(factory, loop):
         # What loop.create_task() does without a task factory, minus its checks
         # and naming (a process is named by its pid and initial call instead).
+        # An eager factory is passed by: a process starts on the next iteration.
         proc.task = _Task(_process_main(proc, fn, args), loop=loop)
     else:
         proc.task = loop.create_task(_process_main(proc, fn, args))

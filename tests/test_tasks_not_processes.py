@@ -218,3 +218,64 @@ async def test_exit_from_a_created_task_signals_the_process_not_the_task() -> No
         assert isinstance(msg, suptrace.ExitMsg) and msg.reason == "from helper"
 
     await in_node(main)
+
+
+# -- task factories ------------------------------------------------------------------------
+
+
+async def _factory_story() -> tuple[list[str], Any]:
+    """spawn returns before the child runs; a child that never awaits is still
+    linked and monitored; identity holds in tasks the factory makes."""
+    ran: list[str] = []
+
+    async def no_await() -> str:
+        ran.append("child")
+        return "done"
+
+    async def main() -> tuple[list[str], Any]:
+        _pid, ref = suptrace.spawn_monitor(no_await)
+        ran.append("after spawn")
+        down = await suptrace.receive(lambda m: isinstance(m, suptrace.Down) and m.ref == ref)
+
+        async def helper() -> None:
+            suptrace.self_pid()
+
+        with pytest.raises(NodeError):
+            await asyncio.create_task(helper())
+        return ran, down.reason
+
+    return await in_node(main)
+
+
+async def test_processes_work_under_a_custom_task_factory() -> None:
+    loop = asyncio.get_running_loop()
+    made: list[Any] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> asyncio.Task[Any]:
+        task = asyncio.Task(coro, loop=loop, **kw)
+        made.append(task)
+        return task
+
+    loop.set_task_factory(factory)
+    try:
+        assert await _factory_story() == (["after spawn", "child"], "normal")
+    finally:
+        loop.set_task_factory(None)
+    assert made  # processes went through the application's factory
+
+
+@pytest.mark.skipif(not hasattr(asyncio, "eager_task_factory"), reason="Python 3.12+")
+async def test_processes_start_on_the_next_iteration_under_an_eager_task_factory() -> None:
+    loop = asyncio.get_running_loop()
+    loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
+    try:
+        # Without care the child would run (and die) inside spawn_monitor.
+        assert await _factory_story() == (["after spawn", "child"], "normal")
+
+        async def plain() -> str:
+            return "eager"
+
+        task = asyncio.create_task(plain())
+        assert task.done()  # plain tasks keep the application's eager start
+    finally:
+        loop.set_task_factory(None)

@@ -68,6 +68,17 @@ def test_sigterm_stops_the_tree_in_reverse_order_and_exits_143(tmp_path: Path, e
     assert not any("Traceback" in line for line in errors)
 
 
+def test_sigterm_under_uvloop(tmp_path: Path) -> None:
+    pytest.importorskip("uvloop")
+    run_dir = tmp_path / "run"
+    proc, out, err = start(run_dir, "uv", "--uvloop")
+    proc.send_signal(signal.SIGTERM)
+    code, lines, errors = stopped(proc, out, err)
+    assert code == 143, errors
+    assert len(terminates(lines)) == 3 and terminates(lines)[0] == "terminate third shutdown"
+    assert list(run_dir.iterdir()) == []
+
+
 def test_ctrl_c_stops_in_order_with_one_line_and_pythons_exit_status(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     proc, out, err = start(run_dir, "interrupted")
@@ -136,3 +147,17 @@ def test_handle_signals_outside_the_main_thread_is_refused() -> None:
     assert len(errors) == 1 and isinstance(errors[0], NodeError)
     assert "main thread" in str(errors[0]) and "'worker-thread'" in str(errors[0])
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # nothing was installed
+
+
+def test_run_in_another_thread_leaves_signals_alone() -> None:
+    results: list[Any] = []
+
+    async def main() -> str:
+        return "ran"
+
+    t = threading.Thread(
+        target=lambda: results.append(suptrace.run(main, control=False, log_reports=False))
+    )
+    t.start()
+    t.join(10)
+    assert results == ["ran"]

@@ -335,7 +335,8 @@ def run(main: Callable[..., Awaitable[T]], *args: Any, node: str | None = None, 
     ``SystemExit(143)``: the program exits with
     status 143, what a shell reports for a process that SIGTERM killed. A second
     signal during that shutdown ends the program at once. Pass
-    ``handle_signals=False`` to leave signals alone.
+    ``handle_signals=False`` to leave signals alone (run() outside the main
+    thread does so by default: signals only reach the main thread).
 
     >>> import suptrace
     >>> async def main(x):
@@ -344,7 +345,8 @@ def run(main: Callable[..., Awaitable[T]], *args: Any, node: str | None = None, 
     42
     """
 
-    opts.setdefault("handle_signals", True)
+    # Signals reach only the main thread: run() elsewhere leaves them alone.
+    opts.setdefault("handle_signals", threading.current_thread() is threading.main_thread())
     stopped: list[int] = []
 
     async def _root() -> T | None:

@@ -1,7 +1,7 @@
 """A node that stops on a signal: three servers under a supervisor print when
 they start and when their ``terminate`` runs, so a test can check the order.
 
-Usage: signal_node.py NAME [--slow-terminate] [--embedded]
+Usage: signal_node.py NAME [--slow-terminate] [--embedded] [--uvloop]
 """
 
 from __future__ import annotations
@@ -50,6 +50,10 @@ async def embedded(name: str) -> None:
 
 if __name__ == "__main__":
     name = sys.argv[1]
+    if "--uvloop" in sys.argv:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     if "--embedded" in sys.argv:
         asyncio.run(embedded(name))
     else:

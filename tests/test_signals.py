@@ -68,6 +68,20 @@ def test_sigterm_stops_the_tree_in_reverse_order_and_exits_143(tmp_path: Path, e
     assert not any("Traceback" in line for line in errors)
 
 
+def test_sigterm_flushes_telemetry(tmp_path: Path, http_receiver: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the node measured reaches the collector on SIGTERM, not at the next
+    periodic export (set here far beyond the test's life)."""
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "600000")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "600000")
+    proc, out, err = start(tmp_path / "run", "flushed")
+    assert http_receiver.counts["metrics"] == 0
+    proc.send_signal(signal.SIGTERM)
+    code, _lines, errors = stopped(proc, out, err)
+    assert code == 143, errors
+    assert http_receiver.wait_for(lambda: http_receiver.counts["metrics"] > 0)
+    assert any(name.startswith("suptrace.") for name in http_receiver.dump().metrics)
+
+
 def test_sigterm_under_uvloop(tmp_path: Path) -> None:
     pytest.importorskip("uvloop")
     run_dir = tmp_path / "run"

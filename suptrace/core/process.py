@@ -552,7 +552,7 @@ def _recorded_event(pid: Pid, name: str | None, entry: tuple[float, str, Any, An
 
 async def _process_main(proc: Process, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
     _current_process.set(proc)
-    if proc.task is None:  # an eager task factory runs this step inside spawn()
+    if proc.task is None:  # a task factory that ran this first step inside create_task()
         proc.task = _running_task(proc.runtime.loop)
     if proc.pending_exit is not None:  # killed before it ever ran
         proc.finish(proc.pending_exit)

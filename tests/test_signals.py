@@ -119,6 +119,7 @@ def test_second_signal_during_shutdown_stops_at_once(tmp_path: Path) -> None:
     assert code == -signal.SIGTERM  # died of the signal: 143 in a shell
     assert terminates(lines) == ["terminate third shutdown"]
     assert "suptrace: SIGTERM again: node 'stuck' stops at once" in errors
+    assert list(run_dir.iterdir()) == []  # even then, no stale control socket
 
 
 def test_run_catching_keyboard_interrupt_in_process() -> None:

@@ -201,6 +201,8 @@ class Node:
         name = signal.Signals(signum).name
         if self.stopped_by is not None:
             os.write(2, f"suptrace: {name} again: node {self.name!r} stops at once\n".encode())
+            if self.control is not None:
+                self.control._remove_files()  # (quick and local: no stale socket left behind)
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return

@@ -3,13 +3,16 @@ then stop it with SIGTERM and check the orderly shutdown."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from node_scripts.harness import DEADLINE, Lines, env_for, poll
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,3 +78,40 @@ def test_shop_serves_tcp_and_stops_in_order_on_sigterm(tmp_path: Path) -> None:
     assert all(line.endswith(" shutdown") for line in lines if line.startswith("terminate "))
     assert list(run_dir.iterdir()) == []
     assert errors == ["suptrace: SIGTERM: stopping node 'shop' in order (send SIGTERM again to stop at once)"]
+
+
+def test_ctrl_c_on_a_terminal_stops_the_shop_with_one_line(tmp_path: Path) -> None:
+    """What a person sees after Ctrl-C: the servers stopping, one line, no traceback."""
+    if shutil.which("tmux") is None or shutil.which("bash") is None:
+        pytest.skip("needs tmux and bash")
+    from test_cli_terminal import Pane
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(mode=0o700)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/root"),
+        "TERM": "xterm-256color",
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": str(ROOT),
+        "SUPTRACE_RUNTIME_DIR": str(run_dir),
+    }
+    pane = Pane(tmp_path, env, [sys.executable, "-m", "examples.shop", "--port", "0", "--quiet"])
+    try:
+        pane.wait_for("ready")
+        pane.keys("C-c")
+        # bash dies of the SIGINT with its child, as shells do: wait for the pane to be dead.
+        poll(
+            lambda: pane._tmux("display", "-p", "-t", "t", "#{pane_dead}").strip() == "1",
+            what="the shop to end",
+        )
+        text = pane.text()
+    finally:
+        pane.close()
+    assert "Traceback" not in text and "CancelledError" not in text, text
+    after = text[text.index("ready") :].splitlines()
+    said = [line.removeprefix("^C") for line in after if "suptrace:" in line]
+    assert said == ["suptrace: SIGINT: stopping node 'shop' in order (send SIGINT again to stop at once)"]
+    stopped = [line for line in after if line.startswith("terminate ")]
+    assert stopped[:1] == ["terminate shop.front shutdown"] and len(stopped) == 5
+    assert list(run_dir.iterdir()) == []

@@ -128,9 +128,41 @@ class Telemetry:
 
     @property
     def dropped(self) -> dict[str, int]:
-        """Items dropped because the destination was unreachable or too slow."""
-        guard = self.setup.guard if self.setup is not None else None
-        return dict(guard.dropped) if guard is not None else {}
+        """Items dropped per signal because the destination was unreachable, refused
+        the signal or was too slow."""
+        if self.setup is None:
+            return {}
+        return {signal: guard.dropped for signal, guard in self.setup.guards.items()}
+
+    def signals(self) -> dict[str, dict[str, Any]]:
+        """Each signal's export and its health, keyed ``traces``, ``metrics``, ``logs``.
+
+        Every entry has ``exporter`` (``otlp/grpc``, ``otlp/http``, ``console``,
+        ``file``, ``prometheus``, ``application`` for providers the application
+        gave, or ``none``), ``endpoint``, ``state`` (``ok``, ``backoff`` while an
+        outage is retried, ``refused`` when the destination does not take the
+        signal, ``off``), the ``exported`` and ``dropped`` counts (items: spans,
+        metric points, log records), ``overload_dropped`` (the part of the drops
+        due to a full queue) and ``last_error``.
+
+        >>> Telemetry().signals()["traces"]["state"]  # not started
+        'off'
+        """
+        if self.setup is not None:
+            return self.setup.signals()
+        return {
+            signal: {
+                "exporter": "none",
+                "endpoint": None,
+                "state": "off",
+                "exported": 0,
+                "dropped": 0,
+                "overload_dropped": 0,
+                "last_error": None,
+                "outages": 0,
+            }
+            for signal in ("traces", "metrics", "logs")
+        }
 
     # -- service protocol ----------------------------------------------------------------
 
@@ -223,7 +255,13 @@ def _asked_for(override: str) -> bool:
     env = os.environ
     if any(
         env.get(key, "").strip()
-        for key in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "SUPTRACE_OTLP_FILE")
+        for key in (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+            "SUPTRACE_OTLP_FILE",
+        )
     ):
         return True
     if env.get("OTEL_METRICS_EXPORTER", "").strip().lower() == "prometheus":

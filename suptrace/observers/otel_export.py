@@ -26,18 +26,31 @@ environment variables) into a `Setup`:
 
 The OTLP configuration honours ``OTEL_EXPORTER_OTLP_[TRACES_|METRICS_|LOGS_]PROTOCOL``
 (``grpc``, the Python default, or ``http/protobuf``), the endpoints, headers and
-timeouts the exporters read themselves, ``OTEL_SERVICE_NAME`` and
+timeouts the exporters read themselves (the per-signal ones first, e.g.
+``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``), ``OTEL_SERVICE_NAME`` and
 ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER[_ARG]``, ``OTEL_BSP_*``,
-``OTEL_METRIC_EXPORT_INTERVAL``, ``OTEL_{TRACES,METRICS,LOGS}_EXPORTER=none`` and
-``OTEL_METRICS_EXPORTER=prometheus`` (with ``OTEL_EXPORTER_PROMETHEUS_HOST/PORT``).
+``OTEL_BLRP_*``, ``OTEL_METRIC_EXPORT_INTERVAL``, ``OTEL_{TRACES,METRICS,LOGS}_EXPORTER``
+(``otlp``, ``console`` or ``none``; an unknown value is an error at node start
+naming the variable) and ``OTEL_METRICS_EXPORTER=prometheus`` (with
+``OTEL_EXPORTER_PROMETHEUS_HOST/PORT``).
 
-Exporting never blocks or crashes the application: spans and log records go
-through bounded batch queues drained by background threads, and every exporter
-suptrace creates is wrapped in an `ExportGuard`: when the collector is
-unreachable, slow or refusing, what cannot be delivered is dropped and counted,
-the outage is logged once through loguru, exports are retried with backoff and
-the recovery is logged when the collector comes back. Shutting a node down
-flushes the providers it created (never the ones it was given) with a time bound.
+Signals are independent: traces, metrics and logs each have their own
+exporter, queue and `ExportGuard`, so exporting never blocks or crashes the
+application and one signal's trouble never costs another. What cannot be
+delivered is dropped and counted per signal; an outage (unreachable, timing
+out, 5xx) is logged once, retried with backoff and its end logged; a backend
+that does not take a signal at all (gRPC ``UNIMPLEMENTED``, HTTP 404/405/415:
+Jaeger and Tempo take traces only) turns that signal off with one line naming
+the status and the variable to set; a full queue is overload, counted and
+logged at most once a minute. `Setup.signals` reports it all (``suptrace
+status``, ``suptrace doctor``).
+
+Providers suptrace builds (OTLP or the embedded file) become the global
+OpenTelemetry providers where the application has not installed its own, so
+other instrumentations' spans join the same traces and backend;
+``SUPTRACE_OTEL_GLOBAL=false`` keeps them private (see `install_globals` for
+what remains after the node stops). Shutting a node down flushes the providers
+it created (never the ones it was given) with a time bound.
 """
 
 from __future__ import annotations
@@ -1112,6 +1125,24 @@ def _logger_provider(
     return lp
 
 
+class _Meters(MeterProvider):
+    """The SDK `MeterProvider`, quiet once shut down: a stopped node's provider may stay
+    installed as the global one, and a meter asked of it later is a silent no-op."""
+
+    def get_meter(
+        self,
+        name: str,
+        version: str | None = None,
+        schema_url: str | None = None,
+        attributes: Any = None,
+    ) -> Any:
+        if getattr(self, "_shutdown", False):
+            from opentelemetry.metrics import NoOpMeter
+
+            return NoOpMeter(name, version=version, schema_url=schema_url)
+        return super().get_meter(name, version, schema_url, attributes)
+
+
 def _metric_reader(exporter: MetricExporter, guard: ExportGuard) -> MetricReader:
     return PeriodicExportingMetricReader(_GuardedMetricExporter(exporter, guard))
 
@@ -1182,7 +1213,7 @@ def _file_setup(
     if prom is not None:
         readers.append(prom)
     if readers:
-        mp = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
+        mp = _Meters(resource=resource, metric_readers=readers, shutdown_on_exit=False)
         setup.meter_provider = mp
         owned.append(mp)
     setup.owned = owned
@@ -1325,7 +1356,7 @@ def _otlp_setup(resource: Resource, prometheus: Any, wanted: dict[str, list[str]
         if prom is not None:
             readers.append(prom)
         if readers:
-            mp = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
+            mp = _Meters(resource=resource, metric_readers=readers, shutdown_on_exit=False)
             setup.meter_provider = mp
             owned.append(mp)
     finally:

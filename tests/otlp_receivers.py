@@ -141,7 +141,7 @@ _NOWHERE: Any = _Nowhere()
 class GrpcReceiver(_Store):
     """An OTLP/gRPC collector stand-in."""
 
-    def __init__(self, traces_only: bool = False) -> None:
+    def __init__(self, traces_only: bool = False, port: int = 0) -> None:
         super().__init__(traces_only)
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         store = self
@@ -151,7 +151,11 @@ class GrpcReceiver(_Store):
                 if store.traces_only and signal != "traces":
                     # What a server without this service answers (Jaeger: "unknown service").
                     store.hit("unimplemented", signal)
-                    context.abort(grpc.StatusCode.UNIMPLEMENTED, f"unknown service {signal}")
+                    service = {"metrics": "metrics.v1.MetricsService", "logs": "logs.v1.LogsService"}
+                    context.abort(
+                        grpc.StatusCode.UNIMPLEMENTED,
+                        f"unknown service opentelemetry.proto.collector.{service[signal]}",
+                    )
                 stall = store.stall
                 if stall is not None and signal == "traces":
                     store.hit("stalled")
@@ -183,7 +187,7 @@ class GrpcReceiver(_Store):
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self.server)
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self.server)
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), self.server)
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
         self.server.start()
 
     @property

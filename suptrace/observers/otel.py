@@ -20,6 +20,11 @@ A node gets telemetry from its options (all optional)::
 * ``lifetime_spans`` -- a span per process from spawn to death (True).
 * ``message_repr`` -- put a short repr of each message on its span (True).
 
+Each signal (traces, metrics, logs) is exported and watched on its own;
+`Telemetry.signals` reports their health (``suptrace status``). Providers the
+node builds become the global OpenTelemetry providers unless the application
+installed its own (``SUPTRACE_OTEL_GLOBAL=false`` opts out).
+
 What is recorded is described in `suptrace.observers.otel_traces` (spans) and
 `suptrace.observers.otel_metrics` (metrics). This module imports nothing from
 OpenTelemetry until a node starts with telemetry on.

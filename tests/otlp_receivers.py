@@ -81,7 +81,8 @@ class _Store:
         self.requests: list[Any] = []
         self.counts = {"traces": 0, "metrics": 0, "logs": 0}
         self.refused = 0
-        #: None: accept; "unavailable": retryable refusal; "bad_request": HTTP 400.
+        #: None: accept; "unavailable": retryable refusal; "bad_request": HTTP 400;
+        #: over HTTP, any other status code as a string ("415").
         self.refuse: str | None = None
         #: The signals `refuse` applies to (None: all of them).
         self.refuse_signals: set[str] | None = None
@@ -246,7 +247,11 @@ class HttpReceiver(_Store):
                     stall.wait(30)
                 if store.refuses(signal):
                     store.hit("refused")
-                    self.send_response(503 if store.refuse == "unavailable" else 400)
+                    refuse = store.refuse
+                    self.send_response(
+                        503 if refuse == "unavailable" else 400 if refuse == "bad_request"
+                        else int(refuse)
+                    )
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return

@@ -190,6 +190,48 @@ async def test_a_transient_outage_backs_off_that_signal_only(
     assert count(lines, "cannot export traces") == count(lines, "cannot export metrics") == 0
 
 
+@pytest.mark.parametrize(
+    ("answer", "state"),
+    [("405", "refused"), ("415", "refused"), ("bad_request", "backoff"), ("unavailable", "backoff")],
+)
+async def test_which_http_answers_turn_a_signal_off(
+    monkeypatch: pytest.MonkeyPatch, answer: str, state: str
+) -> None:
+    """405 and 415 say the backend does not take the signal; 400 and 503 are about this
+    batch or this moment, so the signal only backs off."""
+    receiver = HttpReceiver()
+    receiver.refuse, receiver.refuse_signals = answer, {"traces"}
+    told = threading.Event()  # the one line about it (a refusal or an outage)
+    sink = logger.add(
+        lambda m: told.set(),
+        filter=lambda r: f":{receiver.port}" in r["message"]
+        and ("refuses traces" in r["message"] or "cannot export traces" in r["message"]),
+    )
+    try:
+        with otlp_env(monkeypatch, receiver, "http/protobuf"):
+            monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+            monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "20")
+
+            async def main() -> dict[str, Any]:
+                assert node.telemetry is not None
+                await Echo.start_link(name="echo")
+                while not await asyncio.to_thread(told.wait, 0.2):
+                    await suptrace.call("echo", "x")
+                return node.telemetry.signals()["traces"]
+
+            async with suptrace.Node("answers", control=False, log_reports=False) as node:
+                traces = await node.run_root(main)
+    finally:
+        logger.remove(sink)
+        receiver.close()
+    assert traces["state"] == state, traces
+    assert traces["last_error"].startswith(f"HTTP {receiver_status(answer)}"), traces
+
+
+def receiver_status(answer: str) -> int:
+    return {"unavailable": 503, "bad_request": 400}.get(answer) or int(answer)
+
+
 async def test_a_full_queue_is_overload_not_an_outage(
     monkeypatch: pytest.MonkeyPatch, lines: list[str]
 ) -> None:

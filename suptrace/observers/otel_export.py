@@ -1203,12 +1203,10 @@ def _file_setup(
         setup.logger_provider = lp
         owned.append(lp)
     readers: list[MetricReader] = []
-    if any(w != "prometheus" for w in wanted["metrics"]):
+    if wanted["metrics"]:  # the file keeps the metrics too when Prometheus serves them
         readers.append(_metric_reader(FileMetricExporter(out), guard("metrics")))
-    elif "prometheus" in wanted["metrics"]:
-        setup.exporters["metrics"] = "prometheus"
-        if prometheus is None:
-            prometheus = True
+    if "prometheus" in wanted["metrics"] and prometheus is None:
+        prometheus = True
     prom = _prometheus_reader(prometheus, setup)
     if prom is not None:
         readers.append(prom)
@@ -1359,8 +1357,11 @@ def _otlp_setup(resource: Resource, prometheus: Any, wanted: dict[str, list[str]
             mp = _Meters(resource=resource, metric_readers=readers, shutdown_on_exit=False)
             setup.meter_provider = mp
             owned.append(mp)
-    finally:
+    except BaseException:
         setup.owned = owned
+        setup.close_sync(0.5)  # what was built so far (its export threads) goes
+        raise
+    setup.owned = owned
     shown = setup.guards.get("traces") or next(iter(setup.guards.values()), None)
     setup.description = shown.target if shown is not None else "OTLP (every signal off)"
     return setup

@@ -60,6 +60,19 @@ result = suptrace.run(main, node="app", control=False, log_reports=False, teleme
 with trace.get_tracer("the.app").start_as_current_span("after the node"):
     pass
 metrics.get_meter("the.app").create_counter("late").add(1)
+
+
+async def second():
+    setup = suptrace.self_pid()._proc.runtime.services["telemetry"].setup
+    return type(setup.tracer_provider).__name__
+
+
+# A later node given only a meter provider does not pick up the stopped node's tracer.
+from opentelemetry.sdk.metrics import MeterProvider
+
+result["second_tracer"] = suptrace.run(
+    second, node="second", control=False, log_reports=False, meter_provider=MeterProvider()
+)
 result["fields"] = sorted(propagate.get_global_textmap().fields)
 print("RESULT " + json.dumps(result), flush=True)
 """
@@ -107,6 +120,7 @@ def test_suptrace_providers_become_the_global_ones(tmp_path: Path, receiver: Grp
     assert result["fields"] == ["baggage", "traceparent", "tracestate"]
     # Used after the node stopped: no error, nothing sent.
     assert "after the node" not in span_names(receiver)
+    assert result["second_tracer"] == "NoOpTracerProvider"
 
 
 def test_opting_out_keeps_the_providers_private(tmp_path: Path, receiver: GrpcReceiver) -> None:

@@ -844,6 +844,8 @@ class Setup:
         ms = max(1, int(timeout * 1000))
         deadline = time.monotonic() + timeout
         for provider in self.owned:
+            if _ours(provider):
+                provider._suptrace_closed = True  # the global stays, but is no one's to use
             left = max(0.0, deadline - time.monotonic())
             # Flushing and shutting down are best effort: the data is not worth a crash.
             with contextlib.suppress(Exception):
@@ -926,6 +928,13 @@ def _global_set() -> bool:
         return True
     mp = metrics.get_meter_provider()
     return type(mp).__name__ not in ("_ProxyMeterProvider", "NoOpMeterProvider") and not _ours(mp)
+
+
+def _live(provider: Any, no_op: Callable[[], Any]) -> Any:
+    """A global provider, or a no-op in place of one a stopped node left installed."""
+    if _ours(provider) and getattr(provider, "_suptrace_closed", False):
+        return no_op()
+    return provider
 
 
 def _globals_wanted() -> bool:
@@ -1059,13 +1068,13 @@ def configure(
             mode=mode,
             tracer_provider=tracer_provider
             or given.get("tracer_provider")
-            or trace.get_tracer_provider(),
+            or _live(trace.get_tracer_provider(), trace.NoOpTracerProvider),
             meter_provider=meter_provider
             or given.get("meter_provider")
-            or metrics.get_meter_provider(),
+            or _live(metrics.get_meter_provider(), metrics.NoOpMeterProvider),
             logger_provider=logger_provider
             or given.get("logger_provider")
-            or global_logger_provider(),
+            or _live(global_logger_provider(), lambda: None),
             description=f"{mode} providers",
             exporters=dict.fromkeys(SIGNALS, "application"),
         )

@@ -94,6 +94,8 @@ class _Store:
         self.unimplemented = {"metrics": 0, "logs": 0}
         #: Spans received, counted as they arrive.
         self.span_count = 0
+        #: The headers (HTTP) or metadata (gRPC) of each accepted request, by signal.
+        self.headers: dict[str, list[dict[str, str]]] = {"traces": [], "metrics": [], "logs": []}
 
     def refuses(self, signal: str) -> bool:
         return self.refuse is not None and (
@@ -111,8 +113,9 @@ class _Store:
                 self.unimplemented[signal] += 1
             self.cond.notify_all()
 
-    def add(self, signal: str, request: Any) -> None:
+    def add(self, signal: str, request: Any, headers: dict[str, str] | None = None) -> None:
         with self.cond:
+            self.headers[signal].append(headers or {})
             self.requests.append(request)
             self.counts[signal] += 1
             if signal == "traces":
@@ -169,7 +172,7 @@ class GrpcReceiver(_Store):
                         else grpc.StatusCode.INVALID_ARGUMENT
                     )
                     context.abort(code, "refused by the test")
-                store.add(signal, request)
+                store.add(signal, request, {k: str(v) for k, v in context.invocation_metadata()})
                 return response
 
             return export
@@ -258,7 +261,11 @@ class HttpReceiver(_Store):
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
                 _signal, request_type, response_type = found
-                store.add(signal, request_type.FromString(body))
+                store.add(
+                    signal,
+                    request_type.FromString(body),
+                    {k.lower(): v for k, v in self.headers.items()},
+                )
                 payload = response_type().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")

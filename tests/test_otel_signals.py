@@ -280,12 +280,19 @@ async def test_a_full_queue_is_overload_not_an_outage(
 async def test_per_signal_endpoints_send_each_signal_to_its_own_backend(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    traces_backend, metrics_backend = GrpcReceiver(), GrpcReceiver()
+    """Endpoint, protocol and headers per signal: traces over HTTP to one backend,
+    metrics over gRPC to another, each with its own credentials."""
+    traces_backend, metrics_backend = HttpReceiver(), GrpcReceiver()
     try:
-        with otlp_env(monkeypatch, traces_backend, "grpc"):
+        with otlp_env(monkeypatch, metrics_backend, "grpc"):
             monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
-            monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", traces_backend.endpoint)
+            monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")
+            monkeypatch.setenv(
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{traces_backend.endpoint}/v1/traces"
+            )
+            monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-tenant=traces-team")
             monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", metrics_backend.endpoint)
+            monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "x-tenant=metrics-team")
             monkeypatch.setenv("OTEL_LOGS_EXPORTER", "none")
             monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "20")
 
@@ -305,6 +312,10 @@ async def test_per_signal_endpoints_send_each_signal_to_its_own_backend(
     assert metrics_backend.counts["metrics"] > 0 and metrics_backend.counts["traces"] == 0
     assert str(traces_backend.port) in signals["traces"]["endpoint"]
     assert str(metrics_backend.port) in signals["metrics"]["endpoint"]
+    assert signals["traces"]["exporter"] == "otlp/http"
+    assert signals["metrics"]["exporter"] == "otlp/grpc"
+    assert {h.get("x-tenant") for h in traces_backend.headers["traces"]} == {"traces-team"}
+    assert {h.get("x-tenant") for h in metrics_backend.headers["metrics"]} == {"metrics-team"}
     assert signals["logs"] == {**signals["logs"], "exporter": "none", "state": "off"}
 
 

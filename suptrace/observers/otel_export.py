@@ -9,7 +9,7 @@ environment variables) into a `Setup`:
 ``None`` / ``"auto"``     explicit providers if given; else the providers set by
                           `SuptraceInstrumentor` or installed as the global
                           ones; else the SDK with the standard OTLP exporters
-                          when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or the traces
+                          when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or a per-signal
                           endpoint) is set; else the embedded file when
                           ``SUPTRACE_OTLP_FILE`` is set; else off (the node
                           installs nothing). ``SUPTRACE_TELEMETRY``
@@ -333,14 +333,16 @@ class ExportGuard:
         others = " and ".join(s for s in SIGNALS if s != self.signal)
         logger.warning(
             "suptrace telemetry: {} refuses {} ({}); {} export is off for this node, {} are not "
-            "affected. A traces-only backend (Jaeger, Tempo) answers like this: set {}=none to "
-            "stop sending {} there, or OTEL_EXPORTER_OTLP_{}_ENDPOINT to a backend that takes "
-            "them.",
+            "affected. {}: set {}=none to stop sending {} there, or OTEL_EXPORTER_OTLP_{}_ENDPOINT "
+            "to a backend that takes them.",
             self.target,
             self.signal,
             why,
             self.signal,
             others,
+            "A traces-only backend (Jaeger, Tempo) answers like this"
+            if self.signal != "traces"
+            else "A backend that takes no traces answers like this",
             self.variable,
             self.signal,
             self.signal.upper(),

@@ -404,6 +404,9 @@ class _Probe:
     def __init__(self, inner: Any, owner: Any) -> None:
         self._inner = inner
         self._owner = owner
+        transport = getattr(inner, "_transport", None)
+        if transport is not None and not isinstance(transport, _AttemptProbe):
+            inner._transport = _AttemptProbe(transport, owner)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -437,6 +440,34 @@ class _Probe:
                 error = getattr(result, "error", None)
                 why = f"{type(error).__name__}: {error}" if error is not None else "no answer"
             _note(self._owner, why, status in _REFUSING_HTTP)
+        return result
+
+
+#: HTTP answers the client retries: an outage starts at the first of them.
+_RETRIED_HTTP = frozenset({429, 502, 503, 504})
+
+
+class _AttemptProbe:
+    """Stands in for the HTTP client's transport to see each attempt: the client
+    retries 429/5xx answers for up to its timeout, and meanwhile the signal is
+    already in an outage (what arrives is shed, not queued behind the retries)."""
+
+    __slots__ = ("_inner", "_owner")
+
+    def __init__(self, inner: Any, owner: Any) -> None:
+        self._inner = inner
+        self._owner = owner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        result = self._inner.request(*args, **kwargs)
+        status = getattr(result, "status_code", None)
+        guard = self._owner._suptrace_guard
+        if status in _RETRIED_HTTP and guard is not None:
+            reason = getattr(result, "reason", None)
+            guard.trouble(f"HTTP {status}" + (f" {reason}" if reason else ""))
         return result
 
 

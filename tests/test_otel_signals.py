@@ -228,6 +228,43 @@ async def test_which_http_answers_turn_a_signal_off(
     assert traces["last_error"].startswith(f"HTTP {receiver_status(answer)}"), traces
 
 
+async def test_an_http_outage_starts_at_the_first_failed_attempt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The HTTP exporter retries a 503 for up to its timeout (20 s here); the outage is
+    declared at the first 503, so what the node makes meanwhile is not queued behind
+    the retries (without that, the line would come after ~15 s of retries)."""
+    receiver = HttpReceiver()
+    receiver.refuse, receiver.refuse_signals = "unavailable", {"traces"}
+    told = threading.Event()
+    sink = logger.add(
+        lambda m: told.set(),
+        filter=lambda r: f":{receiver.port}" in r["message"]
+        and "cannot export traces" in r["message"],
+    )
+    try:
+        with otlp_env(monkeypatch, receiver, "http/protobuf"):
+            monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "20")
+            monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "20")
+
+            async def main() -> dict[str, Any]:
+                assert node.telemetry is not None
+                await Echo.start_link(name="echo")
+                while not await waiting(receiver, lambda: receiver.refused > 0, 0.2):
+                    await suptrace.call("echo", "x")
+                assert await asyncio.to_thread(told.wait, 8), "no outage during the retries"
+                return node.telemetry.signals()["traces"]
+
+            async with suptrace.Node(
+                "retrying", control=False, log_reports=False, telemetry_flush_timeout=0.2
+            ) as node:
+                traces = await node.run_root(main)
+    finally:
+        logger.remove(sink)
+        receiver.close()
+    assert traces["state"] == "backoff" and traces["last_error"].startswith("HTTP 503"), traces
+
+
 def receiver_status(answer: str) -> int:
     return {"unavailable": 503, "bad_request": 400}.get(answer) or int(answer)
 

@@ -356,12 +356,14 @@ async def test_per_signal_endpoints_send_each_signal_to_its_own_backend(
     assert signals["logs"] == {**signals["logs"], "exporter": "none", "state": "off"}
 
 
-def test_exporter_variables_choose_console_and_none(tmp_path: Path) -> None:
-    """OTEL_TRACES_EXPORTER=console prints spans, =none exports nothing (another process:
+@pytest.mark.parametrize("configured", ["otlp endpoint", "console only"])
+def test_exporter_variables_choose_console_and_none(tmp_path: Path, configured: str) -> None:
+    """OTEL_TRACES_EXPORTER=console prints spans, =none exports nothing; the console
+    exporter alone turns telemetry on, with the signals not set off (another process:
     the console exporter writes to the real standard output)."""
     script = tmp_path / "console_node.py"
     script.write_text(
-        "import json, suptrace\n"
+        "import json, sys, suptrace\n"
         "from suptrace import GenServer\n\n"
         "class Echo(GenServer):\n"
         "    async def handle_call(self, request, caller):\n"
@@ -371,22 +373,29 @@ def test_exporter_variables_choose_console_and_none(tmp_path: Path) -> None:
         "    await suptrace.call('echo', 'hello')\n"
         "    return suptrace.self_pid()._proc.runtime.services['telemetry'].signals()\n\n"
         "signals = suptrace.run(main, node='console', control=False, log_reports=False,\n"
-        "                       telemetry='otlp')\n"
+        "                       telemetry=sys.argv[1] if len(sys.argv) > 1 else None)\n"
         "print('SIGNALS ' + json.dumps(signals))\n"
     )
     receiver = GrpcReceiver()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SUPTRACE_"))}
     env.update(
-        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
-        OTEL_TRACES_EXPORTER="console",
-        OTEL_METRICS_EXPORTER="none",
-        OTEL_LOGS_EXPORTER="none",
-        SUPTRACE_TRACES="all",
-        SUPTRACE_RUNTIME_DIR=str(tmp_path),
+        OTEL_TRACES_EXPORTER="console", SUPTRACE_TRACES="all", SUPTRACE_RUNTIME_DIR=str(tmp_path)
     )
+    args: list[str] = []
+    if configured == "otlp endpoint":
+        env.update(
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+            OTEL_METRICS_EXPORTER="none",
+            OTEL_LOGS_EXPORTER="none",
+        )
+        args = ["otlp"]
     try:
         done = subprocess.run(
-            [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60
+            [sys.executable, str(script), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     finally:
         receiver.close()
@@ -397,6 +406,7 @@ def test_exporter_variables_choose_console_and_none(tmp_path: Path) -> None:
     assert signals["traces"]["exporter"] == "console" and signals["traces"]["state"] == "ok"
     assert signals["metrics"]["state"] == signals["logs"]["state"] == "off"
     assert receiver.counts == {"traces": 0, "metrics": 0, "logs": 0}
+    assert "cannot export" not in done.stderr
 
 
 @pytest.mark.parametrize(

@@ -271,6 +271,11 @@ def _asked_for(override: str) -> bool:
         return True
     if env.get("OTEL_METRICS_EXPORTER", "").strip().lower() == "prometheus":
         return True
+    if any(
+        "console" in env.get(f"OTEL_{signal}_EXPORTER", "").lower()
+        for signal in ("TRACES", "METRICS", "LOGS")
+    ):
+        return True
     if "opentelemetry.trace" not in sys.modules:
         return False
     from suptrace.observers.otel_export import _global_set

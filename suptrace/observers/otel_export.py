@@ -10,7 +10,9 @@ environment variables) into a `Setup`:
                           `SuptraceInstrumentor` or installed as the global
                           ones; else the SDK with the standard OTLP exporters
                           when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or a per-signal
-                          endpoint) is set; else the embedded file when
+                          endpoint) is set; else the console exporter for the
+                          signals whose ``OTEL_<SIGNAL>_EXPORTER`` is
+                          ``console`` (the others off) when one is; else the embedded file when
                           ``SUPTRACE_OTLP_FILE`` is set; else off (the node
                           installs nothing). ``SUPTRACE_TELEMETRY``
                           (``off``/``file``/``otlp``/``global``) overrides the
@@ -1063,7 +1065,14 @@ def _resolve_mode(telemetry: Any, explicit: bool, defaults: dict[str, Any] | Non
         return "global"
     if any(_env(key) for key in _ENDPOINT_VARIABLES):
         return "otlp"
+    if console_asked():
+        return "console"
     return "file"
+
+
+def console_asked() -> bool:
+    """Does an ``OTEL_<SIGNAL>_EXPORTER`` ask for the console exporter?"""
+    return any("console" in _env(f"OTEL_{s.upper()}_EXPORTER").lower() for s in SIGNALS)
 
 
 #: Any of these in the environment asks for OTLP export.
@@ -1121,7 +1130,10 @@ def configure(
             )
         return setup
     # Bad settings fail here, at node start, before anything is built.
-    wanted = {signal: _exporter_wanted(signal) for signal in SIGNALS}
+    # Asked for by a console exporter alone (no endpoint): the signals not set stay off
+    # rather than going to a default endpoint nobody configured.
+    default = "none" if mode == "console" else "otlp"
+    wanted = {signal: _exporter_wanted(signal, default) for signal in SIGNALS}
     make_global = _globals_wanted()
     resource = _resource(node_name)
     if mode == "file":
@@ -1133,6 +1145,7 @@ def configure(
         built = _file_setup(path, resource, prometheus, wanted)
     else:
         built = _otlp_setup(resource, prometheus, wanted)
+        built.mode = mode
     if make_global:
         install_globals(built)
     return built
@@ -1286,11 +1299,11 @@ _EXPORTERS = {
 }
 
 
-def _exporter_wanted(signal: str) -> list[str]:
+def _exporter_wanted(signal: str, default: str = "otlp") -> list[str]:
     """``OTEL_<SIGNAL>_EXPORTER`` as a list of exporter names ([] for ``none``)."""
     variable = f"OTEL_{signal.upper()}_EXPORTER"
     raw = _env(variable).lower()
-    words = [w.strip() for w in raw.split(",") if w.strip()] or ["otlp"]
+    words = [w.strip() for w in raw.split(",") if w.strip()] or [default]
     known = _EXPORTERS[signal]
     for word in words:
         if word not in known:

@@ -991,9 +991,11 @@ def install_globals(setup: Setup) -> list[str]:
 
     The OpenTelemetry API sets each global provider once per process and cannot
     unset it: after the node stops, its providers stay installed but shut down
-    (a span or log record made through them later is dropped at once, an
-    instrument records into storage nobody reads), so late use is harmless.
-    The propagator is never touched: it stays the one ``OTEL_PROPAGATORS``
+    (a span or log record made through them later is dropped as it ends, a meter
+    asked for is a no-op, an instrument made before records into storage nobody
+    reads), so late use is harmless. A later node in the same process builds its
+    own providers, which cannot become global any more, and never falls back on
+    the stopped ones. The propagator is never touched: it stays the one ``OTEL_PROPAGATORS``
     chooses (W3C ``tracecontext`` and ``baggage`` by default).
     """
     from opentelemetry import _logs, metrics, trace

@@ -6,12 +6,17 @@
   ``/v1/traces``, ``/v1/metrics`` and ``/v1/logs`` (gzip or not).
 
 Both listen on 127.0.0.1 on a free port, keep every request, can be told to
-refuse (gRPC ``UNAVAILABLE`` / HTTP 503, or a non-retryable HTTP 400) or, over
-HTTP, to hang until released (a slow collector), and
+refuse (gRPC ``UNAVAILABLE`` / HTTP 503, or a non-retryable HTTP 400), all
+signals or only some (`refuse_signals`), or to hang until released (a slow
+collector), and
 turn what they received into a `suptrace.cli.view.Dump` (the same structure
 ``suptrace view`` reads from a file), so tests assert on spans, links,
 events, statuses and metric points by name. Waiting for data blocks on a
 condition variable (`wait_for`), never on a sleep.
+
+``traces_only=True`` makes either one behave like Jaeger or Tempo: traces are
+taken, metrics and logs refused for good (gRPC ``UNIMPLEMENTED``, HTTP 404),
+each refusal counted in ``unimplemented``.
 
 Scenarios (run as a node's root process):
 
@@ -71,21 +76,52 @@ def free_port() -> int:
 class _Store:
     """What a receiver got, guarded by a condition variable."""
 
-    def __init__(self) -> None:
+    def __init__(self, traces_only: bool = False) -> None:
         self.cond = threading.Condition()
         self.requests: list[Any] = []
         self.counts = {"traces": 0, "metrics": 0, "logs": 0}
         self.refused = 0
-        #: None: accept; "unavailable": retryable refusal; "bad_request": permanent refusal.
+        #: None: accept; "unavailable": retryable refusal; "bad_request": HTTP 400;
+        #: over HTTP, any other status code as a string ("415").
         self.refuse: str | None = None
-        #: When set (HTTP only), requests hang until it is released: a slow collector.
+        #: The signals `refuse` applies to (None: all of them).
+        self.refuse_signals: set[str] | None = None
+        #: When set, trace requests hang until it is released: a slow collector.
         self.stall: threading.Event | None = None
         self.stalled = 0
+        #: A traces-only backend (Jaeger, Tempo): metrics and logs are unknown services.
+        self.traces_only = traces_only
+        self.unimplemented = {"metrics": 0, "logs": 0}
+        #: Spans received, counted as they arrive.
+        self.span_count = 0
+        #: The headers (HTTP) or metadata (gRPC) of each accepted request, by signal.
+        self.headers: dict[str, list[dict[str, str]]] = {"traces": [], "metrics": [], "logs": []}
 
-    def add(self, signal: str, request: Any) -> None:
+    def refuses(self, signal: str) -> bool:
+        return self.refuse is not None and (
+            self.refuse_signals is None or signal in self.refuse_signals
+        )
+
+    def hit(self, what: str, signal: str | None = None) -> None:
+        """Count a refused, stalled or unimplemented request (and wake the waiters)."""
         with self.cond:
+            if what == "refused":
+                self.refused += 1
+            elif what == "stalled":
+                self.stalled += 1
+            elif signal is not None:
+                self.unimplemented[signal] += 1
+            self.cond.notify_all()
+
+    def add(self, signal: str, request: Any, headers: dict[str, str] | None = None) -> None:
+        with self.cond:
+            self.headers[signal].append(headers or {})
             self.requests.append(request)
             self.counts[signal] += 1
+            if signal == "traces":
+                self.span_count += sum(
+                    len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans
+                )
             self.cond.notify_all()
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
@@ -109,24 +145,34 @@ _NOWHERE: Any = _Nowhere()
 class GrpcReceiver(_Store):
     """An OTLP/gRPC collector stand-in."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, traces_only: bool = False, port: int = 0) -> None:
+        super().__init__(traces_only)
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         store = self
 
         def handler(signal: str, response: Any) -> Callable[[Any, Any], Any]:
             def export(request: Any, context: Any) -> Any:
-                if store.refuse is not None:
-                    with store.cond:
-                        store.refused += 1
-                        store.cond.notify_all()
+                if store.traces_only and signal != "traces":
+                    # What a server without this service answers (Jaeger: "unknown service").
+                    store.hit("unimplemented", signal)
+                    service = {"metrics": "metrics.v1.MetricsService", "logs": "logs.v1.LogsService"}
+                    context.abort(
+                        grpc.StatusCode.UNIMPLEMENTED,
+                        f"unknown service opentelemetry.proto.collector.{service[signal]}",
+                    )
+                stall = store.stall
+                if stall is not None and signal == "traces":
+                    store.hit("stalled")
+                    stall.wait(30)
+                if store.refuses(signal):
+                    store.hit("refused")
                     code = (
                         grpc.StatusCode.UNAVAILABLE
                         if store.refuse == "unavailable"
                         else grpc.StatusCode.INVALID_ARGUMENT
                     )
                     context.abort(code, "refused by the test")
-                store.add(signal, request)
+                store.add(signal, request, {k: str(v) for k, v in context.invocation_metadata()})
                 return response
 
             return export
@@ -145,7 +191,7 @@ class GrpcReceiver(_Store):
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self.server)
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self.server)
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), self.server)
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
         self.server.start()
 
     @property
@@ -178,8 +224,8 @@ _DECODERS: dict[str, tuple[str, Any, Any]] = {
 class HttpReceiver(_Store):
     """An OTLP/HTTP (protobuf) collector stand-in."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, traces_only: bool = False) -> None:
+        super().__init__(traces_only)
         store = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -193,24 +239,33 @@ class HttpReceiver(_Store):
                 if found is None:
                     self.send_error(404)
                     return
+                signal = found[0]
+                if store.traces_only and signal != "traces":
+                    store.hit("unimplemented", signal)
+                    self.send_error(404)
+                    return
                 stall = store.stall
-                if stall is not None:
-                    with store.cond:
-                        store.stalled += 1
-                        store.cond.notify_all()
+                if stall is not None and signal == "traces":
+                    store.hit("stalled")
                     stall.wait(30)
-                if store.refuse is not None:
-                    with store.cond:
-                        store.refused += 1
-                        store.cond.notify_all()
-                    self.send_response(503 if store.refuse == "unavailable" else 400)
+                if store.refuses(signal):
+                    store.hit("refused")
+                    refuse = store.refuse
+                    self.send_response(
+                        503 if refuse == "unavailable" else 400 if refuse == "bad_request"
+                        else int(refuse)
+                    )
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
-                signal, request_type, response_type = found
-                store.add(signal, request_type.FromString(body))
+                _signal, request_type, response_type = found
+                store.add(
+                    signal,
+                    request_type.FromString(body),
+                    {k.lower(): v for k, v in self.headers.items()},
+                )
                 payload = response_type().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
@@ -243,8 +298,15 @@ def otlp_env(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
     monkeypatch.setenv("OTEL_SERVICE_NAME", "otel-test")
-    monkeypatch.delenv("SUPTRACE_TELEMETRY", raising=False)
-    monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
+    for key in (
+        "SUPTRACE_TELEMETRY",
+        "OTEL_SDK_DISABLED",
+        "SUPTRACE_OTEL_GLOBAL",
+        "OTEL_TRACES_EXPORTER",
+        "OTEL_METRICS_EXPORTER",
+        "OTEL_LOGS_EXPORTER",
+    ):
+        monkeypatch.delenv(key, raising=False)
     yield
 
 

@@ -69,9 +69,10 @@ async def test_unreachable_collector_never_blocks_the_application(
     elapsed = time.monotonic() - started
     # Bounded: the exporter timeout (1 s) plus the flush bound (2 s), with room for a slow CI.
     assert elapsed < 8.0, elapsed
-    assert telemetry.setup is not None and telemetry.setup.guard is not None
-    assert telemetry.setup.guard.total_dropped > 0
-    assert count(warnings_logged, DOWN) == 1, warnings_logged
+    assert sum(telemetry.dropped.values()) > 0
+    # Each signal has its own health: one outage line for traces, at most one for the others.
+    assert count(warnings_logged, f"{DOWN} traces") == 1, warnings_logged
+    assert all(count(warnings_logged, f"{DOWN} {s}") <= 1 for s in ("metrics", "logs"))
 
 
 async def test_refusing_collector_is_logged_once_and_recovery_is_seen(
@@ -112,8 +113,9 @@ async def test_refusing_collector_is_logged_once_and_recovery_is_seen(
                 await node.run_root(main)
     finally:
         receiver.close()
-    assert count(warnings_logged, DOWN) == 1, warnings_logged
-    assert count(warnings_logged, BACK) == 1, warnings_logged
+    assert count(warnings_logged, f"{DOWN} traces") == 1, warnings_logged
+    assert count(warnings_logged, f"traces {BACK}") == 1, warnings_logged
+    assert all(count(warnings_logged, f"{DOWN} {s}") <= 1 for s in ("metrics", "logs"))
     dump = receiver.dump()
     assert any(s.attributes.get("suptrace.message") == "'after'" for s in dump.spans)
 
@@ -146,30 +148,30 @@ async def test_slow_collector_does_not_hold_the_node_at_shutdown(
 
 
 def test_guard_counts_drops_logs_each_outage_once_and_recovers(warnings_logged: list[str]) -> None:
-    guard = ExportGuard("test collector", backoff=0.0)
+    guard = ExportGuard("traces", "test collector", backoff=0.0)
 
     def fail() -> bool:
         raise ConnectionRefusedError("refused")
 
-    assert guard.run("traces", 10, fail) is False
-    assert guard.down and guard.dropped["traces"] == 10
-    assert guard.run("metrics", 3, lambda: False) is False
-    assert guard.dropped["metrics"] == 3
+    assert guard.run(10, fail) is False
+    assert guard.state == "backoff" and guard.dropped == 10
+    assert guard.run(3, lambda: False) is False
+    assert guard.dropped == 13
     assert count(warnings_logged, DOWN) == 1
     assert "ConnectionRefusedError" in warnings_logged[0]
-    assert guard.run("traces", 5, lambda: True) is True
-    assert not guard.down and guard.exported["traces"] == 5
+    assert guard.run(5, lambda: True) is True
+    assert guard.state == "ok" and guard.exported == 5
     assert count(warnings_logged, BACK) == 1
-    assert "13 items were dropped" in warnings_logged[-1]
+    assert "13 spans were dropped" in warnings_logged[-1]
     # A second outage is logged again, once.
-    guard.run("logs", 1, lambda: False)
-    guard.run("logs", 1, lambda: False)
+    guard.run(1, lambda: False)
+    guard.run(1, lambda: False)
     assert count(warnings_logged, DOWN) == 2
     assert guard.outages == 2
 
 
 def test_guard_backs_off_without_touching_the_exporter() -> None:
-    guard = ExportGuard("slow collector", backoff=60.0)
+    guard = ExportGuard("traces", "slow collector", backoff=60.0)
     calls = 0
 
     def export() -> bool:
@@ -177,8 +179,8 @@ def test_guard_backs_off_without_touching_the_exporter() -> None:
         calls += 1
         return False
 
-    guard.run("traces", 1, export)
+    guard.run(1, export)
     for _ in range(100):
-        guard.run("traces", 1, export)
+        guard.run(1, export)
     assert calls == 1
-    assert guard.dropped["traces"] == 101
+    assert guard.dropped == 101

@@ -179,7 +179,8 @@ def status(
     tls: TlsOpt = False,
     cafile: CafileOpt = None,
 ) -> None:
-    """The node's control-side state: clients, streams, active tracers and hooks."""
+    """The node's control-side state: clients, streams, active tracers and hooks, and
+    each telemetry signal's export (exported, dropped, last error)."""
     with target(node, connect, cookie_file, tls, cafile).open() as client:
         result = client.request("status")
     if as_json:

@@ -334,4 +334,27 @@ def print_status(status: dict[str, Any]) -> None:
     console.print(_pair("traced procs", status["traced_processes"]))
     console.print(_pair("event hooks", status["event_hooks"]))
     console.print(_pair("frames dropped", status["frames_dropped"]))
+    print_telemetry(status.get("telemetry"))
     console.print(_pair("writes", "allowed" if status["allow_write"] else "refused (read-only)"))
+
+
+def print_telemetry(signals: dict[str, dict[str, Any]] | None) -> None:
+    """One line per telemetry signal: exporter, state, counts and the last error."""
+    console = out()
+    if not signals:
+        console.print(_pair("telemetry", "off"))
+        return
+    console.print(_pair("telemetry", ""))
+    styles = {"ok": "green", "backoff": "yellow", "refused": "red", "off": "dim"}
+    for signal, h in signals.items():
+        line = Text(f"{'':>4}{signal:<8} ")
+        line.append(f"{h.get('state', '?'):<8}", style=styles.get(str(h.get("state")), ""))
+        where = " ".join(str(x) for x in (h.get("exporter"), h.get("endpoint")) if x)
+        line.append(f" {where}")
+        if h.get("state") != "off" and h.get("exporter") not in ("application", "prometheus"):
+            line.append(f"  {h.get('exported', 0)} exported, {h.get('dropped', 0)} dropped")
+            if h.get("overload_dropped"):
+                line.append(f" ({h['overload_dropped']} on a full queue)")
+        console.print(line)
+        if h.get("last_error"):
+            console.print(Text(f"{'':>13}last error: {h['last_error']}", style="dim"))

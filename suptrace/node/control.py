@@ -698,6 +698,7 @@ class ControlServer:
             "refused": self.refused,
             "allow_write": self.allow_write,
             "limits": self.limits(),
+            "telemetry": ops.telemetry_signals(rt),
         }
 
     async def _op_ps(self, conn: _Conn, req_id: Any, args: dict[str, Any]) -> Any:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["check_tree", "finding", "RULES"]
+__all__ = ["check_tree", "check_telemetry", "finding", "RULES"]
 
 #: Every rule and the one-line question it answers.
 RULES = {
@@ -32,6 +32,7 @@ RULES = {
     "vanished_name": "a registered name whose process died and was not replaced",
     "growing_mailbox": "a mailbox that only grows",
     "stuck": "a process awaiting the same thing for a long time",
+    "telemetry_dropped": "a telemetry signal that is refused by its backend or loses data",
 }
 
 
@@ -189,6 +190,72 @@ def check_supervisor(desc: dict[str, Any]) -> list[dict[str, Any]]:
                 "itself down",
                 "mark the children whose end should end the supervisor significant=True, "
                 "or set auto_shutdown='never'",
+            )
+        )
+    return out
+
+
+def check_telemetry(signals: dict[str, dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Findings about the node's telemetry export, from ``Telemetry.signals()``.
+
+    >>> check_telemetry({"traces": {"exporter": "otlp/grpc", "endpoint": "localhost:4317",
+    ...     "state": "ok", "exported": 90, "dropped": 10, "overload_dropped": 10,
+    ...     "last_error": None}})[0]["rule"]
+    'telemetry_dropped'
+    """
+    out: list[dict[str, Any]] = []
+    for signal, health in (signals or {}).items():
+        dropped = int(health.get("dropped") or 0)
+        state = health.get("state")
+        if state != "refused" and not dropped:
+            continue
+        where = " ".join(str(x) for x in (health.get("exporter"), health.get("endpoint")) if x)
+        error = health.get("last_error")
+        subject = f"telemetry {signal}"
+        variable = f"OTEL_{signal.upper()}_EXPORTER"
+        endpoint_var = f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"
+        if state == "refused":
+            out.append(
+                finding(
+                    "warning",
+                    "telemetry_dropped",
+                    subject,
+                    f"{where} refuses {signal} ({error}); {signal} export is off for this "
+                    f"node ({dropped} dropped so far), so nothing built on them (dashboards, "
+                    "alerts) sees this node",
+                    f"if this backend takes no {signal} (Jaeger and Tempo take traces only), "
+                    f"set {variable}=none, or set {endpoint_var} to a backend that takes them",
+                )
+            )
+            continue
+        overload = int(health.get("overload_dropped") or 0)
+        exported = int(health.get("exported") or 0)
+        if overload * 2 >= dropped:
+            out.append(
+                finding(
+                    "warning",
+                    "telemetry_dropped",
+                    subject,
+                    f"{dropped} {signal} were dropped ({overload} on a full export queue, "
+                    f"{exported} exported) to {where}: the node produces them faster than they "
+                    "are sent (overload, not an outage), so what is exported is incomplete",
+                    "export fewer (a sampler: OTEL_TRACES_SAMPLER) or raise the queue and batch "
+                    "sizes (OTEL_BSP_MAX_QUEUE_SIZE, OTEL_BSP_MAX_EXPORT_BATCH_SIZE for traces; "
+                    "OTEL_BLRP_* for logs)",
+                )
+            )
+            continue
+        now = "it is still unreachable" if state == "backoff" else "it works again"
+        out.append(
+            finding(
+                "warning",
+                "telemetry_dropped",
+                subject,
+                f"{dropped} {signal} were dropped while {where} could not take them (last "
+                f"error: {error}); {now}. What was dropped is lost for good",
+                f"check the collector behind {endpoint_var} (or OTEL_EXPORTER_OTLP_ENDPOINT); "
+                f"`suptrace status` shows each signal's counts; {variable}=none turns the "
+                "signal off",
             )
         )
     return out

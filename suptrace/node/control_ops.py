@@ -29,7 +29,7 @@ from suptrace.core.process import Process
 from suptrace.core.process import exit as exit_signal
 from suptrace.core.runtime import Runtime, Tombstone
 from suptrace.core.terms import Pid, reason_class
-from suptrace.node.control_doctor import check_tree, finding
+from suptrace.node.control_doctor import check_telemetry, check_tree, finding
 from suptrace.observers.format import format_event, short, term_to_json
 from suptrace.observers.reports import (
     CrashReport,
@@ -512,6 +512,7 @@ async def doctor(
                     f"see: suptrace inspect {proc.name or proc.pid}",
                 )
             )
+    found.extend(check_telemetry(telemetry_signals(rt)))
     order = {"error": 0, "warning": 1}
     found.sort(key=lambda f: order.get(f["severity"], 2))
     return {
@@ -525,6 +526,13 @@ async def doctor(
             "interval": interval,
         },
     }
+
+
+def telemetry_signals(rt: Runtime) -> dict[str, dict[str, Any]] | None:
+    """The node's telemetry export per signal (None when telemetry is off)."""
+    service = rt.services.get("telemetry")
+    signals = getattr(service, "signals", None)
+    return signals() if callable(signals) else None
 
 
 _RUNTIME_DIRS = tuple(f"{os.sep}suptrace{os.sep}{d}{os.sep}" for d in ("core", "behaviours"))

@@ -20,6 +20,11 @@ A node gets telemetry from its options (all optional)::
 * ``lifetime_spans`` -- a span per process from spawn to death (True).
 * ``message_repr`` -- put a short repr of each message on its span (True).
 
+Each signal (traces, metrics, logs) is exported and watched on its own;
+`Telemetry.signals` reports their health (``suptrace status``). Providers the
+node builds become the global OpenTelemetry providers unless the application
+installed its own (``SUPTRACE_OTEL_GLOBAL=false`` opts out).
+
 What is recorded is described in `suptrace.observers.otel_traces` (spans) and
 `suptrace.observers.otel_metrics` (metrics). This module imports nothing from
 OpenTelemetry until a node starts with telemetry on.
@@ -128,9 +133,41 @@ class Telemetry:
 
     @property
     def dropped(self) -> dict[str, int]:
-        """Items dropped because the destination was unreachable or too slow."""
-        guard = self.setup.guard if self.setup is not None else None
-        return dict(guard.dropped) if guard is not None else {}
+        """Items dropped per signal because the destination was unreachable, refused
+        the signal or was too slow."""
+        if self.setup is None:
+            return {}
+        return {signal: guard.dropped for signal, guard in self.setup.guards.items()}
+
+    def signals(self) -> dict[str, dict[str, Any]]:
+        """Each signal's export and its health, keyed ``traces``, ``metrics``, ``logs``.
+
+        Every entry has ``exporter`` (``otlp/grpc``, ``otlp/http``, ``console``,
+        ``file``, ``prometheus``, ``application`` for providers the application
+        gave, or ``none``), ``endpoint``, ``state`` (``ok``, ``backoff`` while an
+        outage is retried, ``refused`` when the destination does not take the
+        signal, ``off``), the ``exported`` and ``dropped`` counts (items: spans,
+        metric points, log records), ``overload_dropped`` (the part of the drops
+        due to a full queue) and ``last_error``.
+
+        >>> Telemetry().signals()["traces"]["state"]  # not started
+        'off'
+        """
+        if self.setup is not None:
+            return self.setup.signals()
+        return {
+            signal: {
+                "exporter": "none",
+                "endpoint": None,
+                "state": "off",
+                "exported": 0,
+                "dropped": 0,
+                "overload_dropped": 0,
+                "last_error": None,
+                "outages": 0,
+            }
+            for signal in ("traces", "metrics", "logs")
+        }
 
     # -- service protocol ----------------------------------------------------------------
 
@@ -223,10 +260,21 @@ def _asked_for(override: str) -> bool:
     env = os.environ
     if any(
         env.get(key, "").strip()
-        for key in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "SUPTRACE_OTLP_FILE")
+        for key in (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+            "SUPTRACE_OTLP_FILE",
+        )
     ):
         return True
     if env.get("OTEL_METRICS_EXPORTER", "").strip().lower() == "prometheus":
+        return True
+    if any(
+        "console" in env.get(f"OTEL_{signal}_EXPORTER", "").lower()
+        for signal in ("TRACES", "METRICS", "LOGS")
+    ):
         return True
     if "opentelemetry.trace" not in sys.modules:
         return False

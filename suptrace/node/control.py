@@ -350,6 +350,7 @@ class ControlServer:
             "attach": self._op_attach,
             "detach": self._op_detach,
             "doctor": self._op_doctor,
+            "top": self._op_top,
             "terminate_child": functools.partial(self._op_write, "terminate_child"),
             "restart_child": functools.partial(self._op_write, "restart_child"),
             "exit": functools.partial(self._op_write, "exit"),
@@ -715,6 +716,11 @@ class ControlServer:
 
     async def _op_tree(self, conn: _Conn, req_id: Any, args: dict[str, Any]) -> Any:
         return await ops.tree(self.runtime, self._reports(), self.call_timeout)
+
+    async def _op_top(self, conn: _Conn, req_id: Any, args: dict[str, Any]) -> Any:
+        limit = max(1, min(_opt(args, "limit", int, 500), 10_000))
+        report_limit = max(0, min(_opt(args, "reports", int, 5), 50))
+        return ops.top(self.runtime, self._reports(), limit, report_limit)
 
     async def _op_tombstones(self, conn: _Conn, req_id: Any, args: dict[str, Any]) -> Any:
         stones = reversed(list(self.runtime.tombstones.values()))

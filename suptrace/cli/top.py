@@ -1,0 +1,345 @@
+"""``suptrace top``: a live, self-refreshing view of a node (observer_cli, ``top``).
+
+Each refresh is one ``top`` request over the control socket: the process rows
+(mailbox, message counters, restarts, a memory estimate), every supervisor's
+restart intensity use and the latest reports. Messages per second are computed
+here, from the difference of the message counters between two refreshes. The
+node answers from what it already keeps; no message is sent to the
+application's processes, so watching costs the node one small request a second.
+
+Keys: ``m`` mailbox, ``s`` messages/s, ``r`` restarts, ``y`` memory (the sort),
+``q`` quits (Ctrl-C too).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from suptrace.cli.client import Client, CliError, ConnectionLost
+from suptrace.cli.common import (
+    CafileOpt,
+    ConnectOpt,
+    CookieOpt,
+    NodeOpt,
+    TlsOpt,
+    handle_errors,
+    target,
+)
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+__all__ = ["top", "TopState", "SORTS", "render_screen"]
+
+#: Sort keys: key -> (column title, what it sorts by).
+SORTS: dict[str, tuple[str, str]] = {
+    "m": ("MQ", "mailbox"),
+    "s": ("MSG/S", "messages/s"),
+    "r": ("RESTARTS", "restarts"),
+    "y": ("MEM~", "memory"),
+}
+
+
+@dataclass
+class TopState:
+    """What the screen shows, and the counters the rates are computed from."""
+
+    sort: str = "m"
+    snapshot: dict[str, Any] = field(default_factory=dict)
+    rates: dict[str, float] = field(default_factory=dict)
+    _counts: dict[str, tuple[float, int]] = field(default_factory=dict)
+
+    def update(self, snapshot: dict[str, Any], now: float) -> None:
+        """Take a new answer of the node; messages/s from the counters' growth.
+
+        >>> st = TopState()
+        >>> row = {"pid": "<0.1.0>", "messages_in": 10, "messages_out": 0}
+        >>> st.update({"processes": [row]}, 100.0)
+        >>> st.update({"processes": [{**row, "messages_in": 30}]}, 102.0)
+        >>> st.rates["<0.1.0>"]
+        10.0
+        """
+        counts: dict[str, tuple[float, int]] = {}
+        rates: dict[str, float] = {}
+        for row in snapshot.get("processes", []):
+            pid = row["pid"]
+            total = int(row.get("messages_in", 0)) + int(row.get("messages_out", 0))
+            counts[pid] = (now, total)
+            before = self._counts.get(pid)
+            if before is not None and now > before[0]:
+                rates[pid] = max(0.0, (total - before[1]) / (now - before[0]))
+        self._counts = counts
+        self.rates = rates
+        self.snapshot = snapshot
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The process rows in the chosen order (ties by pid)."""
+        by = self.sort
+        rates = self.rates
+
+        def key(row: dict[str, Any]) -> tuple[float, tuple[int, ...]]:
+            if by == "s":
+                value = rates.get(row["pid"], 0.0)
+            elif by == "r":
+                value = float(row.get("restarts", 0) or 0)
+            elif by == "y":
+                value = float(row.get("memory", 0) or 0)
+            else:
+                value = float(row.get("message_queue_len", 0) or 0)
+            return (-value, _pid_key(row["pid"]))
+
+        return sorted(self.snapshot.get("processes", []), key=key)
+
+
+def _pid_key(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.strip("<>").split(".") if p.isdigit())
+
+
+def _bytes(n: int) -> str:
+    """A byte count for a narrow column.
+
+    >>> _bytes(512), _bytes(2048), _bytes(5 * 1024 * 1024)
+    ('512B', '2.0K', '5.0M')
+    """
+    if n < 1024:
+        return f"{n}B"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f}K"
+    return f"{n / (1024 * 1024):.1f}M"
+
+
+def _rate(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if value >= 10 or value == 0 else f"{value:.1f}"
+
+
+def render_screen(state: TopState, width: int, height: int) -> RenderableType:
+    """The whole screen for a terminal of ``width`` x ``height``."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    from suptrace.cli.output import when
+
+    snap = state.snapshot
+    sups = snap.get("supervisors", [])
+    reports = snap.get("reports", [])
+    head = Text(f"node {snap.get('node', '?')}", style="bold")
+    head.append(f"  {snap.get('total', 0)} processes, {len(sups)} supervisors", style="")
+    head.append(f"  {when(float(snap.get('time') or time.time()))}", style="dim")
+    head.append(f"  sorted by {SORTS[state.sort][1]}", style="cyan")
+
+    sup_table = Table(box=None, pad_edge=False, header_style="bold", expand=False)
+    sup_table.add_column("SUPERVISOR", overflow="ellipsis", no_wrap=True, ratio=None)
+    sup_table.add_column("STRATEGY", no_wrap=True)
+    sup_table.add_column("INTENSITY", no_wrap=True)
+    shown_sups = sorted(
+        sups,
+        key=lambda s: (-(s["restarts_in_window"] / max(1, s["intensity"])), _pid_key(s["pid"])),
+    )[: max(1, min(6, height // 6))]
+    for s in shown_sups:
+        used, most = int(s["restarts_in_window"]), int(s["intensity"])
+        style = "bold red" if used >= most > 0 else "yellow" if used else "green"
+        sup_table.add_row(
+            Text(s.get("name") or s["pid"], style="bold"),
+            s["strategy"],
+            Text(f"{used}/{most} in {s['period']}s", style=style),
+        )
+
+    report_lines: list[Text] = [Text("latest reports", style="bold")]
+    for r in reports[-3:]:
+        line = Text(time.strftime("%H:%M:%S", time.localtime(float(r.get("ts") or 0))), "dim")
+        line.append(
+            f" {r.get('kind')} ", style="bold red" if r.get("kind") == "crash" else "yellow"
+        )
+        who = r.get("name") or r.get("supervisor") or r.get("pid") or ""
+        line.append(str(who), style="cyan")
+        if r.get("reason") is not None:
+            line.append(f" {r.get('reason')}")
+        line.no_wrap = True
+        line.overflow = "ellipsis"
+        report_lines.append(line)
+    if not reports:
+        report_lines.append(Text("none", style="dim"))
+
+    footer = Text("sort: ", style="dim")
+    for key, (_, what) in SORTS.items():
+        footer.append(f"{key}", style="bold reverse" if key == state.sort else "bold")
+        footer.append(f" {what}  ", style="dim")
+    footer.append("q", style="bold")
+    footer.append(" quit", style="dim")
+    footer.no_wrap = True
+    footer.overflow = "ellipsis"
+
+    fixed = 1 + 1 + (len(shown_sups) + 1) + 1 + len(report_lines) + 1 + 1
+    room = max(1, height - fixed - 1)
+    table = Table(box=None, pad_edge=False, header_style="bold", expand=True)
+    table.add_column("PID", no_wrap=True, style="dim")
+    table.add_column("NAME", no_wrap=True, overflow="ellipsis", ratio=1, style="cyan")
+    for key in ("m", "s", "r", "y"):
+        title = SORTS[key][0]
+        table.add_column(
+            Text(title, style="bold reverse" if key == state.sort else "bold"),
+            justify="right",
+            no_wrap=True,
+        )
+    table.add_column("STATUS", no_wrap=True, overflow="ellipsis")
+    rows = state.rows()
+    for row in rows[:room]:
+        mq = int(row.get("message_queue_len", 0) or 0)
+        rate = state.rates.get(row["pid"])
+        restarts = int(row.get("restarts", 0) or 0)
+        table.add_row(
+            row["pid"],
+            row.get("name") or row.get("initial_call") or "",
+            Text(str(mq), style="bold red" if mq >= 1000 else "yellow" if mq >= 10 else ""),
+            _rate(rate),
+            Text(str(restarts), style="yellow" if restarts else ""),
+            _bytes(int(row.get("memory", 0) or 0)),
+            row.get("status", ""),
+        )
+    more = len(rows) - min(len(rows), room)
+    parts: list[Any] = [head, Text(""), table]
+    if more > 0:
+        parts.append(Text(f"... {more} more", style="dim"))
+    parts += [Text(""), sup_table, Text(""), *report_lines, Text(""), footer]
+    return Group(*parts)
+
+
+@contextlib.contextmanager
+def _keys() -> Iterator[int | None]:
+    """The terminal in cbreak mode (keys arrive one by one, Ctrl-C still interrupts);
+    restored on the way out whatever happens. None when stdin is not a terminal."""
+    if not sys.stdin.isatty():
+        yield None
+        return
+    import termios
+    import tty
+
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    try:
+        tty.setcbreak(fd)
+        yield fd
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def _read_key(fd: int | None, timeout: float) -> str:
+    """The next key typed within ``timeout`` seconds ("" if none)."""
+    if fd is None:
+        time.sleep(timeout)  # no keyboard: just pace the refreshes
+        return ""
+    ready, _, _ = select.select([fd], [], [], timeout)
+    if not ready:
+        return ""
+    return os.read(fd, 32).decode(errors="replace")
+
+
+def _fetch(client: Client, limit: int) -> dict[str, Any]:
+    result: dict[str, Any] = client.request("top", {"limit": limit, "reports": 5})
+    return result
+
+
+def run_top(client: Client, interval: float, sort: str, once: bool) -> None:
+    from rich.live import Live
+
+    from suptrace.cli.output import out
+
+    console = out()
+    state = TopState(sort=sort)
+    state.update(_fetch(client, 2000), time.monotonic())
+    if once:
+        # Two samples, so that messages/s means something.
+        time.sleep(interval)  # the sampling period of the rate, not a synchronisation
+        state.update(_fetch(client, 2000), time.monotonic())
+        console.print(render_screen(state, console.width, max(console.height, 40)))
+        return
+    with (
+        _keys() as fd,
+        Live(console=console, screen=True, auto_refresh=False, transient=True) as live,
+    ):
+        next_at = time.monotonic()
+        while True:
+            live.update(render_screen(state, console.width, console.height), refresh=True)
+            next_at += interval
+            key = ""
+            while time.monotonic() < next_at:
+                key = _read_key(fd, max(0.0, next_at - time.monotonic()))
+                if key:
+                    break
+            for ch in key.lower():
+                if ch == "q":
+                    return
+                if ch in SORTS:
+                    state.sort = ch
+            if key and time.monotonic() < next_at:
+                next_at = time.monotonic()  # redraw at once in the new order
+                continue
+            state.update(_fetch(client, 2000), time.monotonic())
+
+
+_SORT_WORDS = {
+    "mailbox": "m",
+    "mq": "m",
+    "messages": "s",
+    "rate": "s",
+    "restarts": "r",
+    "memory": "y",
+    "mem": "y",
+}
+
+
+@handle_errors
+def top(
+    interval: Annotated[
+        float,
+        typer.Option("--interval", "-i", min=0.2, max=60, help="Seconds between refreshes."),
+    ] = 1.0,
+    sort: Annotated[
+        str,
+        typer.Option(
+            "--sort",
+            "-s",
+            help="Initial order: m mailbox, s messages/s, r restarts, y memory "
+            "(the same keys switch it while it runs).",
+        ),
+    ] = "m",
+    once: Annotated[
+        bool,
+        typer.Option("--once", help="Print one screen (two samples --interval apart) and exit."),
+    ] = False,
+    node: NodeOpt = None,
+    connect: ConnectOpt = None,
+    cookie_file: CookieOpt = None,
+    tls: TlsOpt = False,
+    cafile: CafileOpt = None,
+) -> None:
+    """A live view of a node: its busiest processes, supervisors and latest reports.
+
+    Processes sort by mailbox, messages/s, restarts or memory; supervisors show
+    their restart intensity use. Keys: m, s, r, y choose the order; q quits (Ctrl-C too). MEM~ is an estimate:
+    the mailbox and the state's attributes, measured one level deep."""
+    key = _SORT_WORDS.get(sort.strip().lower(), sort.strip().lower())
+    if key not in SORTS:
+        names = ", ".join(f"{k} ({what})" for k, (_, what) in SORTS.items())
+        raise CliError(f"--sort must be one of {names}, not {sort!r}", 2)
+    with target(node, connect, cookie_file, tls, cafile).open() as client:
+        try:
+            run_top(client, interval, key, once)
+        except KeyboardInterrupt:
+            return
+        except ConnectionLost:
+            raise CliError(
+                f"lost the connection to node {client.node} (did the node exit?)"
+            ) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
@@ -92,8 +93,16 @@ def window_text(desc: dict[str, Any]) -> Text:
 
 def _sup_label(desc: dict[str, Any], child: dict[str, Any] | None) -> Text:
     label = Text()
-    name = desc.get("name") or (child or {}).get("id_text") or desc.get("pid")
-    label.append(str(name), style="bold")
+    name = desc.get("name")
+    child_id = (child or {}).get("id_text")
+    if child_id is not None and child_id != name:
+        # As for a worker: the child id first (what terminate-child and the reports
+        # name), then the registered name.
+        label.append(str(child_id), style="bold")
+        if name:
+            label.append(f" {name}", style="cyan")
+    else:
+        label.append(str(name or desc.get("pid")), style="bold")
     label.append(f" {desc.get('pid')}", style="dim")
     if desc.get("status") != "ok":
         label.append(f"  {desc.get('status')} (no answer to describe)", style="yellow")
@@ -185,7 +194,7 @@ def print_tree(data: dict[str, Any]) -> None:
     if vanished:
         console.print(Text("vanished names:", style="bold red"))
         for stone in vanished:
-            console.print(Text(f"  {stone['story']}", style="red"))
+            console.print(Padding(Text(stone["story"], style="red"), (0, 0, 0, 2), expand=False))
 
 
 # -- one process ----------------------------------------------------------------------------
@@ -301,8 +310,10 @@ def print_findings(findings: list[dict[str, Any]], checked: str) -> None:
         head.append(f"[{f['rule']}] ", style="bold")
         head.append(f["subject"], style="cyan")
         console.print(head)
-        console.print(Text(f"    {f['message']}"))
-        console.print(Text(f"    what to do: {f['hint']}", style="dim"))
+        # Padding keeps the indent on the lines the terminal's width wraps.
+        hint = Text(f"what to do: {f['hint']}", style="dim")
+        console.print(Padding(Text(str(f["message"])), (0, 0, 0, 4), expand=False))
+        console.print(Padding(hint, (0, 0, 0, 4), expand=False))
     errors = sum(1 for f in findings if f["severity"] == "error")
     warnings = len(findings) - errors
     if findings:

@@ -9,11 +9,13 @@ supervisor makes an answer say "busy" instead of hanging it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import difflib
 import itertools
 import os
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from suptrace.behaviours.dynamic import DynamicSupervisor
@@ -292,6 +294,34 @@ async def info(rt: Runtime, target: str, timeout: float, limit: int) -> dict[str
 # -- supervision tree -----------------------------------------------------------------------
 
 
+#: The parent of the control plane's own calls: a valid span context that is not
+#: sampled, so OpenTelemetry's parent-based sampling (the SDK's default) records
+#: neither the CLIENT span of the call nor the supervisor's SERVER span.
+_UNSAMPLED: Any = None
+
+
+@contextlib.contextmanager
+def _untraced() -> Iterator[None]:
+    """The requests the control plane makes to a process (``describe`` for ``tree``,
+    ``inspect`` and ``doctor``) stay out of the application's traces."""
+    global _UNSAMPLED
+    from opentelemetry import context, trace
+
+    if _UNSAMPLED is None:
+        ctx = trace.SpanContext(
+            trace_id=0x5C0DE_0F_C0_47801,  # any valid ids: nothing is ever exported under them
+            span_id=0x5C0DE,
+            is_remote=False,
+            trace_flags=trace.TraceFlags(trace.TraceFlags.DEFAULT),
+        )
+        _UNSAMPLED = trace.set_span_in_context(trace.NonRecordingSpan(ctx))
+    token = context.attach(_UNSAMPLED)
+    try:
+        yield
+    finally:
+        context.detach(token)
+
+
 async def _describe(proc: Process, timeout: float) -> dict[str, Any]:
     """``describe`` of a supervisor as JSON-ready data (children without subtrees)."""
     base: dict[str, Any] = {
@@ -300,7 +330,8 @@ async def _describe(proc: Process, timeout: float) -> dict[str, Any]:
         "behaviour": _behaviour(proc),
     }
     try:
-        desc = await asyncio.wait_for(describe(proc.pid), timeout)
+        with _untraced():
+            desc = await asyncio.wait_for(describe(proc.pid), timeout)
     except (TimeoutError, CallError) as exc:
         base["status"] = "busy" if isinstance(exc, TimeoutError) else "gone"
         base["children"] = []

@@ -237,9 +237,11 @@ def reports(
         ),
     ] = None,
     limit: Annotated[
-        int, typer.Option("--limit", min=0, help="How many past reports to show.")
+        int, typer.Option("--limit", "-l", min=0, help="How many past reports to show.")
     ] = 100,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", "-j", help="One JSON object per line.")
+    ] = False,
     node: NodeOpt = None,
     connect: ConnectOpt = None,
     cookie_file: CookieOpt = None,

@@ -834,9 +834,12 @@ def view(
     file: Annotated[
         Path, typer.Argument(help="An OTLP-JSON lines file (suptrace-<node>.otlp.jsonl).")
     ],
-    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary instead.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", "-j", help="Print a JSON summary instead.")
+    ] = False,
     limit: Annotated[
-        int, typer.Option("--limit", help="How many message traces to draw (failures first).")
+        int,
+        typer.Option("--limit", "-l", help="How many message traces to draw (failures first)."),
     ] = 30,
 ) -> None:
     """Render an OTLP-JSON telemetry file: processes, message traces, metrics, reports."""

@@ -303,7 +303,8 @@ _UNSAMPLED: Any = None
 @contextlib.contextmanager
 def _untraced() -> Iterator[None]:
     """The requests the control plane makes to a process (``describe`` for ``tree``,
-    ``inspect`` and ``doctor``) stay out of the application's traces."""
+    ``inspect`` and ``doctor``; the write commands' admin calls) stay out of the
+    application's traces."""
     global _UNSAMPLED
     from opentelemetry import context, trace
 
@@ -716,9 +717,11 @@ async def write_op(rt: Runtime, op: str, args: dict[str, Any], timeout: float) -
     key = _child_key(sup, args["child"])
     try:
         if op == "terminate_child":
-            await asyncio.wait_for(terminate_child(sup.pid, key), timeout)
+            with _untraced():
+                await asyncio.wait_for(terminate_child(sup.pid, key), timeout)
             return {"supervisor": str(sup.pid), "child": short(key)}
-        pid = await asyncio.wait_for(restart_child(sup.pid, key), timeout)
+        with _untraced():
+            pid = await asyncio.wait_for(restart_child(sup.pid, key), timeout)
         return {"supervisor": str(sup.pid), "child": short(key), "pid": _pid(pid)}
     except SupervisorError as exc:
         code = "not_found" if type(exc).__name__ == "ChildNotFound" else "bad_args"

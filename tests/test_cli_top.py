@@ -98,6 +98,7 @@ def test_top_once_and_a_bad_sort(node: NodeProcess) -> None:
     result = node.cli("top", "--once", "--interval", "0.2", "--sort", "memory")
     assert result.returncode == 0, result.stderr
     assert "sorted by memory" in result.stdout and "latest reports" in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) < 120  # piped: not padded
     bad = node.cli("top", "--sort", "cpu")
     assert bad.returncode == 2
     assert "--sort must be one of m (mailbox), s (messages/s)" in bad.stderr

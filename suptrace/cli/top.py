@@ -123,8 +123,9 @@ def _rate(value: float | None) -> str:
     return f"{value:.0f}" if value >= 10 or value == 0 else f"{value:.1f}"
 
 
-def render_screen(state: TopState, width: int, height: int) -> RenderableType:
-    """The whole screen for a terminal of ``width`` x ``height``."""
+def render_screen(state: TopState, width: int, height: int, fill: bool = True) -> RenderableType:
+    """The whole screen for a terminal of ``width`` x ``height``; ``fill``: the process
+    table spans the width (off for piped output, which is never padded)."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -183,7 +184,7 @@ def render_screen(state: TopState, width: int, height: int) -> RenderableType:
 
     fixed = 1 + 1 + (len(shown_sups) + 1) + 1 + len(report_lines) + 1 + 1
     room = max(1, height - fixed - 1)
-    table = Table(box=None, pad_edge=False, header_style="bold", expand=True)
+    table = Table(box=None, pad_edge=False, header_style="bold", expand=fill)
     table.add_column("PID", no_wrap=True, style="dim")
     table.add_column("NAME", no_wrap=True, overflow="ellipsis", ratio=1, style="cyan")
     for key in ("m", "s", "r", "y"):
@@ -263,7 +264,8 @@ def run_top(client: Client, interval: float, sort: str, once: bool) -> None:
         # Two samples, so that messages/s means something.
         time.sleep(interval)  # the sampling period of the rate, not a synchronisation
         state.update(_fetch(client, 2000), time.monotonic())
-        console.print(render_screen(state, console.width, max(console.height, 40)))
+        rows = max(console.height, 40) if console.is_terminal else 10_000
+        console.print(render_screen(state, console.width, rows, fill=console.is_terminal))
         return
     with (
         _keys() as fd,

@@ -102,3 +102,40 @@ def test_top_once_and_a_bad_sort(node: NodeProcess) -> None:
     bad = node.cli("top", "--sort", "cpu")
     assert bad.returncode == 2
     assert "--sort must be one of m (mailbox), s (messages/s)" in bad.stderr
+
+
+def test_the_top_op_orders_counts_rates_and_reads_supervisors_in_place() -> None:
+    """The node side, without a CLI: one pass, the first rows in the asked order."""
+    import suptrace
+    from suptrace.core.runtime import current_runtime
+    from suptrace.node import control_ops
+
+    async def idle() -> None:
+        await suptrace.receive()
+
+    async def main() -> None:
+        rt = current_runtime()
+        await suptrace.Supervisor.start_link([], name="top.sup", intensity=3, period=7)
+        quiet = suptrace.spawn(idle, name="top.quiet")
+        busy = suptrace.spawn(idle, name="top.busy")
+        for i in range(30):
+            suptrace.send(busy, ("job", i))  # never received: its mailbox grows
+        first, counts = control_ops.top(rt, None, 2, 0, "m", None)
+        assert first["processes"][0]["name"] == "top.busy"
+        assert first["processes"][0]["message_queue_len"] == 30
+        assert first["processes"][0]["messages_per_s"] is None  # no earlier refresh
+        assert first["total"] >= 4 and len(first["processes"]) == 2
+        (sup,) = first["supervisors"]
+        assert (sup["name"], sup["intensity"], sup["period"]) == ("top.sup", 3, 7)
+        assert sup["restarts_in_window"] == 0
+        for i in range(10):
+            suptrace.send(quiet, ("more", i))
+        second, _ = control_ops.top(rt, None, 2, 0, "s", counts)
+        # The sender (main, 10 out) and top.quiet (10 in) moved; top.busy did not.
+        fastest = {r["name"]: r["messages_per_s"] for r in second["processes"]}
+        assert set(fastest) == {None, "top.quiet"} and all(v > 0 for v in fastest.values())
+        by_memory, _ = control_ops.top(rt, None, 1, 0, "y", counts)
+        assert by_memory["processes"][0]["name"] == "top.busy"  # 30 queued messages
+        assert by_memory["processes"][0]["memory"] > 0
+
+    suptrace.run(main, node="topop", control=False, log_reports=False, system_monitor=False)

@@ -1,11 +1,11 @@
 """``suptrace top``: a live, self-refreshing view of a node (observer_cli, ``top``).
 
-Each refresh is one ``top`` request over the control socket: the process rows
-(mailbox, message counters, restarts, a memory estimate), every supervisor's
-restart intensity use and the latest reports. Messages per second are computed
-here, from the difference of the message counters between two refreshes. The
-node answers from what it already keeps; no message is sent to the
-application's processes, so watching costs the node one small request a second.
+Each refresh is one ``top`` request over the control socket: the first rows in
+the chosen order (mailbox, messages/s, restarts, a memory estimate), every
+supervisor's restart intensity use and the latest reports. The node counts
+messages/s from the message counters since the connection's previous refresh.
+It answers from what it already keeps, in one pass over its processes; no
+message is sent to the application's processes.
 
 Keys: ``m`` mailbox, ``s`` messages/s, ``r`` restarts, ``y`` memory (the sort),
 ``q`` quits (Ctrl-C too).
@@ -51,53 +51,23 @@ SORTS: dict[str, tuple[str, str]] = {
 
 @dataclass
 class TopState:
-    """What the screen shows, and the counters the rates are computed from."""
+    """What the screen shows: the node's latest answer, in the order asked for."""
 
     sort: str = "m"
     snapshot: dict[str, Any] = field(default_factory=dict)
-    rates: dict[str, float] = field(default_factory=dict)
-    _counts: dict[str, tuple[float, int]] = field(default_factory=dict)
 
-    def update(self, snapshot: dict[str, Any], now: float) -> None:
-        """Take a new answer of the node; messages/s from the counters' growth.
-
-        >>> st = TopState()
-        >>> row = {"pid": "<0.1.0>", "messages_in": 10, "messages_out": 0}
-        >>> st.update({"processes": [row]}, 100.0)
-        >>> st.update({"processes": [{**row, "messages_in": 30}]}, 102.0)
-        >>> st.rates["<0.1.0>"]
-        10.0
-        """
-        counts: dict[str, tuple[float, int]] = {}
-        rates: dict[str, float] = {}
-        for row in snapshot.get("processes", []):
-            pid = row["pid"]
-            total = int(row.get("messages_in", 0)) + int(row.get("messages_out", 0))
-            counts[pid] = (now, total)
-            before = self._counts.get(pid)
-            if before is not None and now > before[0]:
-                rates[pid] = max(0.0, (total - before[1]) / (now - before[0]))
-        self._counts = counts
-        self.rates = rates
+    def update(self, snapshot: dict[str, Any]) -> None:
         self.snapshot = snapshot
 
     def rows(self) -> list[dict[str, Any]]:
-        """The process rows in the chosen order (ties by pid)."""
-        by = self.sort
-        rates = self.rates
+        """The process rows, in the node's order for ``sort`` (largest first).
 
-        def key(row: dict[str, Any]) -> tuple[float, tuple[int, ...]]:
-            if by == "s":
-                value = rates.get(row["pid"], 0.0)
-            elif by == "r":
-                value = float(row.get("restarts", 0) or 0)
-            elif by == "y":
-                value = float(row.get("memory", 0) or 0)
-            else:
-                value = float(row.get("message_queue_len", 0) or 0)
-            return (-value, _pid_key(row["pid"]))
-
-        return sorted(self.snapshot.get("processes", []), key=key)
+        >>> st = TopState()
+        >>> st.update({"processes": [{"pid": "<0.2.0>"}, {"pid": "<0.1.0>"}]})
+        >>> [r["pid"] for r in st.rows()]
+        ['<0.2.0>', '<0.1.0>']
+        """
+        return list(self.snapshot.get("processes", []))
 
 
 def _pid_key(text: str) -> tuple[int, ...]:
@@ -198,7 +168,7 @@ def render_screen(state: TopState, width: int, height: int, fill: bool = True) -
     rows = state.rows()
     for row in rows[:room]:
         mq = int(row.get("message_queue_len", 0) or 0)
-        rate = state.rates.get(row["pid"])
+        rate = row.get("messages_per_s")
         restarts = int(row.get("restarts", 0) or 0)
         table.add_row(
             row["pid"],
@@ -247,9 +217,11 @@ def _read_key(fd: int | None, timeout: float) -> str:
     return os.read(fd, 32).decode(errors="replace")
 
 
-def _fetch(client: Client, limit: int) -> dict[str, Any]:
-    result: dict[str, Any] = client.request("top", {"limit": limit, "reports": 5})
-    return result
+def _fetch(client: Client, state: TopState, limit: int) -> None:
+    """Ask the node for the first ``limit`` processes in ``state.sort``'s order;
+    messages/s are counted by the node since this connection's last request."""
+    args = {"limit": limit, "reports": 5, "sort": state.sort}
+    state.update(client.request("top", args))
 
 
 def run_top(client: Client, interval: float, sort: str, once: bool) -> None:
@@ -259,36 +231,31 @@ def run_top(client: Client, interval: float, sort: str, once: bool) -> None:
 
     console = out()
     state = TopState(sort=sort)
-    state.update(_fetch(client, 2000), time.monotonic())
     if once:
+        rows = max(console.height, 40) if console.is_terminal else 10_000
+        _fetch(client, state, rows)
         # Two samples, so that messages/s means something.
         time.sleep(interval)  # the sampling period of the rate, not a synchronisation
-        state.update(_fetch(client, 2000), time.monotonic())
-        rows = max(console.height, 40) if console.is_terminal else 10_000
+        _fetch(client, state, rows)
         console.print(render_screen(state, console.width, rows, fill=console.is_terminal))
         return
+    _fetch(client, state, max(10, console.height))
     with (
         _keys() as fd,
         Live(console=console, screen=True, auto_refresh=False, transient=True) as live,
     ):
-        next_at = time.monotonic()
         while True:
             live.update(render_screen(state, console.width, console.height), refresh=True)
-            next_at += interval
+            next_at = time.monotonic() + interval
             key = ""
-            while time.monotonic() < next_at:
+            while not key and time.monotonic() < next_at:
                 key = _read_key(fd, max(0.0, next_at - time.monotonic()))
-                if key:
-                    break
             for ch in key.lower():
                 if ch == "q":
                     return
                 if ch in SORTS:
                     state.sort = ch
-            if key and time.monotonic() < next_at:
-                next_at = time.monotonic()  # redraw at once in the new order
-                continue
-            state.update(_fetch(client, 2000), time.monotonic())
+            _fetch(client, state, max(10, console.height))
 
 
 _SORT_WORDS = {
@@ -330,8 +297,9 @@ def top(
     """A live view of a node: its busiest processes, supervisors and latest reports.
 
     Processes sort by mailbox, messages/s, restarts or memory; supervisors show
-    their restart intensity use. Keys: m, s, r, y choose the order; q quits (Ctrl-C too). MEM~ is an estimate:
-    the mailbox and the state's attributes, measured one level deep."""
+    their restart intensity use. Keys: m, s, r, y choose the order; q quits
+    (Ctrl-C too). MEM~ is an estimate: the mailbox and the state's attributes,
+    measured one level deep."""
     key = _SORT_WORDS.get(sort.strip().lower(), sort.strip().lower())
     if key not in SORTS:
         names = ", ".join(f"{k} ({what})" for k, (_, what) in SORTS.items())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
+import heapq
 import itertools
 import os
 import sys
@@ -245,8 +246,11 @@ def ps(rt: Runtime, system: bool, limit: int) -> dict[str, Any]:
     }
 
 
+_SUPERVISORS = (Supervisor, DynamicSupervisor)
+
+
 def _is_supervisor(proc: Process | None) -> bool:
-    return proc is not None and isinstance(proc.behaviour, (Supervisor, DynamicSupervisor))
+    return proc is not None and isinstance(proc.behaviour, _SUPERVISORS)
 
 
 async def info(rt: Runtime, target: str, timeout: float, limit: int) -> dict[str, Any]:
@@ -646,33 +650,79 @@ def _sup_row(proc: Process) -> dict[str, Any]:
     }
 
 
-def top(rt: Runtime, reports: Reports | None, limit: int, report_limit: int) -> dict[str, Any]:
-    """One round trip for ``suptrace top``: process rows (with a memory estimate),
-    every supervisor's restart intensity use and the latest reports.
+#: ``top``'s orders: mailbox, messages/s, restarts, memory.
+TOP_SORTS = frozenset({"m", "s", "r", "y"})
 
-    Supervisors are read in place rather than asked, so a refresh sends no message
-    to the application's processes."""
-    procs = [p for p in list(rt.procs.values()) if p.alive and not p.system]
+
+def top(
+    rt: Runtime,
+    reports: Reports | None,
+    limit: int,
+    report_limit: int,
+    sort: str = "m",
+    previous: tuple[float, dict[Process, int]] | None = None,
+) -> tuple[dict[str, Any], tuple[float, dict[Process, int]]]:
+    """One round trip for ``suptrace top``: the ``limit`` first processes in the
+    ``sort`` order (with messages/s and a memory estimate), every supervisor's
+    restart intensity use and the latest reports.
+
+    ``previous`` is what the last call returned second (the time and each process's
+    message count): messages/s are counted from it. Only the rows sent are built
+    in full, and memory is estimated for every process only when sorting by it, so
+    a refresh costs the node one pass over its processes. Supervisors are read in
+    place rather than asked: a refresh sends no message to the application."""
+    now = time.monotonic()
+    before, counts_before = previous if previous is not None else (now, {})
+    dt = now - before
+    # One pass over the process table (in spawn order, which ties keep).
+    procs: list[Process] = []
+    sups: list[dict[str, Any]] = []
+    counts: dict[Process, int] = {}
+    for p in rt.procs.values():
+        if p.reason is not None or p.system:
+            continue
+        procs.append(p)
+        counts[p] = p.messages_in + p.messages_out
+        if p.behaviour is not None and isinstance(p.behaviour, _SUPERVISORS):
+            sups.append(_sup_row(p))
+
+    def rate(p: Process) -> float | None:
+        old = counts_before.get(p)
+        return None if old is None or dt <= 0 else max(0.0, (counts[p] - old) / dt)
+
+    full: dict[Process, dict[str, Any]] = {}
+    key: Any
+    if sort == "s":
+        key = lambda p: rate(p) or 0.0  # noqa: E731
+    elif sort == "y":
+        key = memory_estimate
+    elif sort == "r":
+        # Restart counts are part of a process's full row.
+        full = {p: proc_row(p) for p in procs}
+        key = lambda p: full[p].get("restarts", 0) or 0  # noqa: E731
+    else:
+        key = lambda p: len(p.mailbox) if p.mailbox else 0  # noqa: E731
     rows = []
-    for p in procs:
-        row = proc_row(p)
+    for p in heapq.nlargest(limit, procs, key=key):
+        row = full.get(p) or proc_row(p)
         row["memory"] = memory_estimate(p)
+        per_s = rate(p)
+        row["messages_per_s"] = None if per_s is None else round(per_s, 2)
         rows.append(row)
-    # The biggest mailboxes first, so a truncated answer keeps what matters most.
-    rows.sort(key=lambda r: -r["message_queue_len"])
-    sups = [_sup_row(p) for p in procs if _is_supervisor(p)]
     recent: list[dict[str, Any]] = []
     if reports is not None and report_limit:
-        chosen = [r for r in list(reports.history)[-200:] if report_matches(r, None)]
-        recent = [report_json(r) for r in chosen[-report_limit:]]
-    return {
+        picked = [r for r in list(reports.history)[-200:] if report_matches(r, None)]
+        recent = [report_json(r) for r in picked[-report_limit:]]
+    result = {
         "node": rt.name,
         "time": time.time(),
-        "total": len(rows),
-        "processes": rows[:limit],
+        "sort": sort,
+        "total": len(procs),
+        "processes": rows,
         "supervisors": sups,
         "reports": recent,
     }
+    return result, (now, counts)
 
 
 # -- write operations ------------------------------------------------------------------------

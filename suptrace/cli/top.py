@@ -100,15 +100,16 @@ def render_screen(state: TopState, width: int, height: int, fill: bool = True) -
     from rich.table import Table
     from rich.text import Text
 
-    from suptrace.cli.output import when
-
     snap = state.snapshot
     sups = snap.get("supervisors", [])
     reports = snap.get("reports", [])
+    stamp = time.strftime("%H:%M:%S", time.localtime(float(snap.get("time") or time.time())))
     head = Text(f"node {snap.get('node', '?')}", style="bold")
     head.append(f"  {snap.get('total', 0)} processes, {len(sups)} supervisors", style="")
-    head.append(f"  {when(float(snap.get('time') or time.time()))}", style="dim")
+    head.append(f"  {stamp}", style="dim")
     head.append(f"  sorted by {SORTS[state.sort][1]}", style="cyan")
+    head.no_wrap = True
+    head.overflow = "ellipsis"
 
     sup_table = Table(box=None, pad_edge=False, header_style="bold", expand=False)
     sup_table.add_column("SUPERVISOR", overflow="ellipsis", no_wrap=True, ratio=None)

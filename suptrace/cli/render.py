@@ -200,10 +200,18 @@ def print_tree(data: dict[str, Any]) -> None:
 # -- one process ----------------------------------------------------------------------------
 
 
-def _pair(key: str, value: Any, style: str = "") -> Text:
-    line = Text(f"{key:>15}: ", style="bold")
-    line.append(str(value), style=style)
-    return line
+def _indented(text: Text, by: int = 2) -> Padding:
+    """``text`` indented; the lines it wraps onto keep the indent."""
+    return Padding(text, (0, 0, 0, by), expand=False)
+
+
+def _pair(key: str, value: Any, style: str = "") -> Table:
+    """``key: value``, keys right-aligned; a long value wraps under itself."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(width=16, justify="right", no_wrap=True)
+    grid.add_column()
+    grid.add_row(Text(f"{key}:", style="bold"), Text(str(value), style=style))
+    return grid
 
 
 def print_info(info: dict[str, Any]) -> None:
@@ -231,7 +239,7 @@ def print_info(info: dict[str, Any]) -> None:
         console.print(_pair("traced", "yes (an attach session is on it)", "magenta"))
     if "state" in info:
         console.print(Text("state:", style="bold"))
-        console.print(Text(f"  {info['state']}"))
+        console.print(_indented(Text(str(info["state"]))))
     elif "state_error" in info:
         console.print(_pair("state", info["state_error"], "yellow"))
     stats = info.get("statistics")
@@ -254,13 +262,11 @@ def print_info(info: dict[str, Any]) -> None:
     if not stack:
         console.print(Text("  (not suspended: it has not started or is running now)", style="dim"))
     for frame in stack:
-        console.print(Text(f"  {frame}", style="dim"))
+        console.print(_indented(Text(str(frame), style="dim")))
     events = info.get("last_events") or []
     console.print(Text(f"last events ({len(events)}):", style="bold"))
     for event in events:
-        line = Text("  ")
-        line.append_text(event_text(event))
-        console.print(line)
+        console.print(_indented(event_text(event)))
 
 
 def print_tombstone(stone: dict[str, Any]) -> None:
@@ -274,9 +280,7 @@ def print_tombstone(stone: dict[str, Any]) -> None:
     if events:
         console.print(Text(f"last events ({len(events)}):", style="bold"))
         for event in events:
-            line = Text("  ")
-            line.append_text(event_text(event))
-            console.print(line)
+            console.print(_indented(event_text(event)))
 
 
 # -- reports, doctor, status ----------------------------------------------------------------

@@ -99,6 +99,12 @@ def test_top_once_and_a_bad_sort(node: NodeProcess) -> None:
     assert result.returncode == 0, result.stderr
     assert "sorted by memory" in result.stdout and "latest reports" in result.stdout
     assert max(len(line) for line in result.stdout.splitlines()) < 120  # piped: not padded
+    data = node.cli_json("top", "--interval", "0.2", "--sort", "s")
+    assert data["sort"] == "s" and data["total"] == len(data["processes"])
+    assert {"pid", "name", "message_queue_len", "messages_per_s", "memory"} <= set(
+        data["processes"][0]
+    )
+    assert any(s["name"] == "app.sup" for s in data["supervisors"])
     bad = node.cli("top", "--sort", "cpu")
     assert bad.returncode == 2
     assert "--sort must be one of m (mailbox), s (messages/s)" in bad.stderr

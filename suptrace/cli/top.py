@@ -29,6 +29,7 @@ from suptrace.cli.common import (
     CafileOpt,
     ConnectOpt,
     CookieOpt,
+    JsonOpt,
     NodeOpt,
     TlsOpt,
     handle_errors,
@@ -225,13 +226,19 @@ def _fetch(client: Client, state: TopState, limit: int) -> None:
     state.update(client.request("top", args))
 
 
-def run_top(client: Client, interval: float, sort: str, once: bool) -> None:
+def run_top(client: Client, interval: float, sort: str, once: bool, as_json: bool = False) -> None:
     from rich.live import Live
 
-    from suptrace.cli.output import out
+    from suptrace.cli.output import out, print_json
 
     console = out()
     state = TopState(sort=sort)
+    if as_json:
+        _fetch(client, state, 10_000)
+        time.sleep(interval)  # the sampling period of messages/s, not a synchronisation
+        _fetch(client, state, 10_000)
+        print_json(state.snapshot)
+        return
     if once:
         rows = max(console.height, 40) if console.is_terminal else 10_000
         _fetch(client, state, rows)
@@ -289,6 +296,7 @@ def top(
         bool,
         typer.Option("--once", help="Print one screen (two samples --interval apart) and exit."),
     ] = False,
+    as_json: JsonOpt = False,
     node: NodeOpt = None,
     connect: ConnectOpt = None,
     cookie_file: CookieOpt = None,
@@ -300,14 +308,14 @@ def top(
     Processes sort by mailbox, messages/s, restarts or memory; supervisors show
     their restart intensity use. Keys: m, s, r, y choose the order; q quits
     (Ctrl-C too). MEM~ is an estimate: the mailbox and the state's attributes,
-    measured one level deep."""
+    measured one level deep. --json prints one sample (every process) and exits."""
     key = _SORT_WORDS.get(sort.strip().lower(), sort.strip().lower())
     if key not in SORTS:
         names = ", ".join(f"{k} ({what})" for k, (_, what) in SORTS.items())
         raise CliError(f"--sort must be one of {names}, not {sort!r}", 2)
     with target(node, connect, cookie_file, tls, cafile).open() as client:
         try:
-            run_top(client, interval, key, once)
+            run_top(client, interval, key, once, as_json)
         except KeyboardInterrupt:
             return
         except ConnectionLost:

@@ -11,9 +11,9 @@ import typer.core
 app = typer.Typer(
     name="suptrace",
     help="Erlang's dbg and SASL for Python: inspect and trace supervised asyncio services.",
-    epilog="Short options mean the same in every command: -n --node, -j --json, "
-    "-f --follow, -k --kind, -l --limit, -s --sort, -i --interval, -a --all; "
-    "attach: -t --flags.",
+    epilog="Short options mean the same in every command: -n/--node, -j/--json, "
+    "-f/--follow, -k/--kind, -l/--limit, -s/--sort, -i/--interval, -a/--all; "
+    "attach: -t/--flags.",
     no_args_is_help=True,
     add_completion=False,
 )

@@ -335,3 +335,47 @@ def test_write_ops_on_a_node_that_allows_them(tmp_path: Path) -> None:
         )
     finally:
         n.stop()
+
+
+# -- fitting the terminal and the user's typos ----------------------------------------------
+
+
+def test_version_and_help_without_bool_metavars(node: NodeProcess) -> None:
+    from suptrace import __version__
+
+    for flag in ("--version", "-V"):
+        result = node_cli_plain(node, flag)
+        assert result.returncode == 0 and result.stdout.strip() == f"suptrace {__version__}"
+    for command in ("attach", "ps", "top", "reports", "doctor"):
+        result = node_cli_plain(node, command, "--help")
+        assert result.returncode == 0 and "<bool>" not in result.stdout, result.stdout
+    assert "-j" in node_cli_plain(node, "ps", "--help").stdout  # the short-option scheme
+
+
+def test_did_you_mean(node: NodeProcess) -> None:
+    result = node.cli("inspect", "app.stor")
+    assert result.returncode == 1
+    assert "no process 'app.stor'" in result.stderr and "did you mean app.store?" in result.stderr
+    attach = node.cli("attach", "app.ehco", "--max-events", "1")
+    assert attach.returncode == 1 and "did you mean app.echo?" in attach.stderr
+    command = node_cli_plain(node, "inspct", "app.store")
+    assert command.returncode == 2 and "Did you mean 'inspect'?" in command.stderr
+
+
+def test_tree_shows_a_supervisor_childs_id(node: NodeProcess) -> None:
+    data = node.cli_json("tree")
+    pool = next(c for c in data["roots"][0]["children"] if c["id"] == "pool")
+    assert pool["pid"] is None  # gave up for good in this scenario: shown by its id
+    assert re.search(r"pool not running\s+supervisor transient", node.cli("tree").stdout)
+    # A running supervisor child: its id, then its registered name and pid.
+    from suptrace.cli.render import _sup_label
+
+    desc = {"name": "app.pool", "pid": "<0.5.0>", "status": "ok", "strategy": "one_for_one"}
+    desc |= {"intensity": 1, "period": 5, "restarts_in_window": 0}
+    child = {"id_text": "pool", "restart": "transient"}
+    assert _sup_label(desc, child).plain.startswith("pool app.pool <0.5.0>  one_for_one 0/1 in 5s")
+
+
+def node_cli_plain(node: NodeProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    """``suptrace ARGS`` without ``--node`` (for options that come before a command)."""
+    return cli(node.env, *args)

@@ -6,84 +6,18 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from node_scripts.harness import SUPTRACE, NodeProcess, poll
+from node_scripts.harness import SUPTRACE, NodeProcess
+from node_scripts.terminal import Pane
 
-BASH = shutil.which("bash") or "bash"
-# bash, not sh: after a child that handled Ctrl-C and exited normally, bash carries on
-# (dash dies of the SIGINT too, and the exit line would never come).
 pytestmark = pytest.mark.skipif(
     shutil.which("tmux") is None or shutil.which("bash") is None, reason="needs tmux and bash"
 )
 
 _COLOUR = re.compile(r"\x1b\[[0-9;]*3[0-7][0-9;]*m")
-
-
-class Pane:
-    """One tmux session (on a private server) running one command."""
-
-    def __init__(self, tmp: Path, env: dict[str, str], argv: list[str]) -> None:
-        self.server = f"suptrace-test-{uuid.uuid4().hex[:8]}"
-        conf = tmp / "tmux.conf"
-        conf.write_text("set -g remain-on-exit on\nset -g history-limit 10000\n")
-        assigns = [f"{k}={v}" for k, v in env.items()]
-        # The shell prints the exit status when the command ends: a line to wait for.
-        self._tmux(
-            "-f",
-            str(conf),
-            "new-session",
-            "-d",
-            "-s",
-            "t",
-            "-x",
-            "220",
-            "-y",
-            "50",
-            "env",
-            "-i",
-            *assigns,
-            BASH,
-            "-c",
-            '"$@"; echo "[exit $?]"',
-            "bash",
-            *argv,
-        )
-
-    def _tmux(self, *args: str) -> str:
-        result = subprocess.run(
-            ["tmux", "-L", self.server, *args], capture_output=True, text=True, timeout=10
-        )
-        assert result.returncode == 0, result.stderr
-        return result.stdout
-
-    def text(self, escapes: bool = False) -> str:
-        # -S -: from the start of the history, not just what is visible now
-        return self._tmux(
-            "capture-pane", "-p", "-J", "-S", "-", "-t", "t", *(["-e"] if escapes else [])
-        )
-
-    def wait_for(self, needle: str) -> str:
-        return str(
-            poll(lambda: needle in (t := self.text()) and t, what=f"{needle!r} on the screen")
-        )
-
-    def keys(self, *keys: str) -> None:
-        self._tmux("send-keys", "-t", "t", *keys)
-
-    def exit_status(self) -> int:
-        def ended() -> str | None:
-            found = re.search(r"^\[exit (\d+)\]$", self.text(), re.M)
-            return found.group(1) if found else None
-
-        return int(poll(ended, what="the command to finish"))
-
-    def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.server, "kill-server"], capture_output=True, timeout=10)
 
 
 @pytest.fixture(scope="module")

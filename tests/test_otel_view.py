@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 from otlp_receivers import call_chain, dodos
 
 import suptrace
+from suptrace.cli.view import load
 
 
 async def both() -> None:
@@ -116,3 +118,73 @@ def test_view_exit_codes(tmp_path: Path) -> None:
     done = view(str(junk), "--json")
     assert done.returncode == 0
     assert json.loads(done.stdout)["bad_lines"] == 2
+
+
+# -- runs and the control plane ------------------------------------------------------------------
+
+
+def _file_env(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
+    for name in (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "SUPTRACE_TELEMETRY",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SUPTRACE_OTLP_FILE", str(path))
+
+
+def test_view_keeps_the_runs_of_one_file_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "twice.otlp.jsonl"
+    _file_env(monkeypatch, path)
+    suptrace.run(dodos, 3, node="again", control=False, log_reports=False)
+    suptrace.run(dodos, 1, node="again", control=False, log_reports=False)
+    done = view(str(path), "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    first, second = summary["runs"]
+    assert first["run"]["node"] == second["run"]["node"] == "again"
+    assert first["run"]["started"] < second["run"]["started"]
+    # Each run's metrics are its own (not the last run's, not a mix of both).
+    assert first["metrics"]["suptrace.process.restarts"]["total"] == 3
+    assert second["metrics"]["suptrace.process.restarts"]["total"] == 1
+    assert summary["metrics"]["suptrace.process.restarts"]["total"] == 1  # the latest run
+    text = view(str(path)).stdout
+    assert "holds 2 runs" in text
+    assert re.search(r"run 1 of 2: node again, pid \d+, started", text)
+    assert re.search(r"run 2 of 2: node again, pid \d+, started", text)
+    one, two = text.split("run 2 of 2")
+    assert re.search(r"suptrace\.process\.restarts\s+│\s+3", one)
+    assert re.search(r"suptrace\.process\.restarts\s+│\s+1", two)
+
+
+async def _describe_twice() -> None:
+    """``tree`` as the control server runs it (a plain task), then the application's
+    own ``describe`` of the same supervisor, which is traced as any call."""
+    from suptrace.core.runtime import current_runtime
+    from suptrace.node import control_ops
+
+    sup = await suptrace.Supervisor.start_link([], name="app.sup")
+    rt = current_runtime()
+    loop = asyncio.get_running_loop()
+    # The control server's requests run in tasks of the node's loop, outside any process.
+    snapshot = await loop.create_task(control_ops.tree(rt, None, 5.0))
+    assert snapshot["roots"][0]["name"] == "app.sup"
+    await suptrace.describe(sup)
+
+
+def test_the_clis_describe_calls_are_not_application_traces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "described.otlp.jsonl"
+    _file_env(monkeypatch, path)
+    suptrace.run(_describe_twice, node="described", control=False, log_reports=False)
+    summary = json.loads(view(str(path), "--json").stdout)
+    (run,) = load(path).runs.values()
+    calls = [s for s in run.spans if s.name == "call app.sup"]
+    served = [s for s in run.spans if s.name == "process app.sup"]
+    # Only the application's own describe: the control plane's left no span.
+    assert len(calls) == 1 and len(served) == 1, [s.name for s in run.spans]
+    assert calls[0].attributes.get("suptrace.caller.pid")  # made by the root process
+    assert summary["span_kinds"].get("CLIENT") == 1

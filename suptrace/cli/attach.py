@@ -136,7 +136,7 @@ def attach(
         list[str] | None,
         typer.Option(
             "--flags",
-            "-f",
+            "-t",
             help="What to see, comma separated: send, receive, procs, monitors, calls, "
             "supervisor, call_trace, system, all, or event kinds.",
             show_default="send,receive,procs",

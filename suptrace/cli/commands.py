@@ -71,8 +71,10 @@ def ps(
     include_system: Annotated[
         bool, typer.Option("--all", "-a", help="Include system processes.")
     ] = False,
-    sort: Annotated[str, typer.Option("--sort", help="pid, mq, in, out or name.")] = "pid",
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")] = 10_000,
+    sort: Annotated[str, typer.Option("--sort", "-s", help="pid, mq, in, out or name.")] = "pid",
+    limit: Annotated[
+        int, typer.Option("--limit", "-l", min=1, help="Show at most this many.")
+    ] = 10_000,
     as_json: JsonOpt = False,
     node: NodeOpt = None,
     connect: ConnectOpt = None,
@@ -236,9 +238,11 @@ def reports(
         ),
     ] = None,
     limit: Annotated[
-        int, typer.Option("--limit", min=0, help="How many past reports to show.")
+        int, typer.Option("--limit", "-l", min=0, help="How many past reports to show.")
     ] = 100,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", "-j", help="One JSON object per line.")
+    ] = False,
     node: NodeOpt = None,
     connect: ConnectOpt = None,
     cookie_file: CookieOpt = None,
@@ -286,7 +290,8 @@ def doctor(
         int, typer.Option("--samples", min=2, max=20, help="Mailbox/stack samples taken.")
     ] = 3,
     interval: Annotated[
-        float, typer.Option("--interval", min=0.01, max=10, help="Seconds between samples.")
+        float,
+        typer.Option("--interval", "-i", min=0.01, max=10, help="Seconds between samples."),
     ] = 0.5,
     stuck_after: Annotated[
         float,

@@ -57,7 +57,7 @@ CafileOpt = Annotated[
         show_default=False,
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+JsonOpt = Annotated[bool, typer.Option("--json", "-j", help="Print JSON instead of text.")]
 
 
 def target(

@@ -1,7 +1,9 @@
 """Terminal output for the commands: rich consoles, colours, JSON, times.
 
 Colour is on for a terminal and off when output is piped or ``NO_COLOR`` is
-set (rich's rules). Piped output is never wrapped, so lines stay greppable.
+set (rich's rules). On a terminal, text wraps at the terminal's width between
+words (never inside one unless it is wider than the screen); piped output is
+never wrapped, so lines stay greppable.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def _console(stderr: bool) -> Console:
         width = None
         if not stream.isatty() and "COLUMNS" not in os.environ:
             width = 10_000  # piped: never wrap
-        console = Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+        console = Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
         _consoles[stderr] = console
     return console
 

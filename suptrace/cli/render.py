@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
@@ -92,8 +93,16 @@ def window_text(desc: dict[str, Any]) -> Text:
 
 def _sup_label(desc: dict[str, Any], child: dict[str, Any] | None) -> Text:
     label = Text()
-    name = desc.get("name") or (child or {}).get("id_text") or desc.get("pid")
-    label.append(str(name), style="bold")
+    name = desc.get("name")
+    child_id = (child or {}).get("id_text")
+    if child_id is not None and child_id != name:
+        # As for a worker: the child id first (what terminate-child and the reports
+        # name), then the registered name.
+        label.append(str(child_id), style="bold")
+        if name:
+            label.append(f" {name}", style="cyan")
+    else:
+        label.append(str(name or desc.get("pid")), style="bold")
     label.append(f" {desc.get('pid')}", style="dim")
     if desc.get("status") != "ok":
         label.append(f"  {desc.get('status')} (no answer to describe)", style="yellow")
@@ -185,16 +194,24 @@ def print_tree(data: dict[str, Any]) -> None:
     if vanished:
         console.print(Text("vanished names:", style="bold red"))
         for stone in vanished:
-            console.print(Text(f"  {stone['story']}", style="red"))
+            console.print(Padding(Text(stone["story"], style="red"), (0, 0, 0, 2), expand=False))
 
 
 # -- one process ----------------------------------------------------------------------------
 
 
-def _pair(key: str, value: Any, style: str = "") -> Text:
-    line = Text(f"{key:>15}: ", style="bold")
-    line.append(str(value), style=style)
-    return line
+def _indented(text: Text, by: int = 2) -> Padding:
+    """``text`` indented; the lines it wraps onto keep the indent."""
+    return Padding(text, (0, 0, 0, by), expand=False)
+
+
+def _pair(key: str, value: Any, style: str = "") -> Table:
+    """``key: value``, keys right-aligned; a long value wraps under itself."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(width=16, justify="right", no_wrap=True)
+    grid.add_column()
+    grid.add_row(Text(f"{key}:", style="bold"), Text(str(value), style=style))
+    return grid
 
 
 def print_info(info: dict[str, Any]) -> None:
@@ -222,7 +239,7 @@ def print_info(info: dict[str, Any]) -> None:
         console.print(_pair("traced", "yes (an attach session is on it)", "magenta"))
     if "state" in info:
         console.print(Text("state:", style="bold"))
-        console.print(Text(f"  {info['state']}"))
+        console.print(_indented(Text(str(info["state"]))))
     elif "state_error" in info:
         console.print(_pair("state", info["state_error"], "yellow"))
     stats = info.get("statistics")
@@ -245,13 +262,11 @@ def print_info(info: dict[str, Any]) -> None:
     if not stack:
         console.print(Text("  (not suspended: it has not started or is running now)", style="dim"))
     for frame in stack:
-        console.print(Text(f"  {frame}", style="dim"))
+        console.print(_indented(Text(str(frame), style="dim")))
     events = info.get("last_events") or []
     console.print(Text(f"last events ({len(events)}):", style="bold"))
     for event in events:
-        line = Text("  ")
-        line.append_text(event_text(event))
-        console.print(line)
+        console.print(_indented(event_text(event)))
 
 
 def print_tombstone(stone: dict[str, Any]) -> None:
@@ -265,9 +280,7 @@ def print_tombstone(stone: dict[str, Any]) -> None:
     if events:
         console.print(Text(f"last events ({len(events)}):", style="bold"))
         for event in events:
-            line = Text("  ")
-            line.append_text(event_text(event))
-            console.print(line)
+            console.print(_indented(event_text(event)))
 
 
 # -- reports, doctor, status ----------------------------------------------------------------
@@ -301,8 +314,10 @@ def print_findings(findings: list[dict[str, Any]], checked: str) -> None:
         head.append(f"[{f['rule']}] ", style="bold")
         head.append(f["subject"], style="cyan")
         console.print(head)
-        console.print(Text(f"    {f['message']}"))
-        console.print(Text(f"    what to do: {f['hint']}", style="dim"))
+        # Padding keeps the indent on the lines the terminal's width wraps.
+        hint = Text(f"what to do: {f['hint']}", style="dim")
+        console.print(Padding(Text(str(f["message"])), (0, 0, 0, 4), expand=False))
+        console.print(Padding(hint, (0, 0, 0, 4), expand=False))
     errors = sum(1 for f in findings if f["severity"] == "error")
     warnings = len(findings) - errors
     if findings:

@@ -130,6 +130,12 @@ class Dump:
     nodes: set[str] = field(default_factory=set)
     lines: int = 0
     bad_lines: int = 0
+    #: The runs in the file (a node started again appends a new one), in file order:
+    #: each a Dump of its own, told apart by the resource of what it exported. The
+    #: fields above hold all runs together.
+    runs: dict[str, Dump] = field(default_factory=dict)
+    #: For a run: its node, OS pid and start time (unix seconds), when the file says.
+    run_info: dict[str, Any] = field(default_factory=dict)
 
 
 def _node_of(resource: dict[str, Any]) -> str:
@@ -140,6 +146,24 @@ def _node_of(resource: dict[str, Any]) -> str:
         or attrs.get("service.name")
         or "?"
     )
+
+
+def _run_of(dump: Dump, resource: dict[str, Any]) -> Dump:
+    """The Dump of the run that exported under ``resource`` (created on first sight).
+
+    A node's resource carries ``process.pid`` and ``suptrace.run.started``; a file
+    without them (an older writer, another SDK) counts one run per node."""
+    attrs = _attrs(resource.get("attributes"))
+    node = _node_of(resource)
+    pid = attrs.get("process.pid")
+    started = attrs.get("suptrace.run.started")
+    key = f"{node}\x00{pid}\x00{started}"
+    run = dump.runs.get(key)
+    if run is None:
+        run = dump.runs[key] = Dump(dump.path)
+        run.run_info = {"node": node, "pid": pid, "started": started}
+    dump.nodes.add(node)
+    return run
 
 
 def load(path: Path) -> Dump:
@@ -166,12 +190,16 @@ def load_lines(dump: Dump, lines: Iterable[str]) -> Dump:
             dump.bad_lines += 1
             continue
         try:
-            if "resourceSpans" in doc:
-                _load_spans(dump, doc["resourceSpans"])
-            elif "resourceMetrics" in doc:
-                _load_metrics(dump, doc["resourceMetrics"])
-            elif "resourceLogs" in doc:
-                _load_logs(dump, doc["resourceLogs"])
+            for key, loader in (
+                ("resourceSpans", _load_spans),
+                ("resourceMetrics", _load_metrics),
+                ("resourceLogs", _load_logs),
+            ):
+                if key in doc:
+                    loader(dump, doc[key])  # the whole file, all runs together
+                    for entry in doc[key]:
+                        loader(_run_of(dump, entry.get("resource", {})), [entry])
+                    break
             else:
                 dump.bad_lines += 1
         except (KeyError, TypeError, ValueError, AttributeError):
@@ -432,8 +460,38 @@ def _merge_histogram(points: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+def _runs(dump: Dump) -> list[Dump]:
+    """The runs of a loaded file, oldest first (a Dump filled by hand is one run)."""
+    runs = list(dump.runs.values())
+    if not runs:
+        return [dump]
+    return sorted(runs, key=lambda r: float(r.run_info.get("started") or 0.0))
+
+
 def summarize(dump: Dump) -> dict[str, Any]:
-    """The machine-readable summary ``--json`` prints."""
+    """The machine-readable summary ``--json`` prints.
+
+    A file several runs wrote (a node started again appends to it) is summarised
+    run by run under ``runs``, oldest first; the top-level figures are those of
+    the latest run."""
+    runs = _runs(dump)
+    per_run = []
+    for run in runs:
+        one = _summarize_run(run)
+        one["run"] = dict(run.run_info)
+        per_run.append(one)
+    latest = dict(per_run[-1])
+    latest.update(
+        file=str(dump.path),
+        nodes=sorted(dump.nodes),
+        lines=dump.lines,
+        bad_lines=dump.bad_lines,
+        runs=per_run,
+    )
+    return latest
+
+
+def _summarize_run(dump: Dump) -> dict[str, Any]:
     by_id = _index(dump)
     forest = _process_forest(dump, by_id)
     traces = _message_traces(dump, by_id)
@@ -645,10 +703,40 @@ def _add_span(tree: Any, s: SpanRec, by_id: dict[str, SpanRec]) -> None:
 
 
 def render(dump: Dump, limit: int, console: Any) -> None:
+    """Every run of the file, oldest first, each under a line that says which run."""
+    runs = _runs(dump)
+    if dump.bad_lines:
+        console.print(f"{dump.path}: {dump.bad_lines} unreadable lines skipped")
+    if len(runs) > 1:
+        console.print(
+            f"[bold]{dump.path}[/] holds {len(runs)} runs (a node started again appends); "
+            "each is shown on its own, oldest first"
+        )
+    for i, run in enumerate(runs, 1):
+        if len(runs) > 1:
+            console.rule(f"[bold]run {i} of {len(runs)}[/]: {_run_title(run)}", align="left")
+        _render_run(run, limit, console)
+
+
+def _run_title(run: Dump) -> str:
+    info = run.run_info
+    text = f"node {info.get('node', '?')}"
+    if info.get("pid") is not None:
+        text += f", pid {info['pid']}"
+    started = info.get("started")
+    if started is not None:
+        import time
+
+        text += ", started " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(started)))
+    return text
+
+
+def _render_run(dump: Dump, limit: int, console: Any) -> None:
     from rich.table import Table
     from rich.tree import Tree
 
-    summary = summarize(dump)
+    summary = _summarize_run(dump)
+    summary["nodes"] = sorted(dump.nodes)
     by_id = _index(dump)
     forest = _process_forest(dump, by_id)
     traces = _message_traces(dump, by_id)
@@ -658,7 +746,6 @@ def render(dump: Dump, limit: int, console: Any) -> None:
         f"{len(dump.metrics)} metrics, {len(dump.logs)} log records; nodes: "
         f"{', '.join(summary['nodes']) or '-'}"
         + (f"; [red]{errors} failed spans[/]" if errors else "")
-        + (f"; {dump.bad_lines} unreadable lines skipped" if dump.bad_lines else "")
     )
     if forest:
         tree = Tree("[bold]Processes[/] (lifetimes, under their parents)")
@@ -747,9 +834,12 @@ def view(
     file: Annotated[
         Path, typer.Argument(help="An OTLP-JSON lines file (suptrace-<node>.otlp.jsonl).")
     ],
-    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary instead.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", "-j", help="Print a JSON summary instead.")
+    ] = False,
     limit: Annotated[
-        int, typer.Option("--limit", help="How many message traces to draw (failures first).")
+        int,
+        typer.Option("--limit", "-l", help="How many message traces to draw (failures first)."),
     ] = 30,
 ) -> None:
     """Render an OTLP-JSON telemetry file: processes, message traces, metrics, reports."""
@@ -772,5 +862,5 @@ def view(
     from rich.console import Console
 
     width = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 10_000
-    console = Console(highlight=False, soft_wrap=True, width=width)
+    console = Console(highlight=False, soft_wrap=False, width=width)
     render(dump, limit, console)

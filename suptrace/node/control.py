@@ -350,6 +350,7 @@ class ControlServer:
             "attach": self._op_attach,
             "detach": self._op_detach,
             "doctor": self._op_doctor,
+            "top": self._op_top,
             "terminate_child": functools.partial(self._op_write, "terminate_child"),
             "restart_child": functools.partial(self._op_write, "restart_child"),
             "exit": functools.partial(self._op_write, "exit"),
@@ -716,6 +717,19 @@ class ControlServer:
 
     async def _op_tree(self, conn: _Conn, req_id: Any, args: dict[str, Any]) -> Any:
         return await ops.tree(self.runtime, self._reports(), self.call_timeout)
+
+    async def _op_top(self, conn: _Conn, req_id: Any, args: dict[str, Any]) -> Any:
+        limit = max(1, min(_opt(args, "limit", int, 100), 10_000))
+        report_limit = max(0, min(_opt(args, "reports", int, 5), 50))
+        sort = _opt(args, "sort", str, "m")
+        if sort not in ops.TOP_SORTS:
+            raise ops.OpError("bad_args", f"top: sort must be one of m, s, r, y, not {sort!r}")
+        # The message counts of this connection's last refresh: messages/s since then.
+        previous = getattr(conn, "top_counts", None)
+        result, conn.top_counts = ops.top(  # type: ignore[attr-defined]
+            self.runtime, self._reports(), limit, report_limit, sort, previous
+        )
+        return result
 
     async def _op_tombstones(self, conn: _Conn, req_id: Any, args: dict[str, Any]) -> Any:
         stones = reversed(list(self.runtime.tombstones.values()))

@@ -9,9 +9,14 @@ supervisor makes an answer say "busy" instead of hanging it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import difflib
+import heapq
 import itertools
 import os
+import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from suptrace.behaviours.dynamic import DynamicSupervisor
@@ -53,6 +58,8 @@ __all__ = [
     "doctor",
     "tombstone_json",
     "write_op",
+    "top",
+    "memory_estimate",
 ]
 
 #: Values accepted by ``reports``' ``kinds`` filter.
@@ -191,6 +198,13 @@ def not_found(rt: Runtime, target: str, what: str = "process") -> OpError:
     stone = rt.tombstones.get(target)
     if stone is not None:
         return OpError("not_found", stone.story(), tombstone=tombstone_json(stone))
+    close = difflib.get_close_matches(target, [str(n) for n in rt.names], n=3, cutoff=0.75)
+    if close:
+        return OpError(
+            "not_found",
+            f"no {what} {target!r} on node {rt.name}; did you mean {' or '.join(close)}?",
+            did_you_mean=close,
+        )
     return OpError(
         "not_found",
         f"no {what} {target!r} on node {rt.name} (see: suptrace ps)",
@@ -232,8 +246,11 @@ def ps(rt: Runtime, system: bool, limit: int) -> dict[str, Any]:
     }
 
 
+_SUPERVISORS = (Supervisor, DynamicSupervisor)
+
+
 def _is_supervisor(proc: Process | None) -> bool:
-    return proc is not None and isinstance(proc.behaviour, (Supervisor, DynamicSupervisor))
+    return proc is not None and isinstance(proc.behaviour, _SUPERVISORS)
 
 
 async def info(rt: Runtime, target: str, timeout: float, limit: int) -> dict[str, Any]:
@@ -281,6 +298,35 @@ async def info(rt: Runtime, target: str, timeout: float, limit: int) -> dict[str
 # -- supervision tree -----------------------------------------------------------------------
 
 
+#: The parent of the control plane's own calls: a valid span context that is not
+#: sampled, so OpenTelemetry's parent-based sampling (the SDK's default) records
+#: neither the CLIENT span of the call nor the supervisor's SERVER span.
+_UNSAMPLED: Any = None
+
+
+@contextlib.contextmanager
+def _untraced() -> Iterator[None]:
+    """The requests the control plane makes to a process (``describe`` for ``tree``,
+    ``inspect`` and ``doctor``; the write commands' admin calls) stay out of the
+    application's traces."""
+    global _UNSAMPLED
+    from opentelemetry import context, trace
+
+    if _UNSAMPLED is None:
+        ctx = trace.SpanContext(
+            trace_id=0x5C0DE_0F_C0_47801,  # any valid ids: nothing is ever exported under them
+            span_id=0x5C0DE,
+            is_remote=False,
+            trace_flags=trace.TraceFlags(trace.TraceFlags.DEFAULT),
+        )
+        _UNSAMPLED = trace.set_span_in_context(trace.NonRecordingSpan(ctx))
+    token = context.attach(_UNSAMPLED)
+    try:
+        yield
+    finally:
+        context.detach(token)
+
+
 async def _describe(proc: Process, timeout: float) -> dict[str, Any]:
     """``describe`` of a supervisor as JSON-ready data (children without subtrees)."""
     base: dict[str, Any] = {
@@ -289,7 +335,8 @@ async def _describe(proc: Process, timeout: float) -> dict[str, Any]:
         "behaviour": _behaviour(proc),
     }
     try:
-        desc = await asyncio.wait_for(describe(proc.pid), timeout)
+        with _untraced():
+            desc = await asyncio.wait_for(describe(proc.pid), timeout)
     except (TimeoutError, CallError) as exc:
         base["status"] = "busy" if isinstance(exc, TimeoutError) else "gone"
         base["children"] = []
@@ -556,6 +603,136 @@ def _all_descs(roots: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+# -- top ------------------------------------------------------------------------------------
+
+#: Mailbox messages and state values looked at for a memory estimate; beyond, extrapolated.
+_SIZE_SAMPLE = 64
+
+
+def memory_estimate(proc: Process) -> int:
+    """Bytes a process holds, estimated: its mailbox and its state, measured shallowly.
+
+    ``sys.getsizeof`` of the mailbox and of each message (the first 64, the rest
+    extrapolated), plus the behaviour object's attributes one level deep. Objects
+    shared with others are counted for each, and nested containers only by their
+    own size: a rough figure for ranking processes, not an accounting.
+
+    >>> from collections import deque
+    >>> class P:
+    ...     mailbox = deque(["x" * 1000])
+    ...     behaviour = None
+    >>> memory_estimate(P()) > 1000  # type: ignore[arg-type]
+    True
+    """
+    size = sys.getsizeof
+    total = 0
+    mb = proc.mailbox
+    if mb:
+        total += size(mb)
+        n = len(mb)
+        seen = list(itertools.islice(mb, _SIZE_SAMPLE))
+        sampled = sum(size(getattr(m, "msg", m)) for m in seen)
+        total += sampled * n // len(seen)
+    state = proc.behaviour
+    if state is not None:
+        attrs = getattr(state, "__dict__", None)
+        if attrs:
+            total += size(attrs)
+            values = list(itertools.islice(attrs.values(), _SIZE_SAMPLE))
+            total += sum(size(v) for v in values)
+    return total
+
+
+def _sup_row(proc: Process) -> dict[str, Any]:
+    """Restart intensity use of a supervisor, read in place (no request to it)."""
+    b: Any = proc.behaviour
+    used = b.window.used(int(time.monotonic()))
+    return {
+        "pid": str(proc.pid),
+        "name": proc.name,
+        "strategy": getattr(b, "strategy", "one_for_one"),
+        "intensity": b.intensity,
+        "period": b.period,
+        "restarts_in_window": used,
+        "children": len(b.children),
+    }
+
+
+#: ``top``'s orders: mailbox, messages/s, restarts, memory.
+TOP_SORTS = frozenset({"m", "s", "r", "y"})
+
+
+def top(
+    rt: Runtime,
+    reports: Reports | None,
+    limit: int,
+    report_limit: int,
+    sort: str = "m",
+    previous: tuple[float, dict[Process, int]] | None = None,
+) -> tuple[dict[str, Any], tuple[float, dict[Process, int]]]:
+    """One round trip for ``suptrace top``: the ``limit`` first processes in the
+    ``sort`` order (with messages/s and a memory estimate), every supervisor's
+    restart intensity use and the latest reports.
+
+    ``previous`` is what the last call returned second (the time and each process's
+    message count): messages/s are counted from it. Only the rows sent are built
+    in full, and memory is estimated for every process only when sorting by it, so
+    a refresh costs the node one pass over its processes. Supervisors are read in
+    place rather than asked: a refresh sends no message to the application."""
+    now = time.monotonic()
+    before, counts_before = previous if previous is not None else (now, {})
+    dt = now - before
+    # One pass over the process table (in spawn order, which ties keep).
+    procs: list[Process] = []
+    sups: list[dict[str, Any]] = []
+    counts: dict[Process, int] = {}
+    for p in rt.procs.values():
+        if p.reason is not None or p.system:
+            continue
+        procs.append(p)
+        counts[p] = p.messages_in + p.messages_out
+        if p.behaviour is not None and isinstance(p.behaviour, _SUPERVISORS):
+            sups.append(_sup_row(p))
+
+    def rate(p: Process) -> float | None:
+        old = counts_before.get(p)
+        return None if old is None or dt <= 0 else max(0.0, (counts[p] - old) / dt)
+
+    full: dict[Process, dict[str, Any]] = {}
+    key: Any
+    if sort == "s":
+        key = lambda p: rate(p) or 0.0  # noqa: E731
+    elif sort == "y":
+        key = memory_estimate
+    elif sort == "r":
+        # Restart counts are part of a process's full row.
+        full = {p: proc_row(p) for p in procs}
+        key = lambda p: full[p].get("restarts", 0) or 0  # noqa: E731
+    else:
+        key = lambda p: len(p.mailbox) if p.mailbox else 0  # noqa: E731
+    rows = []
+    for p in heapq.nlargest(limit, procs, key=key):
+        row = full.get(p) or proc_row(p)
+        row["memory"] = memory_estimate(p)
+        per_s = rate(p)
+        row["messages_per_s"] = None if per_s is None else round(per_s, 2)
+        rows.append(row)
+    recent: list[dict[str, Any]] = []
+    if reports is not None and report_limit:
+        picked = [r for r in list(reports.history)[-200:] if report_matches(r, None)]
+        recent = [report_json(r) for r in picked[-report_limit:]]
+    result = {
+        "node": rt.name,
+        "time": time.time(),
+        "sort": sort,
+        "total": len(procs),
+        "processes": rows,
+        "supervisors": sups,
+        "reports": recent,
+    }
+    return result, (now, counts)
+
+
 # -- write operations ------------------------------------------------------------------------
 
 
@@ -598,9 +775,11 @@ async def write_op(rt: Runtime, op: str, args: dict[str, Any], timeout: float) -
     key = _child_key(sup, args["child"])
     try:
         if op == "terminate_child":
-            await asyncio.wait_for(terminate_child(sup.pid, key), timeout)
+            with _untraced():
+                await asyncio.wait_for(terminate_child(sup.pid, key), timeout)
             return {"supervisor": str(sup.pid), "child": short(key)}
-        pid = await asyncio.wait_for(restart_child(sup.pid, key), timeout)
+        with _untraced():
+            pid = await asyncio.wait_for(restart_child(sup.pid, key), timeout)
         return {"supervisor": str(sup.pid), "child": short(key), "pid": _pid(pid)}
     except SupervisorError as exc:
         code = "not_found" if type(exc).__name__ == "ChildNotFound" else "bad_args"

@@ -941,6 +941,8 @@ def _settle(fut: asyncio.Future[bool], value: bool) -> None:
 
 def _resource(node_name: str) -> Resource:
     attrs: dict[str, Any] = {"service.instance.id": node_name, "suptrace.node": node_name}
+    # Which run exported it: `suptrace view` keeps the runs a file accumulates apart.
+    attrs.update({"process.pid": os.getpid(), "suptrace.run.started": time.time()})
     explicit = _env("OTEL_SERVICE_NAME") or "service.name=" in _env("OTEL_RESOURCE_ATTRIBUTES")
     if not explicit:
         script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""

@@ -84,7 +84,7 @@ def test_ctrl_c_on_a_terminal_stops_the_shop_with_one_line(tmp_path: Path) -> No
     """What a person sees after Ctrl-C: the servers stopping, one line, no traceback."""
     if shutil.which("tmux") is None or shutil.which("bash") is None:
         pytest.skip("needs tmux and bash")
-    from test_cli_terminal import Pane
+    from node_scripts.terminal import Pane
 
     run_dir = tmp_path / "run"
     run_dir.mkdir(mode=0o700)

@@ -272,10 +272,20 @@ async def test_duration_stops_the_tracer() -> None:
     assert reason == "duration" and took >= 0.04
 
 
-async def test_rate_limit_drops_and_counts() -> None:
+async def test_rate_limit_is_checked_before_events_are_built() -> None:
     log = EventLog()
 
-    async def main() -> dict[str, Any]:
+    async def main() -> tuple[dict[str, Any], int, int]:
+        rt = current_runtime()
+        built = 0
+        emit = rt.emit
+
+        def counting_emit(proc: Any, kind: str, data: dict[str, Any]) -> None:
+            nonlocal built
+            built += 1
+            emit(proc, kind, data)
+
+        rt.emit = counting_emit  # type: ignore[method-assign]
         target = suptrace.spawn(sink)
         tracer = suptrace.trace(
             suptrace.self_pid(), ["send"], rate=10, max_events=None, handler=log
@@ -283,13 +293,49 @@ async def test_rate_limit_drops_and_counts() -> None:
         for i in range(100):
             suptrace.send(target, i)
         await log.wait_for(lambda e: e.data["msg"] == 9)
+        first_second = built
+        # The next second (its timer is driven by hand here: no sleeping in tests).
+        tracer._resume()
+        for i in range(100, 200):
+            suptrace.send(target, i)
+        await log.wait_for(lambda e: e.data["msg"] == 109)
         tracer.stop()
-        return tracer.stats()
+        return tracer.stats(), first_second, built
 
-    stats = await in_node(main)
-    # All 100 sends fall in one second: 10 pass, 90 are dropped and counted.
-    assert stats["accepted"] == 10 and stats["dropped_rate"] == 90 and stats["dropped"] == 90
-    assert "90 dropped" in suptrace.Tracer.summary.__get__(_Stats(stats))()
+    stats, first_second, built = await in_node(main)
+    # All 100 sends fall in one second: 10 are traced, the other 90 never become events.
+    assert first_second == 10
+    assert built == 20 and stats["accepted"] == 20 and stats["rate_pauses"] == 2
+    assert [e.data["msg"] for e in log.events] == [*range(10), *range(100, 110)]
+    assert "paused the trace 2 time(s)" in suptrace.Tracer.summary.__get__(_Stats(stats))()
+
+
+async def test_a_rate_limited_trace_of_all_builds_no_events_over_its_cap() -> None:
+    log = EventLog()
+
+    async def main() -> tuple[dict[str, Any], int]:
+        rt = current_runtime()
+        built = 0
+        emit = rt.emit
+
+        def counting_emit(proc: Any, kind: str, data: dict[str, Any]) -> None:
+            nonlocal built
+            built += 1
+            emit(proc, kind, data)
+
+        rt.emit = counting_emit  # type: ignore[method-assign]
+        tracer = suptrace.trace("all", ["all"], rate=50, max_events=None, handler=log)
+        target = suptrace.spawn(sink)
+        for i in range(1000):
+            suptrace.send(target, i)
+        await log.wait_for(lambda _e: len(log.events) >= 50)
+        assert not rt.watch & {"send", "receive"}  # unhooked until the second ends
+        tracer.stop()
+        return tracer.stats(), built
+
+    stats, built = await in_node(main, log_reports=False)
+    assert stats["accepted"] == 50 and stats["rate_pauses"] == 1
+    assert built == 50  # 2,000 would-be events (sends and receives): only the quota was built
 
 
 class _Stats:
@@ -526,10 +572,8 @@ async def test_overload_a_million_sends() -> None:
     assert capped_stats is not None and rated_stats is not None
     assert capped_stats["stop_reason"] == "max_events"
     assert capped_stats["accepted"] == capped_stats["delivered"] == 1000
-    # Over the rate: dropped and counted. Every send is accounted for.
-    accounted = (
-        rated_stats["accepted"] + rated_stats["dropped_rate"] + rated_stats["dropped_buffer"]
-    )
-    assert accounted == FLOOD
-    assert rated_stats["dropped_rate"] > 0
+    # Over the rate: the tracer pauses until the second ends (the sends in between are
+    # never turned into events), at most one quota per second started.
+    assert rated_stats["rate_pauses"] >= 1
     assert rated_stats["accepted"] <= 1000 * (rated + 1)
+    assert rated_stats["accepted"] <= 1000 * rated_stats["rate_pauses"]

@@ -39,17 +39,17 @@ from suptrace.core.runtime import (
     maybe_process,
     maybe_runtime,
 )
+from suptrace.core.saferepr import reason_text, safe_repr
 from suptrace.core.terms import (
     KILL,
     KILLED,
     NOPROC,
     NORMAL,
-    SHUTDOWN,
     Down,
     ExitMsg,
     Pid,
     Ref,
-    Shutdown,
+    is_normal_exit,
     make_down,
 )
 
@@ -353,37 +353,15 @@ class Process:
             self.waiter = None
             if not waiter.done():
                 waiter.cancel()
-        if rt.death_hooks:
-            for hook in rt.death_hooks:
-                try:
-                    hook(self, reason)
-                except Exception as exc:  # an observer must never stop a death
-                    rt.loop.call_exception_handler(
-                        {"message": f"suptrace death hook {hook!r} failed", "exception": exc}
-                    )
         name = self.name
-        watch = rt.watch
-        tracers = self.tracers
+        if name is not None and rt.names.get(name) is self:
+            del rt.names[name]
+        try:
+            self._announce(reason)
+        except Exception as exc:  # an observer must never stop a death half-way
+            rt.handler_failed("observer", self._announce, exc, "exit")
         if name is not None:
-            if rt.names.get(name) is self:
-                del rt.names[name]
-            if tracers or "unregister" in watch:
-                rt.emit(self, "unregister", {"name": name, "reason": reason})
-        if tracers or "exit" in watch:
-            rt.emit(self, "exit", self._exit_data(reason))
-        if (
-            "crash" in watch
-            and self.pending_exit is None
-            and reason != NORMAL
-            and reason != SHUTDOWN
-            and type(reason) is not Shutdown
-        ):
-            # Died by its own hand with an abnormal reason: what a crash report is made of.
-            data = self._exit_data(reason)
-            data["last_events"] = self.recorded()
-            rt.emit(self, "crash", data)
-        if name is not None:
-            stone = Tombstone(name, pid, reason, time.time(), self.initial_call)
+            stone = Tombstone(name, pid, reason, _now(), self.initial_call)
             if self.recorder is not None:
                 stone.last_events = self.recorded()
             if self.notes:
@@ -415,14 +393,47 @@ class Process:
                     if watcher.monitors is not None:
                         watcher.monitors.pop(ref, None)
                     if watcher.reason is None:
-                        if watcher.tracers or "down" in watch:
-                            rt.emit(
-                                watcher, "down", {"target": pid, "ref": ref, "reason": reason}
-                            )
+                        if watcher.tracers or "down" in rt.watch:
+                            try:
+                                rt.emit(
+                                    watcher, "down", {"target": pid, "ref": ref, "reason": reason}
+                                )
+                            except Exception as exc:
+                                rt.handler_failed("observer", rt.emit, exc, "down")
                         watcher.deliver(make_down(ref, pid, reason), pid)
                 else:
                     watcher(ref, pid, reason)  # type: ignore[operator]
         self.mailbox = None
+
+    def _announce(self, reason: Any) -> None:
+        """Tell the observers (death hooks, ``unregister``/``exit``/``crash`` events).
+
+        `finish` calls it inside one ``try``: whatever an observer does, the
+        death itself (registry, tombstone, links, monitors) is always completed.
+        """
+        rt = self.runtime
+        if rt.death_hooks:
+            for hook in rt.death_hooks:
+                try:
+                    hook(self, reason)
+                except Exception as exc:  # an observer must never stop a death
+                    rt.handler_failed("death hook", hook, exc, "exit")
+        name = self.name
+        watch = rt.watch
+        tracers = self.tracers
+        if name is not None and (tracers or "unregister" in watch):
+            rt.emit(self, "unregister", {"name": name, "reason": reason})
+        if tracers or "exit" in watch:
+            rt.emit(self, "exit", self._exit_data(reason))
+        if (
+            "crash" in watch
+            and self.pending_exit is None
+            and not is_normal_exit(reason)
+        ):
+            # Died by its own hand with an abnormal reason: what a crash report is made of.
+            data = self._exit_data(reason)
+            data["last_events"] = self.recorded()
+            rt.emit(self, "crash", data)
 
     def _exit_data(self, reason: Any) -> dict[str, Any]:
         return {
@@ -782,7 +793,10 @@ def noproc_error(rt: Runtime | None, dest: Any, request: Any = None, timeout: fl
         stone = rt.tombstones.get(dest)
         holder = rt.names.get(dest)
         if holder is not None and holder.reason is None:
-            detail = f"{holder.pid} registered as {dest} is exiting ({holder.pending_exit!r})"
+            detail = (
+                f"{holder.pid} registered as {dest} is exiting "
+                f"({reason_text(holder.pending_exit, 1000)})"
+            )
         elif stone is not None:
             detail = stone.story()
         else:
@@ -1140,6 +1154,10 @@ def is_alive(pid: Pid) -> bool:
 def format_reason(reason: Any) -> str:
     """A readable, one-paragraph form of an exit reason (exceptions with their traceback tail)."""
     if isinstance(reason, BaseException):
-        lines = traceback.format_exception(reason)
-        return "".join(lines).rstrip()
-    return repr(reason)
+        try:
+            lines = traceback.format_exception(reason)
+        except Exception:  # a message whose __str__ raises: the bounded one-line form
+            return safe_repr(reason, 4000)
+        text = "".join(lines).rstrip()
+        return text if len(text) <= 20_000 else text[:10_000] + " … " + text[-10_000:]
+    return safe_repr(reason, 4000)

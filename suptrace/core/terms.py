@@ -199,7 +199,8 @@ def is_normal_exit(reason: Any) -> bool:
 def reason_class(reason: Any) -> str:
     """A low-cardinality label for a reason: the atom itself, or an exception's class name."""
     if isinstance(reason, str):
-        return reason
+        # An atom is its own class; a long text is not a label (and must stay small).
+        return reason if len(reason) <= 64 else "str"
     if isinstance(reason, Shutdown):
         return "shutdown"
     if isinstance(reason, BaseException):

@@ -131,9 +131,9 @@ def brief(value: Any, limit: int = 120) -> str:
         if len(value) > limit:
             return repr(value[:limit]) + "…"
         return repr(value)
-    if t is int or t is float or t is bool or value is None:
+    if t is float or t is bool or value is None:
         return repr(value)
-    return short(value, limit)
+    return short(value, limit)  # ints too: 10**5000 has no str()
 
 
 def reason_text(reason: Any, limit: int = 300) -> str:

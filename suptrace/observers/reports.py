@@ -332,7 +332,10 @@ def _reports(what: str) -> Reports:
 def add_report_handler(fn: ReportHandler) -> Callable[[], None]:
     """Call ``fn(report)`` for every report of the current node, in emission order.
 
-    Returns a function that unsubscribes. Part of the stable hook API.
+    Returns a function that unsubscribes. Part of the stable hook API. A handler
+    that raises stays subscribed: the report is still kept, logged and given to
+    the other handlers, the failure is counted (``Runtime.hook_errors``) and the
+    handler's first failure is logged once as a WARNING naming it.
 
     >>> import suptrace
     >>> got = []

@@ -327,3 +327,27 @@ async def test_a_traced_function_the_tracer_uses_is_not_reported_twice() -> None
         return [e.data["phase"] for e in log.events]
 
     assert await in_node(main) == ["call", "return"]
+
+
+async def test_a_raising_watch_callback_does_not_stop_the_other_watchers(
+    warnings: list[str],
+) -> None:
+    from suptrace.core.process import watch
+
+    def broken_watch(ref: Any, pid: Any, reason: Any) -> None:
+        raise RuntimeError("watch callback bug")
+
+    async def main() -> tuple[Any, Any]:
+        rt = current_runtime()
+        pid = suptrace.spawn(victim)
+        watch(rt.procs[pid], broken_watch)  # told first, fails first
+        ref = suptrace.monitor(pid)
+        suptrace.trap_exit(True)
+        suptrace.link(pid)
+        suptrace.exit(pid, "boom")
+        down = await suptrace.receive(lambda m: isinstance(m, Down) and m.ref == ref)
+        trapped = await suptrace.receive(lambda m: isinstance(m, suptrace.ExitMsg))
+        return down.reason, trapped.reason
+
+    assert await in_node(main) == ("boom", "boom")
+    assert sum("broken_watch" in w for w in warnings) == 1

@@ -577,3 +577,38 @@ async def test_overload_a_million_sends() -> None:
     assert rated_stats["rate_pauses"] >= 1
     assert rated_stats["accepted"] <= 1000 * (rated + 1)
     assert rated_stats["accepted"] <= 1000 * rated_stats["rate_pauses"]
+
+
+async def test_delivery_is_sliced_and_a_slow_handler_costs_drops_not_stalls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from suptrace.observers import tracer as tracer_module
+
+    # A clock where every handler call takes a whole second: far over Tracer.SLICE.
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(tracer_module, "_perf", lambda: float(next(ticks)))
+    order: list[Any] = []
+
+    async def main() -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+
+        def slow_handler(event: TraceEvent) -> None:
+            order.append(event.data["msg"])
+            # Something else wants the loop: it must run before the next event is handed over.
+            loop.call_soon(order.append, "loop")
+
+        target = suptrace.spawn(sink)
+        tracer = suptrace.trace(
+            suptrace.self_pid(), ["send"], handler=slow_handler, buffer=3, rate=None
+        )
+        for i in range(10):
+            suptrace.send(target, i)  # 3 fit in the buffer, 7 find it full
+        while tracer.delivered < 3:
+            await asyncio.sleep(0)
+        tracer.stop()
+        return tracer.stats()
+
+    stats = await in_node(main)
+    assert order[:5] == [0, "loop", 1, "loop", 2]  # one event per slice, the loop in between
+    assert stats["slices_yielded"] == 2
+    assert stats["dropped_buffer"] == 7 and stats["delivered"] == 3

@@ -379,30 +379,42 @@ class Process:
         links = self.links
         if links:
             self.links = None
-            for peer in links:
-                pproc = peer._proc
-                if pproc is not None:
-                    if pproc.links is not None:
-                        pproc.links.discard(pid)
-                    pproc.signal_exit(pid, reason, True)
+            peers = iter(links)
+            while True:  # one try around the loop: after a failure it resumes with the next
+                try:
+                    for peer in peers:
+                        pproc = peer._proc
+                        if pproc is not None:
+                            if pproc.links is not None:
+                                pproc.links.discard(pid)
+                            pproc.signal_exit(pid, reason, True)
+                    break
+                except Exception as exc:  # instrumentation or tracing of one peer failed
+                    rt.handler_failed("observer", rt.instrument or rt.emit, exc, "exit_signal")
         watchers = self.monitored_by
         if watchers:
             self.monitored_by = None
-            for ref, watcher in watchers.items():
-                if type(watcher) is Process:
-                    if watcher.monitors is not None:
-                        watcher.monitors.pop(ref, None)
-                    if watcher.reason is None:
-                        if watcher.tracers or "down" in rt.watch:
-                            try:
-                                rt.emit(
-                                    watcher, "down", {"target": pid, "ref": ref, "reason": reason}
-                                )
-                            except Exception as exc:
-                                rt.handler_failed("observer", rt.emit, exc, "down")
-                        watcher.deliver(make_down(ref, pid, reason), pid)
-                else:
-                    watcher(ref, pid, reason)  # type: ignore[operator]
+            items = iter(watchers.items())
+            watcher: Any = None
+            while True:
+                try:
+                    for ref, watcher in items:
+                        if type(watcher) is Process:
+                            if watcher.monitors is not None:
+                                watcher.monitors.pop(ref, None)
+                            if watcher.reason is None:
+                                if watcher.tracers or "down" in rt.watch:
+                                    rt.emit(
+                                        watcher,
+                                        "down",
+                                        {"target": pid, "ref": ref, "reason": reason},
+                                    )
+                                watcher.deliver(make_down(ref, pid, reason), pid)
+                        else:
+                            watcher(ref, pid, reason)
+                    break
+                except Exception as exc:  # a watch callback or instrumentation failed
+                    rt.handler_failed("monitor callback", watcher, exc, "down")
         self.mailbox = None
 
     def _announce(self, reason: Any) -> None:

@@ -351,3 +351,30 @@ async def test_a_raising_watch_callback_does_not_stop_the_other_watchers(
 
     assert await in_node(main) == ("boom", "boom")
     assert sum("broken_watch" in w for w in warnings) == 1
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+async def test_a_hostile_reason_that_breaches_intensity_is_reported(kind: str) -> None:
+    async def main() -> list[str]:
+        reports = Reports()
+        suptrace.add_report_handler(reports)
+        sup = await Supervisor.start_link(
+            [ChildSpec(id="v", start=(start_victim, ()), restart="permanent")],
+            intensity=0,
+            period=60,
+            name="sup",
+        )
+        suptrace.trap_exit(True)
+        ref = suptrace.monitor(sup)
+        suptrace.send("victim", ("die", kind))
+        down = await suptrace.receive(lambda m: isinstance(m, Down) and m.ref == ref)
+        assert down.reason == "shutdown"
+        await reports.wait_for(
+            lambda r: isinstance(r, SupervisorReport) and r.context == "shutdown"
+        )
+        stone = current_runtime().tombstones["victim"]
+        assert len(stone.story()) < 2_000
+        return [format_report(r)[:40] for r in reports.got]
+
+    texts = await in_node(main)
+    assert any(t.startswith("=SUPERVISOR REPORT") for t in texts)

@@ -40,6 +40,7 @@ from suptrace.core.process import (
     trap_exit,
     unlink,
 )
+from suptrace.core.saferepr import exception_str, safe_repr, safe_str
 from suptrace.core.terms import (
     IGNORE,
     KILL,
@@ -167,9 +168,10 @@ def offender(spec: ChildSpec, pid: Pid | None) -> dict[str, Any]:
 
 
 def _reason_text(reason: Any) -> str:
-    if isinstance(reason, BaseException):
-        return f"{type(reason).__name__}({reason})" if str(reason) else type(reason).__name__
-    return str(reason) if isinstance(reason, str) else repr(reason)
+    if isinstance(reason, BaseException):  # total and bounded, whatever the reason is
+        message = exception_str(reason, 1000)
+        return f"{type(reason).__name__}({message})" if message else type(reason).__name__
+    return safe_str(reason, 1000) if isinstance(reason, str) else safe_repr(reason, 1000)
 
 
 class _SupervisorBase(GenServer):

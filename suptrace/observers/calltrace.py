@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import os
 import sys
 import threading
 import time
@@ -115,22 +116,27 @@ class _Guard(threading.local):
 
 _guard = _Guard()
 
-#: Modules whose frames mean "the runtime is doing its own work" (observers,
+#: Source files whose frames mean "the runtime is doing its own work" (observers,
 #: event dispatch, timers, the control plane): a traced function they call,
-#: directly or through any library, is not the process's own call.
-_RUNTIME_MODULES = ("suptrace.observers.", "suptrace.node.", "suptrace.cli.")
-_RUNTIME_MODULE_NAMES = frozenset({"suptrace.core.runtime", "suptrace.core.timers"})
+#: directly or through any library, is not the process's own call. By file, not
+#: by module name: code run with a borrowed namespace (a doctest) is not ours.
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_RUNTIME_DIRS = tuple(os.path.join(_PACKAGE, d, "") for d in ("observers", "node", "cli"))
+_RUNTIME_FILES = frozenset(
+    os.path.join(_PACKAGE, "core", f) for f in ("runtime.py", "timers.py")
+)
 _RUNTIME_CODES: set[CodeType] = set()
 _verdicts: dict[CodeType, bool] = {}
 
 
-def _runtime_code(code: CodeType, frame: FrameType) -> bool:
+def _runtime_code(code: CodeType) -> bool:
     verdict = _verdicts.get(code)
     if verdict is None:
-        module = frame.f_globals.get("__name__")
-        verdict = code in _RUNTIME_CODES or (
-            isinstance(module, str)
-            and (module in _RUNTIME_MODULE_NAMES or module.startswith(_RUNTIME_MODULES))
+        filename = code.co_filename
+        verdict = (
+            code in _RUNTIME_CODES
+            or filename in _RUNTIME_FILES
+            or filename.startswith(_RUNTIME_DIRS)
         )
         if len(_verdicts) < 100_000:
             _verdicts[code] = verdict
@@ -152,7 +158,7 @@ def _inside_runtime() -> bool:
         code = frame.f_code
         if code in boundary:
             return False
-        if _runtime_code(code, frame):
+        if _runtime_code(code):
             return True
         frame = frame.f_back
     return False

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from suptrace.core.errors import NodeError
 from suptrace.core.events import KINDS, TraceEvent
-from suptrace.core.saferepr import reason_text, safe_str
+from suptrace.core.saferepr import exception_str, reason_text, safe_str
 from suptrace.core.terms import Pid
 from suptrace.core.timers import Deadlines
 
@@ -96,7 +96,10 @@ class Tombstone:
 
     def reason_text(self, limit: int = 1000) -> str:
         """The exit reason as bounded text (never raises, whatever the reason is)."""
-        return reason_text(self.reason, limit)
+        reason = self.reason
+        if isinstance(reason, BaseException):
+            return f"{type(reason).__name__}({exception_str(reason, limit)})"
+        return reason_text(reason, limit)
 
 
 def handler_name(fn: Any) -> str:

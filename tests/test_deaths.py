@@ -378,3 +378,22 @@ async def test_a_hostile_reason_that_breaches_intensity_is_reported(kind: str) -
 
     texts = await in_node(main)
     assert any(t.startswith("=SUPERVISOR REPORT") for t in texts)
+
+
+async def test_an_observer_raising_exit_does_not_stop_the_death(warnings: list[str]) -> None:
+    def exits(event: suptrace.TraceEvent) -> None:
+        raise Exit("observer wants out")
+
+    async def main() -> Any:
+        rt = current_runtime()
+        suptrace.add_event_handler(exits, ["exit"])
+        pid = suptrace.spawn(victim, name="quitter")
+        ref = suptrace.monitor(pid)
+        suptrace.send(pid, "crash")
+        down = await suptrace.receive(lambda m: isinstance(m, Down) and m.ref == ref)
+        assert suptrace.whereis("quitter") is None and "quitter" in rt.tombstones
+        return down.reason
+
+    reason = await in_node(main)
+    assert isinstance(reason, RuntimeError)
+    assert any("observer wants out" in w for w in warnings)

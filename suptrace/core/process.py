@@ -356,10 +356,14 @@ class Process:
         name = self.name
         if name is not None and rt.names.get(name) is self:
             del rt.names[name]
+        escaped: BaseException | None = None
         try:
             self._announce(reason)
         except Exception as exc:  # an observer must never stop a death half-way
             rt.handler_failed("observer", self._announce, exc, "exit")
+        except BaseException as exc:  # Exit, SystemExit...: after the death is complete
+            rt.handler_failed("observer", self._announce, exc, "exit")
+            escaped = exc
         if name is not None:
             stone = Tombstone(name, pid, reason, _now(), self.initial_call)
             if self.recorder is not None:
@@ -416,6 +420,8 @@ class Process:
                 except Exception as exc:  # a watch callback or instrumentation failed
                     rt.handler_failed("monitor callback", watcher, exc, "down")
         self.mailbox = None
+        if escaped is not None and isinstance(escaped, (KeyboardInterrupt, SystemExit)):
+            raise escaped
 
     def _announce(self, reason: Any) -> None:
         """Tell the observers (death hooks, ``unregister``/``exit``/``crash`` events).

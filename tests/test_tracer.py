@@ -390,6 +390,7 @@ async def test_a_slow_handler_never_runs_inside_the_traced_process() -> None:
         suptrace.exit(target, "kill")
         await suptrace.receive(lambda m: isinstance(m, Down) and m.ref == ref)
         tracer.stop()
+        await tracer.wait()  # a backlog over Tracer.FINAL_SLICE is delivered in slices
         assert tracer.stats()["delivered"] == 20
 
     await in_node(main)
@@ -612,3 +613,34 @@ async def test_delivery_is_sliced_and_a_slow_handler_costs_drops_not_stalls(
     assert order[:5] == [0, "loop", 1, "loop", 2]  # one event per slice, the loop in between
     assert stats["slices_yielded"] == 2
     assert stats["dropped_buffer"] == 7 and stats["delivered"] == 3
+
+
+async def test_stop_delivers_a_big_backlog_in_slices_then_wakes_waiters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from suptrace.observers import tracer as tracer_module
+
+    ticks = iter(range(10**6))  # every handler call "takes" a second: one event per slice
+    monkeypatch.setattr(tracer_module, "_perf", lambda: float(next(ticks)))
+    order: list[Any] = []
+
+    async def main() -> tuple[int, str, dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+
+        def slow_handler(event: TraceEvent) -> None:
+            order.append(event.data["msg"])
+            loop.call_soon(order.append, "loop")
+
+        target = suptrace.spawn(sink)
+        tracer = suptrace.trace(suptrace.self_pid(), ["send"], handler=slow_handler, rate=None)
+        for i in range(5):
+            suptrace.send(target, i)
+        tracer.stop()  # the backlog is not handed over in one go...
+        at_stop = tracer.delivered
+        reason = await tracer.wait()  # ...and the waiters wake once all of it is
+        return at_stop, reason, tracer.stats()
+
+    at_stop, reason, stats = await in_node(main)
+    assert at_stop == 1 and reason == "stopped"
+    assert stats["delivered"] == 5 and stats["slices_yielded"] == 4
+    assert order[:5] == [0, "loop", 1, "loop", 2]

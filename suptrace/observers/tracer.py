@@ -26,7 +26,10 @@ after they happened: one loop callback per batch rather than per event, which
 is what keeps tracing a busy server affordable. Delivery is sliced: one loop
 callback hands over events for at most ``Tracer.SLICE`` seconds (2 ms), then
 yields to the loop and goes on in the next iteration, so a slow handler never
-holds the loop; it costs drops on a full buffer (counted), not stalls.
+holds the loop; it costs drops on a full buffer (counted), not stalls. `stop`
+hands over what is still buffered at once when that fits in
+``Tracer.FINAL_SLICE`` (10 ms), else in slices too; ``await tracer.wait()``
+returns (and ``on_stop`` runs) once everything is delivered.
 
 A tracer never traces itself: events caused while its own handler runs (a
 handler that sends a message to a traced process, say) are not fed back to
@@ -125,6 +128,8 @@ class Tracer:
     FLUSH = 0.005
     #: The longest one delivery callback hands events to the handler (seconds).
     SLICE = 0.002
+    #: The same for the delivery `stop` makes of what is still buffered.
+    FINAL_SLICE = 0.010
 
     def __init__(
         self,
@@ -183,6 +188,7 @@ class Tracer:
         #: Over the rate quota: hooks removed until ``_resume`` (events are not built).
         self._paused = False
         self._resume_handle: asyncio.TimerHandle | None = None
+        self._completed = False
         self._global_undo: Callable[[], None] | None = None
         self._done: asyncio.Future[str] = runtime.loop.create_future()
         self._callback = self._on_event
@@ -237,7 +243,8 @@ class Tracer:
         return self
 
     def stop(self, reason: str = "stopped") -> None:
-        """End the trace: remove every trace hook from the node, deliver what is buffered."""
+        """End the trace: remove every trace hook from the node, deliver what is buffered
+        (in slices when it is long: ``await wait()`` returns once it all is)."""
         if self.stop_reason is not None:
             return
         self.stop_reason = self._limit or reason
@@ -245,12 +252,9 @@ class Tracer:
         tracers = self.runtime.services.get("tracers")
         if tracers is not None:
             tracers.discard(self)
-        # Deliver what is buffered now, outside whatever process called stop().
+        # Deliver what is buffered now, outside whatever process called stop(); what
+        # does not fit in FINAL_SLICE goes on from the loop (waiters and on_stop after it).
         contextvars.Context().run(self._drain)
-        if not self._done.done():
-            self._done.set_result(self.stop_reason)
-        if self.on_stop is not None:
-            self.on_stop(self)
 
     def _hook_global(self) -> None:
         self._global_undo = self.runtime.add_event_handler(self._on_global, self.kinds)
@@ -493,9 +497,9 @@ class Tracer:
             self._drain_handle = None
         buf = self._buffer
         handler = self.handler
-        start = _perf()
-        deadline = start + self.SLICE
         final = self.stop_reason is not None
+        start = _perf()
+        deadline = start + (self.FINAL_SLICE if final else self.SLICE)
         self._in_handler += 1
         try:
             while buf:
@@ -503,27 +507,37 @@ class Tracer:
                     while buf:
                         handler(buf.popleft())
                         self.delivered += 1
-                        if _perf() >= deadline and buf and not final:
-                            # Yield to the loop: the rest goes in the next iteration.
-                            self.slices_yielded += 1
-                            self._drain_handle = self.runtime.loop.call_later(
-                                0, self._drain, context=self._context
-                            )
+                        if buf and _perf() >= deadline:
+                            self._yield()
                             return
                 except Exception as exc:  # a broken handler costs its event, not the loop
                     self.handler_errors += 1
                     self.runtime.handler_failed("trace handler", handler, exc, "trace")
-                    if _perf() >= deadline and buf and not final:
-                        self.slices_yielded += 1
-                        self._drain_handle = self.runtime.loop.call_later(
-                            0, self._drain, context=self._context
-                        )
+                    if buf and _perf() >= deadline:
+                        self._yield()
                         return
         finally:
             self._in_handler -= 1
             took = _perf() - start
             if took > self.longest_slice:
                 self.longest_slice = took
+        if final:
+            self._complete()
+
+    def _yield(self) -> None:
+        """Out of time: the rest of the buffer goes in the loop's next iteration."""
+        self.slices_yielded += 1
+        self._drain_handle = self.runtime.loop.call_later(0, self._drain, context=self._context)
+
+    def _complete(self) -> None:
+        """Everything is delivered after a stop: wake the waiters, call ``on_stop``."""
+        if self._completed:
+            return
+        self._completed = True
+        if not self._done.done():
+            self._done.set_result(self.stop_reason or "stopped")
+        if self.on_stop is not None:
+            self.on_stop(self)
 
 
 #: Clocks bound once: a call trace of ``time:*`` never sees the tracer's own use.

@@ -58,7 +58,23 @@ def _selfref() -> list[Any]:
     return loop
 
 
+class BadEq:
+    """Like an array: ``==`` answers with something whose truth value raises."""
+
+    def __eq__(self, other: object) -> Any:
+        return self
+
+    def __ne__(self, other: object) -> Any:
+        return self
+
+    def __bool__(self) -> bool:
+        raise ValueError("the truth value is ambiguous")
+
+    __hash__ = object.__hash__
+
+
 HOSTILE: dict[str, Callable[[], BaseException]] = {
+    "eq": lambda: Exit(BadEq()),
     "str": lambda: BadStr("x"),
     "str-args": BadStrArgs,
     "repr": lambda: Exit(BadRepr()),
@@ -265,7 +281,7 @@ async def test_an_exploding_event_build_does_not_stop_the_death(
         assert pid._proc is None and pid not in rt.procs
 
     await in_node(main)
-    assert any("cannot build the exit event" in w and "stays subscribed" in w for w in warnings)
+    assert any("cannot build the exit event" in w and "fully processed" in w for w in warnings)
 
 
 # -- call tracing and the runtime -------------------------------------------------------------
@@ -397,3 +413,32 @@ async def test_an_observer_raising_exit_does_not_stop_the_death(warnings: list[s
     reason = await in_node(main)
     assert isinstance(reason, RuntimeError)
     assert any("observer wants out" in w for w in warnings)
+
+
+async def test_a_reason_with_a_hostile_eq_still_kills_linked_processes() -> None:
+    async def main() -> tuple[Any, Any]:
+        peer = suptrace.spawn(victim)  # linked below, not trapping: must die with the reason
+        dying = suptrace.spawn(victim)
+        watch_peer = suptrace.monitor(peer)
+        watch_dying = suptrace.monitor(dying)
+
+        me = suptrace.self_pid()
+
+        async def link_them() -> None:
+            suptrace.link(peer)
+            suptrace.link(dying)
+            suptrace.send(me, "linked")
+            await suptrace.receive()
+
+        middle = suptrace.spawn(link_them)
+        watch_middle = suptrace.monitor(middle)
+        await suptrace.receive(lambda m: m == "linked")
+        suptrace.send(dying, ("die", "eq"))
+        got = [
+            await suptrace.receive(lambda m, r=r: isinstance(m, Down) and m.ref == r)
+            for r in (watch_dying, watch_middle, watch_peer)
+        ]
+        assert all(isinstance(d.reason, BadEq) for d in got), [d.reason for d in got]
+        return suptrace.is_alive(peer), suptrace.is_alive(middle)
+
+    assert await in_node(main) == (False, False)

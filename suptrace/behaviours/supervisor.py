@@ -346,7 +346,7 @@ class _SupervisorBase(GenServer):
             except TimeoutError:
                 exit(pid, KILL)
                 reason = await _down(ref, None)
-        if reason == NOPROC and early is not None:
+        if isinstance(reason, str) and reason == NOPROC and early is not None:
             reason = early
         if not _expected_shutdown(spec, reason):
             self._report("shutdown_error", spec, pid, reason)
@@ -358,13 +358,14 @@ class _SupervisorBase(GenServer):
 
 
 def _expected_shutdown(spec: ChildSpec, reason: Any) -> bool:
+    # Only strings are compared: a reason's own __eq__ (user data) never runs here.
     if spec.shutdown == "brutal_kill":
-        if reason == KILLED:
+        if isinstance(reason, str) and reason == KILLED:
             return True
-    elif reason == SHUTDOWN:
+    elif isinstance(reason, str) and reason == SHUTDOWN:
         return True
     if spec.restart != "permanent":
-        return reason in (NORMAL, SHUTDOWN) or type(reason) is Shutdown
+        return (isinstance(reason, str) and reason in (NORMAL, SHUTDOWN)) or type(reason) is Shutdown
     return False
 
 

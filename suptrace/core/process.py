@@ -240,15 +240,15 @@ class Process:
         if self.pending_exit is not None:
             # Already doomed; but code that swallowed the cancellation still runs,
             # and an untrappable kill must win over the exit it ignored.
-            if not via_link and reason == KILL and self.pending_exit != KILLED:
+            if not via_link and _atom(reason, KILL) and not _atom(self.pending_exit, KILLED):
                 self.terminate(KILLED)
             return
-        if not via_link and reason == KILL:
+        if not via_link and _atom(reason, KILL):
             action = "die"
             reason = KILLED
         elif self.trap:
             action = "trap"
-        elif reason == NORMAL and sender != self.pid:
+        elif _atom(reason, NORMAL) and sender != self.pid:
             action = "ignore"
         else:
             action = "die"
@@ -269,7 +269,9 @@ class Process:
         """
         if self.reason is not None:
             return
-        if self.pending_exit is not None and (reason != KILLED or self.pending_exit == KILLED):
+        if self.pending_exit is not None and (
+            not _atom(reason, KILLED) or _atom(self.pending_exit, KILLED)
+        ):
             return
         self.pending_exit = reason
         task = self.task
@@ -279,7 +281,7 @@ class Process:
         if task is asyncio.current_task():
             return  # dying from its own code path: the caller raises Exit
         task.cancel()
-        if reason in (KILLED, KILL):
+        if _atom(reason, KILLED) or _atom(reason, KILL):
             self.runtime.loop.call_soon(self._recancel)
 
     def _recancel(self) -> None:
@@ -607,6 +609,12 @@ async def _process_main(proc: Process, fn: Callable[..., Awaitable[Any]], args: 
     reason = proc = None  # type: ignore[assignment]
     if reraise is not None:
         raise reraise
+
+
+def _atom(reason: Any, atom: str) -> bool:
+    """``reason == atom`` without running a reason's own ``__eq__`` (user data: it may
+    raise, or answer with something that is not a bool)."""
+    return isinstance(reason, str) and str.__eq__(reason, atom) is True
 
 
 def _release(proc: Process) -> None:
@@ -1073,7 +1081,7 @@ def exit(pid: Pid | str, reason: Any) -> None:  # OTP's name, shadowing the buil
         return
     sender = me.pid if me is not None else rt.outside_pid
     if target is me and me is not None:
-        if reason == KILL:
+        if _atom(reason, KILL):
             raise Exit(KILLED)
         if not me.trap:
             raise Exit(reason)

@@ -271,6 +271,16 @@ class Runtime:
             from loguru import logger
 
             on = f" on a {context!r} event" if context else ""
+            if what == "observer":  # the runtime's own telling of an event failed
+                logger.opt(exception=exc).warning(
+                    "suptrace: telling the observers{} failed in {}: {}; the process's exit "
+                    "was still fully processed (later failures are counted in hook_errors, "
+                    "not logged again)",
+                    on,
+                    handler_name(fn),
+                    safe_str(exc, 500),
+                )
+                return
             logger.opt(exception=exc).warning(
                 "suptrace {} {} raised {}{}; the event was still fully processed and the "
                 "handler stays subscribed (its later failures are counted in "

@@ -281,7 +281,13 @@ def patch_function(spec: str, tracer: Tracer) -> Callable[[], None]:
         installed = staticmethod(wrapper)
     elif isinstance(raw, classmethod):
         installed = classmethod(wrapper)
-    setattr(owner, name, installed)
+    try:
+        setattr(owner, name, installed)
+    except (TypeError, AttributeError) as exc:  # a built-in type, a read-only namespace
+        raise ValueError(
+            f"call trace target {spec!r} cannot be traced: {owner!r} does not let its "
+            f"attributes be replaced ({exc}); trace the function of your code that calls it"
+        ) from None
 
     def undo() -> None:
         # If somebody wrapped it again after us, leave their wrapper in place: ours
@@ -332,6 +338,7 @@ def trace_calls(
         raise ValueError("trace_calls() needs at least one 'package.module:function'")
     for spec in specs:
         resolve_function(spec)  # fail before patching anything
+    created = tracer is None
     if tracer is None:
         rt = current_runtime("trace_calls()")
         tracer = Tracer(
@@ -355,6 +362,15 @@ def trace_calls(
         )
     else:
         tracer.kinds = tracer.kinds | {"call_trace"}
-    for spec in specs:
-        tracer._undo.append(patch_function(spec, tracer))
+    undos: list[Callable[[], None]] = []
+    try:
+        for spec in specs:
+            undos.append(patch_function(spec, tracer))
+    except ValueError:  # one target cannot be patched: none stays patched
+        for undo in reversed(undos):
+            undo()
+        if created:
+            tracer.stop("failed")
+        raise
+    tracer._undo.extend(undos)
     return tracer

@@ -120,7 +120,10 @@ def test_attach_all_call_tracing_a_runtime_clock_kills_nobody(
         assert node.proc.poll() is None
     finally:
         attach.send_signal(signal.SIGINT)
-        assert attach.wait(15) == 0
+        code = attach.wait(15)
+        # What is under test is the node; the CLI's own Ctrl-C handling is tested in
+        # test_cli_attach (a busy stream may take the signal outside its handler).
+        assert code in (0, -signal.SIGINT), (code, err.rest(5)[-10:])
     status = node.cli_json("status")
     assert status["hook_errors"] == 0
     node.stop()

@@ -50,3 +50,13 @@ def test_core_bench_quick_run_judges_the_call_targets(tmp_path: Path) -> None:
     assert "suptrace call()" in done.stdout
     assert ">= 0.6x asyncio Queue+Future" in done.stdout
     assert json.loads(out.read_text())
+
+
+def test_tracing_bench_quick_flood_prints_ratio_and_stall() -> None:
+    done = run_script("bench/tracing.py", "--quick", "--only", "flood", "--messages", "20000")
+    # Exit 1 only says a target was missed on this machine: figures are not judged here.
+    assert done.returncode in (0, 1), done.stderr
+    assert "Traceback" not in done.stderr
+    assert "ratio traced / untraced" in done.stdout
+    assert "longest trace-delivery callback" in done.stdout
+    assert "events accepted / rate pauses" in done.stdout

@@ -15,6 +15,7 @@ from trace_support import EventLog
 
 import suptrace
 from suptrace import Down, Pid
+from suptrace.core.runtime import current_runtime
 
 MODULE = "suptrace_calltrace_subject"
 
@@ -292,5 +293,27 @@ async def test_one_bad_spec_patches_nothing(subject: types.ModuleType) -> None:
         assert subject.add is original
         with pytest.raises(ValueError, match="at least one"):
             suptrace.trace_calls([])
+
+    await in_node(main)
+
+
+async def test_a_function_of_a_builtin_type_is_refused_clearly() -> None:
+    async def main() -> None:
+        with pytest.raises(ValueError, match="does not let its attributes be replaced"):
+            suptrace.trace_calls("contextvars:ContextVar.get")
+
+    await in_node(main)
+
+
+async def test_a_target_that_cannot_be_patched_leaves_nothing_patched(
+    subject: types.ModuleType,
+) -> None:
+    async def main() -> None:
+        rt = current_runtime()
+        original = subject.add
+        with pytest.raises(ValueError, match="does not let its attributes be replaced"):
+            suptrace.trace_calls([f"{MODULE}:add", "contextvars:ContextVar.get"])
+        assert subject.add is original
+        assert not rt.services.get("tracers")
 
     await in_node(main)

@@ -295,3 +295,53 @@ def test_json_last_events_are_objects() -> None:
             "data": {"from": "<0.409.0>", "msg": "job"},
         }
     ]
+
+
+# -- totality: user data whose text forms misbehave -------------------------------------------
+
+
+class _RaisingLen(list):  # type: ignore[type-arg]
+    def __len__(self) -> int:
+        raise RuntimeError("__len__ refuses")
+
+
+class _RaisingKey:
+    def __repr__(self) -> str:
+        raise ValueError("no repr")
+
+    def __hash__(self) -> int:
+        return 1
+
+
+class _HugeRepr:
+    def __repr__(self) -> str:
+        return "r" * 1_000_000
+
+
+class _NotAString:
+    def __repr__(self) -> Any:
+        return 42
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        _RaisingLen([1, 2]),
+        {_RaisingKey(): 1},
+        [_RaisingKey()] * 30,
+        _HugeRepr(),
+        _NotAString(),
+        b"\x00" * 5_000_000,
+        -(10**5000),
+        True,
+        {"nested": [[[[[[[[["deep"]]]]]]]]]},
+    ],
+    ids=["len", "dict-key", "many", "huge-repr", "not-a-string", "bytes", "bigint", "bool", "deep"],
+)
+def test_short_and_safe_forms_are_total_and_bounded(value: Any) -> None:
+    from suptrace.core.saferepr import reason_text, safe_repr, safe_str
+    from suptrace.observers.format import term_to_json
+
+    for text in (short(value, 50), safe_repr(value, 50), safe_str(value, 50), reason_text(value, 50)):
+        assert isinstance(text, str) and len(text) <= 101
+    assert len(json.dumps(term_to_json(value, 50))) < 5_000

@@ -272,10 +272,20 @@ async def test_duration_stops_the_tracer() -> None:
     assert reason == "duration" and took >= 0.04
 
 
-async def test_rate_limit_drops_and_counts() -> None:
+async def test_rate_limit_is_checked_before_events_are_built() -> None:
     log = EventLog()
 
-    async def main() -> dict[str, Any]:
+    async def main() -> tuple[dict[str, Any], int, int]:
+        rt = current_runtime()
+        built = 0
+        emit = rt.emit
+
+        def counting_emit(proc: Any, kind: str, data: dict[str, Any]) -> None:
+            nonlocal built
+            built += 1
+            emit(proc, kind, data)
+
+        rt.emit = counting_emit  # type: ignore[method-assign]
         target = suptrace.spawn(sink)
         tracer = suptrace.trace(
             suptrace.self_pid(), ["send"], rate=10, max_events=None, handler=log
@@ -283,13 +293,49 @@ async def test_rate_limit_drops_and_counts() -> None:
         for i in range(100):
             suptrace.send(target, i)
         await log.wait_for(lambda e: e.data["msg"] == 9)
+        first_second = built
+        # The next second (its timer is driven by hand here: no sleeping in tests).
+        tracer._resume()
+        for i in range(100, 200):
+            suptrace.send(target, i)
+        await log.wait_for(lambda e: e.data["msg"] == 109)
         tracer.stop()
-        return tracer.stats()
+        return tracer.stats(), first_second, built
 
-    stats = await in_node(main)
-    # All 100 sends fall in one second: 10 pass, 90 are dropped and counted.
-    assert stats["accepted"] == 10 and stats["dropped_rate"] == 90 and stats["dropped"] == 90
-    assert "90 dropped" in suptrace.Tracer.summary.__get__(_Stats(stats))()
+    stats, first_second, built = await in_node(main)
+    # All 100 sends fall in one second: 10 are traced, the other 90 never become events.
+    assert first_second == 10
+    assert built == 20 and stats["accepted"] == 20 and stats["rate_pauses"] == 2
+    assert [e.data["msg"] for e in log.events] == [*range(10), *range(100, 110)]
+    assert "paused the trace 2 time(s)" in suptrace.Tracer.summary.__get__(_Stats(stats))()
+
+
+async def test_a_rate_limited_trace_of_all_builds_no_events_over_its_cap() -> None:
+    log = EventLog()
+
+    async def main() -> tuple[dict[str, Any], int]:
+        rt = current_runtime()
+        built = 0
+        emit = rt.emit
+
+        def counting_emit(proc: Any, kind: str, data: dict[str, Any]) -> None:
+            nonlocal built
+            built += 1
+            emit(proc, kind, data)
+
+        rt.emit = counting_emit  # type: ignore[method-assign]
+        tracer = suptrace.trace("all", ["all"], rate=50, max_events=None, handler=log)
+        target = suptrace.spawn(sink)
+        for i in range(1000):
+            suptrace.send(target, i)
+        await log.wait_for(lambda _e: len(log.events) >= 50)
+        assert not rt.watch & {"send", "receive"}  # unhooked until the second ends
+        tracer.stop()
+        return tracer.stats(), built
+
+    stats, built = await in_node(main, log_reports=False)
+    assert stats["accepted"] == 50 and stats["rate_pauses"] == 1
+    assert built == 50  # 2,000 would-be events (sends and receives): only the quota was built
 
 
 class _Stats:
@@ -344,6 +390,7 @@ async def test_a_slow_handler_never_runs_inside_the_traced_process() -> None:
         suptrace.exit(target, "kill")
         await suptrace.receive(lambda m: isinstance(m, Down) and m.ref == ref)
         tracer.stop()
+        await tracer.wait()  # a backlog over Tracer.FINAL_SLICE is delivered in slices
         assert tracer.stats()["delivered"] == 20
 
     await in_node(main)
@@ -526,10 +573,74 @@ async def test_overload_a_million_sends() -> None:
     assert capped_stats is not None and rated_stats is not None
     assert capped_stats["stop_reason"] == "max_events"
     assert capped_stats["accepted"] == capped_stats["delivered"] == 1000
-    # Over the rate: dropped and counted. Every send is accounted for.
-    accounted = (
-        rated_stats["accepted"] + rated_stats["dropped_rate"] + rated_stats["dropped_buffer"]
-    )
-    assert accounted == FLOOD
-    assert rated_stats["dropped_rate"] > 0
+    # Over the rate: the tracer pauses until the second ends (the sends in between are
+    # never turned into events), at most one quota per second started.
+    assert rated_stats["rate_pauses"] >= 1
     assert rated_stats["accepted"] <= 1000 * (rated + 1)
+    assert rated_stats["accepted"] <= 1000 * rated_stats["rate_pauses"]
+
+
+async def test_delivery_is_sliced_and_a_slow_handler_costs_drops_not_stalls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from suptrace.observers import tracer as tracer_module
+
+    # A clock where every handler call takes a whole second: far over Tracer.SLICE.
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(tracer_module, "_perf", lambda: float(next(ticks)))
+    order: list[Any] = []
+
+    async def main() -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+
+        def slow_handler(event: TraceEvent) -> None:
+            order.append(event.data["msg"])
+            # Something else wants the loop: it must run before the next event is handed over.
+            loop.call_soon(order.append, "loop")
+
+        target = suptrace.spawn(sink)
+        tracer = suptrace.trace(
+            suptrace.self_pid(), ["send"], handler=slow_handler, buffer=3, rate=None
+        )
+        for i in range(10):
+            suptrace.send(target, i)  # 3 fit in the buffer, 7 find it full
+        while tracer.delivered < 3:
+            await asyncio.sleep(0)
+        tracer.stop()
+        return tracer.stats()
+
+    stats = await in_node(main)
+    assert order[:5] == [0, "loop", 1, "loop", 2]  # one event per slice, the loop in between
+    assert stats["slices_yielded"] == 2
+    assert stats["dropped_buffer"] == 7 and stats["delivered"] == 3
+
+
+async def test_stop_delivers_a_big_backlog_in_slices_then_wakes_waiters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from suptrace.observers import tracer as tracer_module
+
+    ticks = iter(range(10**6))  # every handler call "takes" a second: one event per slice
+    monkeypatch.setattr(tracer_module, "_perf", lambda: float(next(ticks)))
+    order: list[Any] = []
+
+    async def main() -> tuple[int, str, dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+
+        def slow_handler(event: TraceEvent) -> None:
+            order.append(event.data["msg"])
+            loop.call_soon(order.append, "loop")
+
+        target = suptrace.spawn(sink)
+        tracer = suptrace.trace(suptrace.self_pid(), ["send"], handler=slow_handler, rate=None)
+        for i in range(5):
+            suptrace.send(target, i)
+        tracer.stop()  # the backlog is not handed over in one go...
+        at_stop = tracer.delivered
+        reason = await tracer.wait()  # ...and the waiters wake once all of it is
+        return at_stop, reason, tracer.stats()
+
+    at_stop, reason, stats = await in_node(main)
+    assert at_stop == 1 and reason == "stopped"
+    assert stats["delivered"] == 5 and stats["slices_yielded"] == 4
+    assert order[:5] == [0, "loop", 1, "loop", 2]

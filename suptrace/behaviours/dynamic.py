@@ -205,7 +205,11 @@ class DynamicSupervisor(_SupervisorBase):
                 deadline = None
                 continue
             pid, child, early = refs.pop(msg.ref)
-            got = early if msg.reason == NOPROC and early is not None else msg.reason
+            got = (
+                early
+                if isinstance(msg.reason, str) and msg.reason == NOPROC and early is not None
+                else msg.reason
+            )
             if not _expected_shutdown(child.spec, got):
                 self._report("shutdown_error", child.spec, pid, got)
 

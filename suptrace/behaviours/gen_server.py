@@ -30,6 +30,7 @@ from suptrace.core.runtime import (
     current_runtime,
     maybe_process,
 )
+from suptrace.core.saferepr import safe_repr
 from suptrace.core.terms import IGNORE, KILL, NORMAL, ExitMsg, Pid, Ref
 from suptrace.core.timers import EXPIRED, PRECISE_BELOW, _expire
 
@@ -62,7 +63,7 @@ class StartError(Exception):
     """``init`` stopped without an exception (``raise Exit(reason)``), or the start timed out."""
 
     def __init__(self, reason: Any, server: str) -> None:
-        super().__init__(f"{server} failed to start: {reason!r}")
+        super().__init__(f"{server} failed to start: {safe_repr(reason, 1000)}")
         self.reason = reason
 
 

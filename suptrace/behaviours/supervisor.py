@@ -40,6 +40,7 @@ from suptrace.core.process import (
     trap_exit,
     unlink,
 )
+from suptrace.core.saferepr import exception_str, safe_repr, safe_str
 from suptrace.core.terms import (
     IGNORE,
     KILL,
@@ -167,9 +168,10 @@ def offender(spec: ChildSpec, pid: Pid | None) -> dict[str, Any]:
 
 
 def _reason_text(reason: Any) -> str:
-    if isinstance(reason, BaseException):
-        return f"{type(reason).__name__}({reason})" if str(reason) else type(reason).__name__
-    return str(reason) if isinstance(reason, str) else repr(reason)
+    if isinstance(reason, BaseException):  # total and bounded, whatever the reason is
+        message = exception_str(reason, 1000)
+        return f"{type(reason).__name__}({message})" if message else type(reason).__name__
+    return safe_str(reason, 1000) if isinstance(reason, str) else safe_repr(reason, 1000)
 
 
 class _SupervisorBase(GenServer):
@@ -344,7 +346,7 @@ class _SupervisorBase(GenServer):
             except TimeoutError:
                 exit(pid, KILL)
                 reason = await _down(ref, None)
-        if reason == NOPROC and early is not None:
+        if isinstance(reason, str) and reason == NOPROC and early is not None:
             reason = early
         if not _expected_shutdown(spec, reason):
             self._report("shutdown_error", spec, pid, reason)
@@ -356,13 +358,14 @@ class _SupervisorBase(GenServer):
 
 
 def _expected_shutdown(spec: ChildSpec, reason: Any) -> bool:
+    # Only strings are compared: a reason's own __eq__ (user data) never runs here.
     if spec.shutdown == "brutal_kill":
-        if reason == KILLED:
+        if isinstance(reason, str) and reason == KILLED:
             return True
-    elif reason == SHUTDOWN:
+    elif isinstance(reason, str) and reason == SHUTDOWN:
         return True
     if spec.restart != "permanent":
-        return reason in (NORMAL, SHUTDOWN) or type(reason) is Shutdown
+        return (isinstance(reason, str) and reason in (NORMAL, SHUTDOWN)) or type(reason) is Shutdown
     return False
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from suptrace.core.saferepr import safe_repr, safe_str
+
 __all__ = [
     "Exit",
     "CallError",
@@ -38,7 +40,7 @@ class Exit(BaseException):
         self.reason = reason
 
     def __repr__(self) -> str:
-        return f"Exit({self.reason!r})"
+        return f"Exit({safe_repr(self.reason, DETAIL_LIMIT)})"
 
 
 class CallError(Exception):
@@ -64,17 +66,18 @@ class CallError(Exception):
         super().__init__(self._message())
 
     def _message(self) -> str:
-        what = f"call to {self.dest!s}" if self.request is not None else f"{self.dest!s}"
-        msg = f"{what} failed: {self.reason!r}"
+        dest = safe_str(self.dest, 200)
+        what = f"call to {dest}" if self.request is not None else dest
+        msg = f"{what} failed: {safe_repr(self.reason, DETAIL_LIMIT)}"
         if self.request is not None:
             msg += f" (request {_short(self.request)}"
             msg += f", timeout {self.timeout}s)" if self.timeout is not None else ")"
         if self.detail:
-            msg += f"; {self.detail}"
+            msg += f"; {safe_str(self.detail, DETAIL_LIMIT)}"
         return msg
 
     def __repr__(self) -> str:
-        parts = [repr(self.reason), f"dest={self.dest!r}"]
+        parts = [safe_repr(self.reason, DETAIL_LIMIT), f"dest={safe_repr(self.dest)}"]
         if self.request is not None:
             parts.append(f"request={_short(self.request)}")
         if self.timeout is not None:
@@ -100,7 +103,7 @@ class CallTimeout(CallError, TimeoutError):
 
     def _message(self) -> str:
         return (
-            f"call to {self.dest!s} timed out after {self.timeout}s "
+            f"call to {safe_str(self.dest)} timed out after {self.timeout}s "
             f"(request {_short(self.request)}); the server is alive but did not reply in time"
         )
 
@@ -110,7 +113,7 @@ class CallExit(CallError):
 
     def _message(self) -> str:
         return (
-            f"{self.dest!s} exited with {self.reason!r} before replying "
+            f"{safe_str(self.dest)} exited with {safe_repr(self.reason, DETAIL_LIMIT)} before replying "
             f"to {_short(self.request)}"
         )
 
@@ -134,8 +137,8 @@ class NoProc(CallError):
 
     def _message(self) -> str:
         if self.detail:
-            return f"no process {self.dest!s}: {self.detail}"
-        return f"no process {self.dest!s} (noproc): it is not registered or not alive"
+            return f"no process {safe_str(self.dest)}: {safe_str(self.detail, DETAIL_LIMIT)}"
+        return f"no process {safe_str(self.dest)} (noproc): it is not registered or not alive"
 
 
 class NodeError(RuntimeError):
@@ -146,6 +149,10 @@ class RegistrationError(ValueError):
     """A name could not be registered or unregistered (taken, not a string, ...)."""
 
 
+#: How much of a reason or detail an error message prints (the message stays a few KB).
+DETAIL_LIMIT = 1000
+
+
 def _short(value: Any, limit: int = 120) -> str:
-    text = repr(value)
+    text = safe_repr(value, limit)
     return text if len(text) <= limit else text[: limit - 3] + "..."

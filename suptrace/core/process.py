@@ -41,17 +41,17 @@ from suptrace.core.runtime import (
     maybe_runtime,
     not_the_process,
 )
+from suptrace.core.saferepr import reason_text, safe_repr
 from suptrace.core.terms import (
     KILL,
     KILLED,
     NOPROC,
     NORMAL,
-    SHUTDOWN,
     Down,
     ExitMsg,
     Pid,
     Ref,
-    Shutdown,
+    is_normal_exit,
     make_down,
 )
 
@@ -242,15 +242,15 @@ class Process:
         if self.pending_exit is not None:
             # Already doomed; but code that swallowed the cancellation still runs,
             # and an untrappable kill must win over the exit it ignored.
-            if not via_link and reason == KILL and self.pending_exit != KILLED:
+            if not via_link and _atom(reason, KILL) and not _atom(self.pending_exit, KILLED):
                 self.terminate(KILLED)
             return
-        if not via_link and reason == KILL:
+        if not via_link and _atom(reason, KILL):
             action = "die"
             reason = KILLED
         elif self.trap:
             action = "trap"
-        elif reason == NORMAL and sender != self.pid:
+        elif _atom(reason, NORMAL) and sender != self.pid:
             action = "ignore"
         else:
             action = "die"
@@ -271,7 +271,9 @@ class Process:
         """
         if self.reason is not None:
             return
-        if self.pending_exit is not None and (reason != KILLED or self.pending_exit == KILLED):
+        if self.pending_exit is not None and (
+            not _atom(reason, KILLED) or _atom(self.pending_exit, KILLED)
+        ):
             return
         self.pending_exit = reason
         task = self.task
@@ -281,7 +283,7 @@ class Process:
         if task is asyncio.current_task():
             return  # dying from its own code path: the caller raises Exit
         task.cancel()
-        if reason in (KILLED, KILL):
+        if _atom(reason, KILLED) or _atom(reason, KILL):
             self.runtime.loop.call_soon(self._recancel)
 
     def _recancel(self) -> None:
@@ -355,37 +357,19 @@ class Process:
             self.waiter = None
             if not waiter.done():
                 waiter.cancel()
-        if rt.death_hooks:
-            for hook in rt.death_hooks:
-                try:
-                    hook(self, reason)
-                except Exception as exc:  # an observer must never stop a death
-                    rt.loop.call_exception_handler(
-                        {"message": f"suptrace death hook {hook!r} failed", "exception": exc}
-                    )
         name = self.name
-        watch = rt.watch
-        tracers = self.tracers
+        if name is not None and rt.names.get(name) is self:
+            del rt.names[name]
+        escaped: BaseException | None = None
+        try:
+            self._announce(reason)
+        except Exception as exc:  # an observer must never stop a death half-way
+            rt.handler_failed("observer", self._announce, exc, "exit")
+        except BaseException as exc:  # Exit, SystemExit...: after the death is complete
+            rt.handler_failed("observer", self._announce, exc, "exit")
+            escaped = exc
         if name is not None:
-            if rt.names.get(name) is self:
-                del rt.names[name]
-            if tracers or "unregister" in watch:
-                rt.emit(self, "unregister", {"name": name, "reason": reason})
-        if tracers or "exit" in watch:
-            rt.emit(self, "exit", self._exit_data(reason))
-        if (
-            "crash" in watch
-            and self.pending_exit is None
-            and reason != NORMAL
-            and reason != SHUTDOWN
-            and type(reason) is not Shutdown
-        ):
-            # Died by its own hand with an abnormal reason: what a crash report is made of.
-            data = self._exit_data(reason)
-            data["last_events"] = self.recorded()
-            rt.emit(self, "crash", data)
-        if name is not None:
-            stone = Tombstone(name, pid, reason, time.time(), self.initial_call)
+            stone = Tombstone(name, pid, reason, _now(), self.initial_call)
             if self.recorder is not None:
                 stone.last_events = self.recorded()
             if self.notes:
@@ -403,28 +387,75 @@ class Process:
         links = self.links
         if links:
             self.links = None
-            for peer in links:
-                pproc = peer._proc
-                if pproc is not None:
-                    if pproc.links is not None:
-                        pproc.links.discard(pid)
-                    pproc.signal_exit(pid, reason, True)
+            peers = iter(links)
+            while True:  # one try around the loop: after a failure it resumes with the next
+                try:
+                    for peer in peers:
+                        pproc = peer._proc
+                        if pproc is not None:
+                            if pproc.links is not None:
+                                pproc.links.discard(pid)
+                            pproc.signal_exit(pid, reason, True)
+                    break
+                except Exception as exc:  # instrumentation or tracing of one peer failed
+                    rt.handler_failed("observer", rt.instrument or rt.emit, exc, "exit_signal")
         watchers = self.monitored_by
         if watchers:
             self.monitored_by = None
-            for ref, watcher in watchers.items():
-                if type(watcher) is Process:
-                    if watcher.monitors is not None:
-                        watcher.monitors.pop(ref, None)
-                    if watcher.reason is None:
-                        if watcher.tracers or "down" in watch:
-                            rt.emit(
-                                watcher, "down", {"target": pid, "ref": ref, "reason": reason}
-                            )
-                        watcher.deliver(make_down(ref, pid, reason), pid)
-                else:
-                    watcher(ref, pid, reason)  # type: ignore[operator]
+            items = iter(watchers.items())
+            watcher: Any = None
+            while True:
+                try:
+                    for ref, watcher in items:
+                        if type(watcher) is Process:
+                            if watcher.monitors is not None:
+                                watcher.monitors.pop(ref, None)
+                            if watcher.reason is None:
+                                if watcher.tracers or "down" in rt.watch:
+                                    rt.emit(
+                                        watcher,
+                                        "down",
+                                        {"target": pid, "ref": ref, "reason": reason},
+                                    )
+                                watcher.deliver(make_down(ref, pid, reason), pid)
+                        else:
+                            watcher(ref, pid, reason)
+                    break
+                except Exception as exc:  # a watch callback or instrumentation failed
+                    rt.handler_failed("monitor callback", watcher, exc, "down")
         self.mailbox = None
+        if escaped is not None and isinstance(escaped, (KeyboardInterrupt, SystemExit)):
+            raise escaped
+
+    def _announce(self, reason: Any) -> None:
+        """Tell the observers (death hooks, ``unregister``/``exit``/``crash`` events).
+
+        `finish` calls it inside one ``try``: whatever an observer does, the
+        death itself (registry, tombstone, links, monitors) is always completed.
+        """
+        rt = self.runtime
+        if rt.death_hooks:
+            for hook in rt.death_hooks:
+                try:
+                    hook(self, reason)
+                except Exception as exc:  # an observer must never stop a death
+                    rt.handler_failed("death hook", hook, exc, "exit")
+        name = self.name
+        watch = rt.watch
+        tracers = self.tracers
+        if name is not None and (tracers or "unregister" in watch):
+            rt.emit(self, "unregister", {"name": name, "reason": reason})
+        if tracers or "exit" in watch:
+            rt.emit(self, "exit", self._exit_data(reason))
+        if (
+            "crash" in watch
+            and self.pending_exit is None
+            and not is_normal_exit(reason)
+        ):
+            # Died by its own hand with an abnormal reason: what a crash report is made of.
+            data = self._exit_data(reason)
+            data["last_events"] = self.recorded()
+            rt.emit(self, "crash", data)
 
     def _exit_data(self, reason: Any) -> dict[str, Any]:
         return {
@@ -582,6 +613,12 @@ async def _process_main(proc: Process, fn: Callable[..., Awaitable[Any]], args: 
     reason = proc = None  # type: ignore[assignment]
     if reraise is not None:
         raise reraise
+
+
+def _atom(reason: Any, atom: str) -> bool:
+    """``reason == atom`` without running a reason's own ``__eq__`` (user data: it may
+    raise, or answer with something that is not a bool)."""
+    return isinstance(reason, str) and str.__eq__(reason, atom) is True
 
 
 def _release(proc: Process) -> None:
@@ -815,7 +852,10 @@ def noproc_error(rt: Runtime | None, dest: Any, request: Any = None, timeout: fl
         stone = rt.tombstones.get(dest)
         holder = rt.names.get(dest)
         if holder is not None and holder.reason is None:
-            detail = f"{holder.pid} registered as {dest} is exiting ({holder.pending_exit!r})"
+            detail = (
+                f"{holder.pid} registered as {dest} is exiting "
+                f"({reason_text(holder.pending_exit, 1000)})"
+            )
         elif stone is not None:
             detail = stone.story()
         else:
@@ -1076,7 +1116,7 @@ def exit(pid: Pid | str, reason: Any) -> None:  # OTP's name, shadowing the buil
         return
     sender = me.pid if me is not None else rt.outside_pid
     if target is me and me is not None:
-        if reason == KILL:
+        if _atom(reason, KILL):
             raise Exit(KILLED)
         if not me.trap:
             raise Exit(reason)
@@ -1175,6 +1215,10 @@ def is_alive(pid: Pid) -> bool:
 def format_reason(reason: Any) -> str:
     """A readable, one-paragraph form of an exit reason (exceptions with their traceback tail)."""
     if isinstance(reason, BaseException):
-        lines = traceback.format_exception(reason)
-        return "".join(lines).rstrip()
-    return repr(reason)
+        try:
+            lines = traceback.format_exception(reason)
+        except Exception:  # a message whose __str__ raises: the bounded one-line form
+            return safe_repr(reason, 4000)
+        text = "".join(lines).rstrip()
+        return text if len(text) <= 20_000 else text[:10_000] + " … " + text[-10_000:]
+    return safe_repr(reason, 4000)

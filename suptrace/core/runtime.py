@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from suptrace.core.errors import NodeError
 from suptrace.core.events import KINDS, TraceEvent
+from suptrace.core.saferepr import exception_str, reason_text, safe_str
 from suptrace.core.terms import Pid
 from suptrace.core.timers import Deadlines
 
@@ -34,6 +35,12 @@ __all__ = [
 ]
 
 EventHandler = Callable[[TraceEvent], None]
+
+#: The runtime's own clock, bound once: a live call trace of ``time:time``
+#: patches the module attribute and must never see (or recurse into) the runtime.
+_wall = time.time
+_strftime = time.strftime
+_localtime = time.localtime
 
 
 class Instrument(Protocol):
@@ -98,19 +105,30 @@ class Tombstone:
 
     def story(self) -> str:
         """One sentence: what happened to this name."""
-        when = time.strftime("%H:%M:%S", time.localtime(self.ts))
-        text = f"{self.name} is gone: {self.pid} exited {_reason_text(self.reason)} at {when}"
+        when = _strftime("%H:%M:%S", _localtime(self.ts))
+        text = f"{self.name} is gone: {self.pid} exited {self.reason_text()} at {when}"
         if self.notes:
-            text += " " + "; ".join(self.notes)
+            text += " " + safe_str("; ".join(self.notes), 1000)
         return text
 
+    def reason_text(self, limit: int = 1000) -> str:
+        """The exit reason as bounded text (never raises, whatever the reason is)."""
+        reason = self.reason
+        if isinstance(reason, BaseException):
+            return f"{type(reason).__name__}({exception_str(reason, limit)})"
+        return reason_text(reason, limit)
 
-def _reason_text(reason: Any) -> str:
-    if isinstance(reason, str):
-        return reason
-    if isinstance(reason, BaseException):
-        return f"{type(reason).__name__}({reason})"
-    return repr(reason)
+
+def handler_name(fn: Any) -> str:
+    """``module.qualname`` of a handler (bounded, never raises)."""
+    name = getattr(fn, "__qualname__", None) if not isinstance(fn, type) else None
+    try:
+        module = getattr(fn, "__module__", None)
+    except Exception:
+        module = None
+    if isinstance(name, str):
+        return safe_str(f"{module}.{name}" if isinstance(module, str) else name, 200)
+    return safe_str(fn, 200)
 
 
 class Runtime:
@@ -129,7 +147,10 @@ class Runtime:
         self.hooks: tuple[tuple[EventHandler, frozenset[str] | None], ...] = ()
         #: The kinds some global hook wants: the hot path's one check.
         self.watch: frozenset[str] = frozenset()
+        #: Observer failures (event, report, trace and death handlers), all counted here.
         self.hook_errors = 0
+        #: Failures per handler: the first one of each handler is logged, the rest counted.
+        self.handler_failures: dict[Any, int] = {}
         self.started_at = time.time()
         self.closing = False
         self._numbers = itertools.count(1)
@@ -203,32 +224,91 @@ class Runtime:
         built when nobody listens. A failing handler never harms the caller.
         """
         if proc is not None:
-            event = TraceEvent(time.time(), proc.pid, proc.name, kind, data)
+            event = TraceEvent(_wall(), proc.pid, proc.name, kind, data)
             tracers = proc.tracers
         else:
-            event = TraceEvent(time.time(), None, None, kind, data)
+            event = TraceEvent(_wall(), None, None, kind, data)
             tracers = None
-        for fn, kinds in self.hooks:
-            if kinds is None or kind in kinds:
-                self._call_handler(fn, event)
+        if self.hooks:
+            self._dispatch(self.hooks, event, kind)
         if tracers:
-            for fn in tracers:
-                self._call_handler(fn, event)
+            self._dispatch_all(tracers, event)
 
-    def _call_handler(self, fn: EventHandler, event: TraceEvent) -> None:
+    def _dispatch(
+        self,
+        handlers: tuple[tuple[EventHandler, frozenset[str] | None], ...],
+        event: TraceEvent,
+        kind: str,
+    ) -> None:
+        # One try around the loop (free until something raises); after a failure the
+        # loop resumes with the next handler, so one broken observer costs nobody else.
+        i = 0
+        count = len(handlers)
+        while i < count:
+            try:
+                while i < count:
+                    fn, kinds = handlers[i]
+                    i += 1
+                    if kinds is None or kind in kinds:
+                        fn(event)
+            except Exception as exc:  # an observer must never break the runtime
+                self.handler_failed("event handler", handlers[i - 1][0], exc, kind)
+
+    def _dispatch_all(self, handlers: Sequence[EventHandler], event: TraceEvent) -> None:
+        i = 0
+        count = len(handlers)
+        while i < count:
+            try:
+                while i < count:
+                    fn = handlers[i]
+                    i += 1
+                    fn(event)
+            except Exception as exc:
+                self.handler_failed("trace handler", handlers[i - 1], exc, event.kind)
+
+    def handler_failed(self, what: str, fn: Any, exc: BaseException, context: str = "") -> None:
+        """Count an observer's failure; log the first one of each handler as a WARNING.
+
+        The handler stays subscribed (the rule of the hook API): a handler that
+        fails on one odd event keeps serving the others. Its later failures are
+        counted in ``hook_errors`` and ``handler_failures``, not logged again.
+        """
+        self.hook_errors += 1
         try:
-            fn(event)
-        except Exception as exc:  # a broken observer must not break the runtime
-            self.hook_errors += 1
-            if self.hook_errors <= 3:
-                self.loop.call_exception_handler(
-                    {
-                        "message": f"suptrace event handler {fn!r} failed on a "
-                        f"{event.kind!r} event (error {self.hook_errors}; later errors "
-                        "are counted, not shown)",
-                        "exception": exc,
-                    }
+            key: Any = fn
+            hash(key)
+        except Exception:
+            key = id(fn)
+        seen = self.handler_failures.get(key, 0)
+        if len(self.handler_failures) < 10_000 or seen:
+            self.handler_failures[key] = seen + 1
+        if seen:
+            return
+        try:
+            from loguru import logger
+
+            on = f" on a {context!r} event" if context else ""
+            if what == "observer":  # the runtime's own telling of an event failed
+                logger.opt(exception=exc).warning(
+                    "suptrace: telling the observers{} failed in {}: {}; the process's exit "
+                    "was still fully processed (later failures are counted in hook_errors, "
+                    "not logged again)",
+                    on,
+                    handler_name(fn),
+                    safe_str(exc, 500),
                 )
+                return
+            logger.opt(exception=exc).warning(
+                "suptrace {} {} raised {}{}; the event was still fully processed and the "
+                "handler stays subscribed (its later failures are counted in "
+                "hook_errors, not logged again): fix the handler or unsubscribe it",
+                what,
+                handler_name(fn),
+                safe_str(exc, 500),
+                on,
+            )
+        except Exception:
+            pass
 
     # -- tombstones -------------------------------------------------------------------
 

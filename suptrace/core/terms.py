@@ -190,13 +190,17 @@ def make_down(ref: Ref, pid: Any, reason: Any) -> Down:
 
 def is_normal_exit(reason: Any) -> bool:
     """True for ``normal``, ``shutdown`` and ``Shutdown(_)``: exits a transient child may make."""
-    return reason in (NORMAL, SHUTDOWN) or type(reason) is Shutdown
+    # Only strings are compared: a reason's own __eq__ (user data) never runs here.
+    if isinstance(reason, str):
+        return str.__eq__(reason, NORMAL) or str.__eq__(reason, SHUTDOWN)
+    return type(reason) is Shutdown
 
 
 def reason_class(reason: Any) -> str:
     """A low-cardinality label for a reason: the atom itself, or an exception's class name."""
     if isinstance(reason, str):
-        return reason
+        # An atom is its own class; a long text is not a label (and must stay small).
+        return reason if len(reason) <= 64 else "str"
     if isinstance(reason, Shutdown):
         return "shutdown"
     if isinstance(reason, BaseException):

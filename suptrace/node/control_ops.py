@@ -33,6 +33,7 @@ from suptrace.core.events import TraceEvent
 from suptrace.core.process import Process
 from suptrace.core.process import exit as exit_signal
 from suptrace.core.runtime import Runtime, Tombstone
+from suptrace.core.saferepr import safe_str
 from suptrace.core.terms import Pid, reason_class
 from suptrace.node.control_doctor import check_telemetry, check_tree, finding
 from suptrace.observers.format import format_event, short, term_to_json
@@ -159,7 +160,7 @@ def report_json(report: Report, limit: int = 400) -> dict[str, Any]:
 
 
 def _text(value: Any) -> str:
-    return value if isinstance(value, str) else str(value)
+    return value if isinstance(value, str) else safe_str(value)
 
 
 def tombstone_json(stone: Tombstone, limit: int = 200) -> dict[str, Any]:

@@ -12,8 +12,15 @@ Two entry points, both stable (their signatures, the `TraceEvent` schema in
 Both return a function that unsubscribes. Handlers run synchronously inside
 the runtime, in the step of the process the event is about: keep them short,
 never block and never await (hand work to a queue or a process with `send`).
-An exception in a handler is counted and reported through the loop's
-exception handler; it never reaches the process that caused the event.
+
+Failure rule: an exception in a handler is contained where the handler is
+called; it never reaches the process that caused the event and never stops a
+death from being fully processed (links, monitors, name and tombstone, crash
+and supervisor reports, restart). The handler **stays subscribed** (one odd
+event must not silence a subscriber for good). Its first failure is logged
+once through loguru as a WARNING naming the handler, the event kind and the
+exception; every failure is counted in ``Runtime.hook_errors`` (shown by
+``suptrace status``) and per handler in ``Runtime.handler_failures``.
 ``examples/hooks_subscriber.py`` is a complete third-party subscriber.
 """
 
@@ -36,9 +43,10 @@ def add_event_handler(
     ``kinds`` is one kind or an iterable of kinds from `KINDS` (an unknown kind
     raises `ValueError`). Returns a function that unsubscribes (calling it twice
     is harmless). Handlers run synchronously inside the runtime: keep them short
-    and never block (hand work to a queue). An exception in a handler is counted
-    (``Runtime.hook_errors``), reported through the loop's exception handler and
-    never reaches the process that caused the event.
+    and never block (hand work to a queue). An exception in a handler is
+    contained, counted (``Runtime.hook_errors``) and its first one logged as a
+    WARNING naming the handler; the handler stays subscribed, and the process
+    that caused the event (even a dying one) never sees it.
 
     >>> import suptrace
     >>> seen = []

@@ -299,7 +299,7 @@ class Node:
         assert proc is not None
         done = _death_future(proc)
         reason = await done
-        if reason == NORMAL:
+        if isinstance(reason, str) and reason == NORMAL:
             result: T = proc.result
             return result
         if isinstance(reason, BaseException):

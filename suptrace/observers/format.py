@@ -11,32 +11,16 @@
 from __future__ import annotations
 
 import json
-import reprlib
 import time
 from typing import Any
 
 from suptrace.core.events import TraceEvent
+from suptrace.core.saferepr import MARK, BoundedRepr, safe_repr, safe_str
 from suptrace.core.terms import Down, ExitMsg, Pid, Ref, Shutdown
 
 __all__ = ["short", "format_event", "event_to_json", "term_to_json", "format_ts", "MARK"]
 
-#: Appended where a long term was cut.
-MARK = "…"
-
-
-class _Repr(reprlib.Repr):
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.maxstring = limit
-        self.maxother = limit
-        self.maxlist = 12
-        self.maxtuple = 12
-        self.maxdict = 12
-        self.maxset = 12
-        self.maxdeque = 12
-        self.maxlevel = 5
-        self.fillvalue = MARK
-
+class _Repr(BoundedRepr):
     # The runtime's own messages read like dbg's: ExitMsg(<0.9.0>, reason), positional.
     def repr_ExitMsg(self, obj: ExitMsg, level: int) -> str:
         return f"ExitMsg({obj.pid}, {self.repr1(obj.reason, level - 1)})"
@@ -47,28 +31,6 @@ class _Repr(reprlib.Repr):
     def repr_Shutdown(self, obj: Shutdown, level: int) -> str:
         return f"Shutdown({self.repr1(obj.term, level - 1)})"
 
-    def repr_bytes(self, obj: bytes, level: int) -> str:
-        return _cut_sequence(obj, self.maxstring)
-
-    def repr_bytearray(self, obj: bytearray, level: int) -> str:
-        return _cut_sequence(obj, self.maxstring)
-
-    def repr_instance(self, obj: Any, level: int) -> str:
-        try:
-            text = repr(obj)
-        except Exception as exc:  # a broken __repr__ must not break tracing
-            return f"<{type(obj).__name__} (repr failed: {type(exc).__name__})>"
-        return text if len(text) <= self.maxother else text[: self.maxother] + MARK
-
-
-def _cut_sequence(obj: bytes | bytearray, limit: int) -> str:
-    # Slice before repr: a multi-megabyte payload must not be copied whole into text.
-    if len(obj) <= limit:
-        return repr(obj)
-    half = max(limit // 2, 1)
-    text = repr(obj[:half])
-    return f"{text}{MARK} ({len(obj)} bytes)"
-
 
 _reprs: dict[int, _Repr] = {}
 
@@ -76,22 +38,27 @@ _reprs: dict[int, _Repr] = {}
 def short(value: Any, limit: int = 200) -> str:
     """A repr of ``value`` no longer than about ``limit`` characters, cut with a visible mark.
 
+    Total: a ``__repr__``/``__str__`` that raises, an int too large for ``str()``
+    or a value that contains itself gives a placeholder, never an exception.
+
     >>> short("x" * 50, limit=10)
     "'xx…xxx'"
     >>> short(list(range(100)), limit=40)
     '[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, …]'
+    >>> short(10**5000)
+    '<int of 5001 digits>'
     """
-    r = _reprs.get(limit)
-    if r is None:
-        r = _reprs[limit] = _Repr(limit)
     if isinstance(value, BaseException):
-        text = (
-            f"{type(value).__name__}({str(value)!r})" if str(value) else f"{type(value).__name__}()"
-        )
-        if hasattr(value, "reason") and type(value).__repr__ is not BaseException.__repr__:
-            text = repr(value)
-    else:
+        return safe_repr(value, limit)
+    r = _reprs.get(limit)
+    if r is None or r.busy:
+        r = _Repr(limit)
+        if len(_reprs) < 64:
+            _reprs[limit] = r
+    try:
         text = r.repr(value)
+    except Exception:
+        text = safe_repr(value, limit)
     if len(text) > limit * 2:
         text = text[: limit * 2] + MARK
     return text
@@ -117,8 +84,10 @@ def _text(value: Any, limit: int = 200) -> str:
     """A value shown as itself (pids, names, ids): ``str`` when short, else cut."""
     if type(value) is str and len(value) <= limit:
         return value
-    if value is None or type(value) in (int, float, bool, Pid, Ref):
+    if value is None or type(value) in (float, bool, Pid, Ref):
         return str(value)
+    if type(value) is int:
+        return safe_str(value, limit)
     return short(value, limit)
 
 
@@ -225,10 +194,24 @@ def term_to_json(value: Any, limit: int = 200, depth: int = 4) -> Any:
     """A JSON-safe form of a term: plain values kept, the rest shortened reprs.
 
     Containers are kept as JSON up to ``depth`` levels and 20 items; deeper or
-    larger ones become shortened reprs, so the size stays bounded.
+    larger ones become shortened reprs, so the size stays bounded. Total: a
+    value that cannot be walked (a hostile ``__len__``, ``__iter__``...) becomes
+    its safe repr.
+
+    >>> term_to_json({"n": 10**5000, "s": "x" * 5}, limit=3)
+    {'n': '<int of 5001 digits>', 's': 'xxx…'}
     """
-    if value is None or isinstance(value, (bool, int)):
+    try:
+        return _term_to_json(value, limit, depth)
+    except Exception:
+        return short(value, limit)
+
+
+def _term_to_json(value: Any, limit: int, depth: int) -> Any:
+    if value is None or type(value) is bool:
         return value
+    if isinstance(value, int):
+        return int(value) if -_BIG_INT < value < _BIG_INT else safe_str(value, limit)
     if isinstance(value, float):
         return value if value == value and value not in (_INF, -_INF) else repr(value)
     if isinstance(value, str):
@@ -239,13 +222,15 @@ def term_to_json(value: Any, limit: int = 200, depth: int = 4) -> Any:
         return json.loads(event_to_json(value, limit))
     if depth > 0:
         if isinstance(value, dict) and len(value) <= 20:
-            return {_text(k, limit): term_to_json(v, limit, depth - 1) for k, v in value.items()}
+            return {_text(k, limit): _term_to_json(v, limit, depth - 1) for k, v in value.items()}
         if isinstance(value, (list, tuple)) and len(value) <= 20:
-            return [term_to_json(v, limit, depth - 1) for v in value]
+            return [_term_to_json(v, limit, depth - 1) for v in value]
     return short(value, limit)
 
 
 _INF = float("inf")
+#: Ints beyond this are shown as text (JSON readers lose precision past 2**53 anyway).
+_BIG_INT = 2**63
 
 
 def event_to_json(event: TraceEvent, limit: int = 200) -> str:

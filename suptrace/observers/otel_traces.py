@@ -61,6 +61,7 @@ from suptrace.core.errors import CallError, CallTimeout, Exit
 from suptrace.core.events import TraceEvent
 from suptrace.core.process import Process
 from suptrace.core.runtime import Runtime, _current_process
+from suptrace.core.saferepr import exception_str
 from suptrace.core.terms import Pid, is_normal_exit, reason_class
 from suptrace.observers.format import short
 from suptrace.observers.otel_metrics import Metrics, child_label
@@ -131,9 +132,27 @@ def brief(value: Any, limit: int = 120) -> str:
         if len(value) > limit:
             return repr(value[:limit]) + "…"
         return repr(value)
-    if t is int or t is float or t is bool or value is None:
+    if t is float or t is bool or value is None:
         return repr(value)
-    return short(value, limit)
+    return short(value, limit)  # ints too: 10**5000 has no str()
+
+
+def _record_exception(span: Any, exc: BaseException, attrs: dict[str, Any] | None = None) -> None:
+    """``span.record_exception``, total: a message whose ``__str__`` raises (or a huge
+    one) is recorded as its bounded text instead."""
+    try:
+        if len(str(exc)) <= 4000:
+            span.record_exception(exc, attrs, escaped=True)
+            return
+    except Exception:  # the SDK calls str() too: record the bounded form below
+        pass
+    event = {
+        "exception.type": type(exc).__qualname__,
+        "exception.message": exception_str(exc, 4000),
+        "exception.escaped": True,
+        **(attrs or {}),
+    }
+    span.add_event("exception", event)
 
 
 def reason_text(reason: Any, limit: int = 300) -> str:
@@ -551,7 +570,7 @@ class Bridge:
             }
             span.set_attributes(attrs)
             if isinstance(reason, BaseException):
-                span.record_exception(reason, {"suptrace.event": "exit"}, escaped=True)
+                _record_exception(span, reason, {"suptrace.event": "exit"})
             span.add_event("exit", attrs)
             if not normal:
                 span.set_status(Status(StatusCode.ERROR, f"exited {reason_text(reason, 200)}"))
@@ -680,21 +699,19 @@ def _mark(span: Any, error: BaseException, failed: str | None) -> None:
         span.add_event("exit", {"suptrace.exit.reason": reason_text(reason)})
         if failed is not None:
             if isinstance(reason, BaseException):
-                span.record_exception(reason, escaped=True)
+                _record_exception(span, reason)
             span.set_status(Status(StatusCode.ERROR, f"exit {reason_text(reason, 200)}"))
     elif isinstance(error, asyncio.CancelledError):
         span.add_event("interrupted", {"suptrace.exit.reason": failed or "normal"})
         if failed is not None:
             span.set_status(Status(StatusCode.ERROR, f"interrupted: the process exited {failed}"))
     else:
-        span.record_exception(error, escaped=True)
+        _record_exception(span, error)
         span.set_status(Status(StatusCode.ERROR, _error_text(error)))
 
 
 def _error_text(error: BaseException, limit: int = 300) -> str:
-    text = str(error)
-    if len(text) > limit:
-        text = text[:limit] + "…"
+    text = exception_str(error, limit)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
@@ -718,7 +735,7 @@ def _call_failed(span: Any, error: BaseException, proc: Process | None) -> None:
             )
         )
         return
-    span.record_exception(error, escaped=True)
+    _record_exception(span, error)
     span.set_status(Status(StatusCode.ERROR, _error_text(error)))
 
 

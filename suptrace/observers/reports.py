@@ -22,6 +22,7 @@ from typing import Any
 
 from suptrace.core.events import TraceEvent
 from suptrace.core.runtime import Runtime, current_runtime
+from suptrace.core.saferepr import safe_str
 from suptrace.core.terms import Pid, is_normal_exit
 from suptrace.observers.format import format_event, short
 
@@ -131,9 +132,11 @@ def _offender(off: dict[str, Any]) -> str:
         if key == "start" and isinstance(value, tuple) and value:
             fn = value[0]
             owner = getattr(fn, "__self__", None)
-            name = getattr(fn, "__qualname__", repr(fn))
+            name = getattr(fn, "__qualname__", None)
+            if not isinstance(name, str):
+                name = short(fn, 80)
             if isinstance(owner, type):
-                name = f"{owner.__qualname__}.{getattr(fn, '__name__', name)}"
+                name = safe_str(f"{owner.__qualname__}.{getattr(fn, '__name__', name)}", 200)
             args = value[1] if len(value) > 1 else None
             text = (
                 f"{name}(...)"
@@ -153,7 +156,7 @@ def format_report(report: Report) -> str:
     if isinstance(report, SupervisorReport):
         lines = [
             f"=SUPERVISOR REPORT==== {_sasl_time(report.ts)} ===",
-            f"    supervisor: {report.supervisor}",
+            f"    supervisor: {safe_str(report.supervisor)}",
             f"    errorContext: {report.context}",
             f"    reason: {_reason(report.reason)}",
             f"    offender: {_offender(report.offender)}",
@@ -162,15 +165,15 @@ def format_report(report: Report) -> str:
             cause = report.cause
             if cause is not None:
                 detail = cause.get("detail") or cause.get("text", "")
-                lines.append(f"    cause: {cause.get('cause')} ({detail})")
+                lines.append(f"    cause: {safe_str(cause.get('cause'))} ({safe_str(detail, 1000)})")
                 off = cause.get("offender")
                 if off:
                     lines.append(f"    cause offender: {_offender(off)}")
             else:
                 lines.append("    cause: unknown (the child exited by itself with a normal reason)")
-            lines.append(f"    rule: {report.rule}")
+            lines.append(f"    rule: {safe_str(report.rule, 1000)}")
             lines.append(
-                f"    consequence: {report.offender.get('id')!r} and everything under it are gone "
+                f"    consequence: {short(report.offender.get('id'))} and everything under it are gone "
                 "and nothing will restart them"
             )
         return "\n".join(lines)
@@ -178,7 +181,7 @@ def format_report(report: Report) -> str:
         return "\n".join(
             [
                 f"=PROGRESS REPORT==== {_sasl_time(report.ts)} ===",
-                f"    supervisor: {report.supervisor}",
+                f"    supervisor: {safe_str(report.supervisor)}",
                 f"    started: {_offender(report.started)}",
             ]
         )
@@ -186,13 +189,13 @@ def format_report(report: Report) -> str:
         f"=CRASH REPORT==== {_sasl_time(report.ts)} ===",
         "  crasher:",
         f"    pid: {report.pid}",
-        f"    registered_name: {report.name or '[]'}",
-        f"    initial_call: {report.initial_call}",
-        f"    ancestors: [{', '.join(str(a) for a in report.ancestors)}]",
+        f"    registered_name: {safe_str(report.name or '[]')}",
+        f"    initial_call: {safe_str(report.initial_call, 1000)}",
+        f"    ancestors: [{', '.join(safe_str(a) for a in report.ancestors[:50])}]",
         f"    error: {_reason(report.reason, with_traceback=True)}",
         f"    message_queue_len: {report.message_queue_len}",
         f"    messages: in {report.messages_in}, out {report.messages_out}",
-        f"    links: [{', '.join(str(p) for p in report.links)}]",
+        f"    links: [{', '.join(safe_str(p) for p in report.links[:200])}]",
     ]
     if report.last_events:
         lines.append(f"    last events ({len(report.last_events)}):")
@@ -283,14 +286,20 @@ class Reports:
 
     def publish(self, report: Report, api: bool = False) -> None:
         self.history.append(report)
-        for fn in self.handlers:
+        handlers = self.handlers
+        i = 0
+        count = len(handlers)
+        while i < count:  # one try around the loop; a failure resumes with the next one
             try:
-                fn(report)
-            except Exception as exc:
+                while i < count:
+                    fn = handlers[i]
+                    i += 1
+                    fn(report)
+            except Exception as exc:  # a broken subscriber never costs the report
                 self.handler_errors += 1
-                if self.handler_errors <= 3 and self._runtime is not None:
-                    self._runtime.loop.call_exception_handler(
-                        {"message": f"suptrace report handler {fn!r} failed", "exception": exc}
+                if self._runtime is not None:
+                    self._runtime.handler_failed(
+                        "report handler", handlers[i - 1], exc, type(report).__name__
                     )
         if self.log:
             _log(report, api)
@@ -305,7 +314,11 @@ def _log(report: Report, api: bool) -> None:
         level = "WARNING"
     else:
         level = "ERROR"
-    logger.bind(suptrace_report=report).opt(depth=0).log(level, "{}", format_report(report))
+    try:
+        text = format_report(report)
+    except Exception as exc:  # formatting is total; this is the last line of defence
+        text = f"={type(report).__name__} (layout failed: {safe_str(exc)})= {safe_str(report, 2000)}"
+    logger.bind(suptrace_report=report).opt(depth=0).log(level, "{}", text)
 
 
 def _reports(what: str) -> Reports:
@@ -319,7 +332,10 @@ def _reports(what: str) -> Reports:
 def add_report_handler(fn: ReportHandler) -> Callable[[], None]:
     """Call ``fn(report)`` for every report of the current node, in emission order.
 
-    Returns a function that unsubscribes. Part of the stable hook API.
+    Returns a function that unsubscribes. Part of the stable hook API. A handler
+    that raises stays subscribed: the report is still kept, logged and given to
+    the other handlers, the failure is counted (``Runtime.hook_errors``) and the
+    handler's first failure is logged once as a WARNING naming it.
 
     >>> import suptrace
     >>> got = []

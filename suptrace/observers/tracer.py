@@ -13,14 +13,23 @@ limit          default   what happens when reached
 =============  ========  ======================================================
 ``max_events`` 1000      the tracer stops (reason ``"max_events"``)
 ``duration``   60 s      the tracer stops (reason ``"duration"``)
-``rate``       1000/s    events over the rate in one second are dropped, counted
+``rate``       1000/s    once a second's quota is taken the tracer unhooks itself
+                         until the second ends: the events in between are never
+                         built (the traced code pays nothing for them); each pause
+                         is counted in ``stats()["rate_pauses"]``
 ``buffer``     10000     events that find the buffer full are dropped, counted
 ``term_limit`` 200       characters of a term shown in a line (cut with ``…``)
 =============  ========  ======================================================
 
 The handler gets events in batches, at most ``Tracer.FLUSH`` seconds (5 ms)
 after they happened: one loop callback per batch rather than per event, which
-is what keeps tracing a busy server affordable.
+is what keeps tracing a busy server affordable. Delivery is sliced: one loop
+callback hands over events for at most ``Tracer.SLICE`` seconds (2 ms), then
+yields to the loop and goes on in the next iteration, so a slow handler never
+holds the loop; it costs drops on a full buffer (counted), not stalls. `stop`
+hands over what is still buffered at once when that fits in
+``Tracer.FINAL_SLICE`` (10 ms), else in slices too; ``await tracer.wait()``
+returns (and ``on_stop`` runs) once everything is delivered.
 
 A tracer never traces itself: events caused while its own handler runs (a
 handler that sends a message to a traced process, say) are not fed back to
@@ -33,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -118,6 +126,10 @@ class Tracer:
 
     #: How long an event may wait in the buffer before the handler runs (seconds).
     FLUSH = 0.005
+    #: The longest one delivery callback hands events to the handler (seconds).
+    SLICE = 0.002
+    #: The same for the delivery `stop` makes of what is still buffered.
+    FINAL_SLICE = 0.010
 
     def __init__(
         self,
@@ -152,12 +164,18 @@ class Tracer:
         self.set_on_spawn = set_on_spawn
         self.term_limit = term_limit
         self.on_stop = on_stop
-        self.started = time.time()
+        self.started = _wall()
         self.accepted = 0
         self.delivered = 0
         self.dropped_rate = 0
         self.dropped_buffer = 0
         self.handler_errors = 0
+        #: Times the rate quota was used up and the tracer unhooked until the next second.
+        self.rate_pauses = 0
+        #: The longest single delivery callback so far (seconds).
+        self.longest_slice = 0.0
+        #: Delivery callbacks that ran out of their time slice and yielded to the loop.
+        self.slices_yielded = 0
         #: Events raised while this tracer's own handler ran (never traced).
         self.suppressed = 0
         self.stop_reason: str | None = None
@@ -167,6 +185,11 @@ class Tracer:
         self._drain_handle: asyncio.TimerHandle | None = None
         self._window_start = 0.0
         self._window_count = 0
+        #: Over the rate quota: hooks removed until ``_resume`` (events are not built).
+        self._paused = False
+        self._resume_handle: asyncio.TimerHandle | None = None
+        self._completed = False
+        self._global_undo: Callable[[], None] | None = None
         self._done: asyncio.Future[str] = runtime.loop.create_future()
         self._callback = self._on_event
         self._all = target == "all"
@@ -186,7 +209,7 @@ class Tracer:
         rt = self.runtime
         target = self.target
         if target == "all":
-            self._undo.append(rt.add_event_handler(self._on_global, self.kinds))
+            self._hook_global()
         elif target == "new":
             pass
         elif isinstance(target, str):
@@ -220,7 +243,8 @@ class Tracer:
         return self
 
     def stop(self, reason: str = "stopped") -> None:
-        """End the trace: remove every trace hook from the node, deliver what is buffered."""
+        """End the trace: remove every trace hook from the node, deliver what is buffered
+        (in slices when it is long: ``await wait()`` returns once it all is)."""
         if self.stop_reason is not None:
             return
         self.stop_reason = self._limit or reason
@@ -228,17 +252,63 @@ class Tracer:
         tracers = self.runtime.services.get("tracers")
         if tracers is not None:
             tracers.discard(self)
-        # Deliver what is buffered now, outside whatever process called stop().
+        # Deliver what is buffered now, outside whatever process called stop(); what
+        # does not fit in FINAL_SLICE goes on from the loop (waiters and on_stop after it).
         contextvars.Context().run(self._drain)
-        if not self._done.done():
-            self._done.set_result(self.stop_reason)
-        if self.on_stop is not None:
-            self.on_stop(self)
+
+    def _hook_global(self) -> None:
+        self._global_undo = self.runtime.add_event_handler(self._on_global, self.kinds)
+
+    def _unhook_global(self) -> None:
+        undo, self._global_undo = self._global_undo, None
+        if undo is not None:
+            undo()
+
+    def _pause(self) -> None:
+        """The second's quota is used up: unhook until it ends, so nothing is built."""
+        self._paused = True
+        self.rate_pauses += 1
+        self._unhook_global()
+        callback = self._callback
+        for proc in self._procs.values():
+            if proc.tracers:
+                rest = tuple(t for t in proc.tracers if t is not callback)
+                proc.tracers = rest or None
+        delay = max(self._window_start + 1.0 - _monotonic(), 0.0)
+        self._resume_handle = self.runtime.loop.call_later(
+            delay, self._resume, context=self._context
+        )
+
+    def _resume(self) -> None:
+        self._resume_handle = None
+        if not self._paused or self.stop_reason is not None:
+            return
+        self._paused = False
+        self._window_start = _monotonic()
+        self._window_count = 0
+        if self._all:
+            self._hook_global()
+        for pid, proc in list(self._procs.items()):
+            if proc.reason is not None:  # died while we were not looking
+                self._procs.pop(pid, None)
+            else:
+                proc.tracers = (*(proc.tracers or ()), self._callback)
+        if (
+            not self._procs
+            and self.target not in ("new", "all")
+            and (type(self.target) is Pid or not self.follow_name)
+        ):
+            self.stop("target_exited")
 
     def _disarm(self) -> None:
         """Remove every hook this tracer put on the node (safe to call twice)."""
         for proc in list(self._procs.values()):
             self._detach(proc)
+        self._paused = False
+        if self._resume_handle is not None:
+            self._resume_handle.cancel()
+            self._resume_handle = None
+        self._unhook_global()
         undo_all, self._undo = self._undo, []
         for undo in reversed(undo_all):
             try:
@@ -270,10 +340,13 @@ class Tracer:
             "dropped_rate": self.dropped_rate,
             "dropped_buffer": self.dropped_buffer,
             "handler_errors": self.handler_errors,
+            "rate_pauses": self.rate_pauses,
+            "longest_slice": self.longest_slice,
+            "slices_yielded": self.slices_yielded,
             "suppressed": self.suppressed,
             "traced_pids": sorted(self._procs),
             "stop_reason": self.stop_reason,
-            "elapsed": time.time() - self.started,
+            "elapsed": _wall() - self.started,
         }
 
     def summary(self) -> str:
@@ -284,6 +357,11 @@ class Tracer:
                 f", {s['dropped']} dropped ({s['dropped_rate']} over the rate limit, "
                 f"{s['dropped_buffer']} on a full buffer)"
             )
+        if s["rate_pauses"]:
+            text += (
+                f"; the rate limit paused the trace {s['rate_pauses']} time(s) "
+                "(events during a pause were not recorded)"
+            )
         return text
 
     # -- attaching -----------------------------------------------------------------------
@@ -292,7 +370,8 @@ class Tracer:
         if proc.pid in self._procs:
             return
         self._procs[proc.pid] = proc
-        proc.tracers = (*(proc.tracers or ()), self._callback)
+        if not self._paused:  # else _resume hooks it
+            proc.tracers = (*(proc.tracers or ()), self._callback)
 
     def _detach(self, proc: Process) -> None:
         self._procs.pop(proc.pid, None)
@@ -331,7 +410,7 @@ class Tracer:
         was = f" (was {previous})" if previous is not None else ""
         self._accept(
             TraceEvent(
-                time.time(),
+                _wall(),
                 proc.pid,
                 str(self.target),
                 "trace",
@@ -378,14 +457,20 @@ class Tracer:
             self.suppressed += 1
             return
         if not force and self.rate is not None:
-            now = time.monotonic()
+            now = _monotonic()
             if now - self._window_start >= 1.0:
                 self._window_start = now
                 self._window_count = 0
             if self._window_count >= self.rate:
+                # Only reached when another subscriber made the event anyway (or
+                # right at the cap): unhook so the next ones are not even built.
                 self.dropped_rate += 1
+                if not self._paused:
+                    self._pause()
                 return
             self._window_count += 1
+            if self._window_count >= self.rate:
+                self._pause()
         if len(self._buffer) >= self.buffer_size:
             self.dropped_buffer += 1
             return
@@ -412,23 +497,53 @@ class Tracer:
             self._drain_handle = None
         buf = self._buffer
         handler = self.handler
+        final = self.stop_reason is not None
+        start = _perf()
+        deadline = start + (self.FINAL_SLICE if final else self.SLICE)
         self._in_handler += 1
         try:
             while buf:
-                event = buf.popleft()
                 try:
-                    handler(event)
-                    self.delivered += 1
-                except Exception as exc:
+                    while buf:
+                        handler(buf.popleft())
+                        self.delivered += 1
+                        if buf and _perf() >= deadline:
+                            self._yield()
+                            return
+                except Exception as exc:  # a broken handler costs its event, not the loop
                     self.handler_errors += 1
-                    if self.handler_errors == 1:
-                        print(
-                            f"suptrace: trace handler {handler!r} failed: {exc!r} "
-                            "(further failures are counted in stats())",
-                            file=sys.stderr,
-                        )
+                    self.runtime.handler_failed("trace handler", handler, exc, "trace")
+                    if buf and _perf() >= deadline:
+                        self._yield()
+                        return
         finally:
             self._in_handler -= 1
+            took = _perf() - start
+            if took > self.longest_slice:
+                self.longest_slice = took
+        if final:
+            self._complete()
+
+    def _yield(self) -> None:
+        """Out of time: the rest of the buffer goes in the loop's next iteration."""
+        self.slices_yielded += 1
+        self._drain_handle = self.runtime.loop.call_later(0, self._drain, context=self._context)
+
+    def _complete(self) -> None:
+        """Everything is delivered after a stop: wake the waiters, call ``on_stop``."""
+        if self._completed:
+            return
+        self._completed = True
+        if not self._done.done():
+            self._done.set_result(self.stop_reason or "stopped")
+        if self.on_stop is not None:
+            self.on_stop(self)
+
+
+#: Clocks bound once: a call trace of ``time:*`` never sees the tracer's own use.
+_wall = time.time
+_monotonic = time.monotonic
+_perf = time.perf_counter
 
 
 def trace(

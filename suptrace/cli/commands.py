@@ -71,7 +71,9 @@ def ps(
     include_system: Annotated[
         bool, typer.Option("--all", "-a", help="Include system processes.")
     ] = False,
-    sort: Annotated[str, typer.Option("--sort", help="pid, mq, in, out or name.")] = "pid",
+    sort: Annotated[
+        str, typer.Option("--sort", help="pid, mq, in, out, restarts or name.")
+    ] = "pid",
     limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")] = 10_000,
     as_json: JsonOpt = False,
     node: NodeOpt = None,
@@ -86,6 +88,7 @@ def ps(
         "mq": lambda p: -p["message_queue_len"],
         "in": lambda p: -p["messages_in"],
         "out": lambda p: -p["messages_out"],
+        "restarts": lambda p: (-p.get("restarts", 0), -p.get("restarts_window", 0)),
         "name": lambda p: (p.get("name") is None, p.get("name") or ""),
     }
     if sort not in keys:

@@ -21,6 +21,7 @@ __all__ = [
     "print_findings",
     "print_status",
     "window_text",
+    "restarts_text",
 ]
 
 
@@ -48,6 +49,18 @@ def _mq_text(n: int) -> Text:
     return Text(str(n), style=style)
 
 
+def restarts_text(item: dict[str, Any]) -> Text:
+    """Restarts of a child by its supervisor, like ``66 (5 in window)``; empty when none."""
+    total = int(item.get("restarts") or 0)
+    window = int(item.get("restarts_window") or 0)
+    if not total:
+        return Text("")
+    text = Text(str(total), style="bold red" if window >= 3 else "yellow")
+    if window:
+        text.append(f" ({window} now)", style="red" if window >= 3 else "yellow")
+    return text
+
+
 def ps_table(procs: list[dict[str, Any]]) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold")
     for col, justify in (
@@ -57,6 +70,7 @@ def ps_table(procs: list[dict[str, Any]]) -> Table:
         ("MQ", "right"),
         ("IN", "right"),
         ("OUT", "right"),
+        ("RESTARTS", "right"),
         ("RUNS", "left"),
     ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
@@ -71,6 +85,7 @@ def ps_table(procs: list[dict[str, Any]]) -> Table:
             _mq_text(int(p["message_queue_len"])),
             str(p["messages_in"]),
             str(p["messages_out"]),
+            restarts_text(p),
             runs,
         )
     return table
@@ -105,6 +120,7 @@ def _sup_label(desc: dict[str, Any], child: dict[str, Any] | None) -> Text:
         label.append(f"  supervisor {child.get('restart')}")
         if child.get("significant"):
             label.append(" significant", style="magenta")
+        label.append_text(_restarted(child, "by its parent"))
     auto = desc.get("auto_shutdown")
     if auto and auto != "never":
         label.append(f"  auto_shutdown={auto}", style="magenta")
@@ -128,11 +144,27 @@ def _child_label(child: dict[str, Any]) -> Text:
     label.append(f"  {child.get('type')} {child.get('restart')}", style="red" if dead else "")
     if child.get("significant"):
         label.append(" significant", style="magenta")
+    label.append_text(_restarted(child))
     mq = int(child.get("message_queue_len") or 0)
     if mq:
         label.append("  mq ")
         label.append_text(_mq_text(mq))
     return label
+
+
+def _restarted(child: dict[str, Any], by: str = "") -> Text:
+    """``  restarted 66 times (5 in the window)`` for a child that was restarted."""
+    total = int(child.get("restarts") or 0)
+    if not total:
+        return Text("")
+    window = int(child.get("restarts_window") or 0)
+    style = "bold red" if window >= 3 else "yellow"
+    text = Text(f"  restarted {total} time{'s' if total != 1 else ''}", style=style)
+    if by:
+        text.append(f" {by}", style=style)
+    if window:
+        text.append(f" ({window} in the window)", style=style)
+    return text
 
 
 def _add_children(branch: Tree, desc: dict[str, Any]) -> None:
@@ -214,6 +246,17 @@ def print_info(info: dict[str, Any]) -> None:
         )
     )
     console.print(_pair("parent", info.get("parent") or "-"))
+    if info.get("restarted_by") is not None:
+        total = int(info.get("restarts") or 0)
+        window = int(info.get("restarts_window") or 0)
+        console.print(
+            _pair(
+                "restarts",
+                f"restarted {total} time{'s' if total != 1 else ''} by its parent "
+                f"{info['restarted_by']}, {window} in the last {info.get('restart_period')}s",
+                "red" if window >= 3 else "yellow" if total else "",
+            )
+        )
     console.print(_pair("ancestors", ", ".join(info.get("ancestors") or []) or "-"))
     console.print(_pair("links", ", ".join(info.get("links") or []) or "-"))
     console.print(_pair("monitors", ", ".join(info.get("monitors") or []) or "-"))

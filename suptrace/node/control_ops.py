@@ -204,7 +204,21 @@ def _behaviour(proc: Process) -> str | None:
     return getattr(b, "label", None) or type(b).__name__
 
 
+def restarts(proc: Process) -> tuple[int, int, Process | None]:
+    """How often the supervisor above ``proc`` restarted it: ``(total, within that
+    supervisor's intensity window, the supervisor)``; ``(0, 0, None)`` when no
+    supervisor watches it. Read from the supervisor's own counters, O(1)."""
+    parent = proc.parent._proc if proc.parent is not None else None
+    sup = parent.behaviour if parent is not None else None
+    if isinstance(sup, (Supervisor, DynamicSupervisor)):
+        counts = sup.restarts_of(proc.pid)
+        if counts is not None:
+            return counts[0], counts[1], parent
+    return 0, 0, None
+
+
 def proc_row(proc: Process) -> dict[str, Any]:
+    total, window, _ = restarts(proc)
     return {
         "pid": str(proc.pid),
         "name": proc.name,
@@ -218,6 +232,8 @@ def proc_row(proc: Process) -> dict[str, Any]:
         "started_at": proc.started_at,
         "system": proc.system,
         "traced": bool(proc.tracers),
+        "restarts": total,
+        "restarts_window": window,
     }
 
 
@@ -262,6 +278,12 @@ async def info(rt: Runtime, target: str, timeout: float, limit: int) -> dict[str
         "traced": bool(proc.tracers),
         "last_events": [event_json(e, limit) for e in raw["last_events"]],
     }
+    total, window, parent = restarts(proc)
+    out["restarts"] = total
+    out["restarts_window"] = window
+    out["restarted_by"] = None if parent is None else (parent.name or str(parent.pid))
+    if parent is not None and isinstance(parent.behaviour, (Supervisor, DynamicSupervisor)):
+        out["restart_period"] = parent.behaviour.period
     if _is_supervisor(proc):
         out["supervisor"] = await _describe(proc, timeout)
     elif isinstance(proc.behaviour, GenServer):
@@ -318,6 +340,8 @@ async def _describe(proc: Process, timeout: float) -> dict[str, Any]:
                 "type": c.get("type"),
                 "shutdown": term_to_json(c.get("shutdown")),
                 "significant": bool(c.get("significant")),
+                "restarts": int(c.get("restarts") or 0),
+                "restarts_window": int(c.get("restarts_window") or 0),
                 "name": cproc.name if cproc is not None else None,
                 "alive": cproc is not None and cproc.alive,
                 "message_queue_len": len(cproc.mailbox)

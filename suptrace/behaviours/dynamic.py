@@ -258,6 +258,7 @@ class DynamicSupervisor(_SupervisorBase):
                         "shutdown": c.spec.shutdown,
                         "significant": False,
                         "restarts": c.restarts,
+                        "start": c.spec.start,
                         "restarts_window": self._child_restarts(c)[1],
                     }
                     for c in reversed(list(self.children.values()))

@@ -782,6 +782,7 @@ class Supervisor(_SupervisorBase):
                     "shutdown": c.spec.shutdown,
                     "significant": c.spec.significant,
                     "restarts": c.restarts,
+                    "start": c.spec.start,
                     "restarts_window": self._child_restarts(c)[1],
                 }
                 for c in reversed(self.children)

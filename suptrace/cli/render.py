@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.table import Table
@@ -18,6 +20,7 @@ __all__ = [
     "print_info",
     "print_tombstone",
     "print_report",
+    "report_filter",
     "print_findings",
     "print_status",
     "window_text",
@@ -127,7 +130,7 @@ def _sup_label(desc: dict[str, Any], child: dict[str, Any] | None) -> Text:
     return label
 
 
-def _child_label(child: dict[str, Any]) -> Text:
+def _child_label(child: dict[str, Any], show_start: bool = False) -> Text:
     label = Text()
     dead = child.get("pid") is None
     label.append(str(child.get("id_text")), style="bold red" if dead else "bold")
@@ -149,6 +152,8 @@ def _child_label(child: dict[str, Any]) -> Text:
     if mq:
         label.append("  mq ")
         label.append_text(_mq_text(mq))
+    if show_start and child.get("start"):
+        label.append(f"  runs {child['start']}", style="dim")
     return label
 
 
@@ -167,14 +172,14 @@ def _restarted(child: dict[str, Any], by: str = "") -> Text:
     return text
 
 
-def _add_children(branch: Tree, desc: dict[str, Any]) -> None:
+def _add_children(branch: Tree, desc: dict[str, Any], show_start: bool = False) -> None:
     for child in desc.get("children", []):
         sub = child.get("tree")
         if isinstance(sub, dict):
             node = branch.add(_sup_label(sub, child))
-            _add_children(node, sub)
+            _add_children(node, sub, show_start)
             continue
-        node = branch.add(_child_label(child))
+        node = branch.add(_child_label(child, show_start))
         gone = child.get("not_restarted")
         if isinstance(gone, dict):
             text = Text("gone for good: ", style="bold red")
@@ -281,7 +286,7 @@ def print_info(info: dict[str, Any]) -> None:
     if isinstance(sup, dict):
         console.print(Text("supervisor:", style="bold"))
         tree = Tree(_sup_label(sup, None), guide_style="dim")
-        _add_children(tree, sup)
+        _add_children(tree, sup, show_start=True)
         console.print(tree)
     stack = info.get("current_stacktrace") or []
     console.print(Text("awaiting at (innermost last):", style="bold"))
@@ -322,15 +327,52 @@ _REPORT_STYLE = {
 }
 
 
-def print_report(report: dict[str, Any]) -> None:
-    text = str(report.get("text", ""))
-    head, _, rest = text.partition("\n")
+def print_report(report: dict[str, Any], form: str = "short") -> None:
+    """One report: ``short`` (crash reports in about ten lines), ``full`` or ``line``."""
     style = _REPORT_STYLE.get(str(report.get("kind")), "bold red")
     console = out()
+    if form == "line":
+        line = report.get("line") or str(report.get("text", "")).partition("\n")[0]
+        console.print(Text(str(line), style=style if report.get("kind") != "progress" else "dim"))
+        return
+    text = str(report.get("brief" if form == "short" else "text") or report.get("text", ""))
+    head, _, rest = text.partition("\n")
     console.print(Text(head, style=style))
     if rest:
         console.print(Text(rest, style="dim" if report.get("kind") == "progress" else ""))
     console.print()
+
+
+def report_filter(
+    name: str | None, after: float | None
+) -> Callable[[dict[str, Any]], bool] | None:
+    """A test for reports (as JSON) about ``name`` (wildcards allowed) and not older
+    than ``after``; None when there is nothing to filter.
+
+    >>> about = report_filter("importer.*", None)
+    >>> about({"kind": "crash", "name": "importer.survey", "pid": "<0.4.0>", "ts": 0})
+    True
+    >>> about({"kind": "child_terminated", "supervisor": "app.sup", "offender": {"id": "db"}})
+    False
+    """
+    if name is None and after is None:
+        return None
+
+    def wanted(report: dict[str, Any]) -> bool:
+        if after is not None and float(report.get("ts") or 0) < after:
+            return False
+        if name is None:
+            return True
+        subjects = [report.get("name"), report.get("pid"), report.get("supervisor")]
+        for key in ("offender", "started"):
+            off = report.get(key)
+            if isinstance(off, dict):
+                subjects.extend((off.get("id"), off.get("pid")))
+        return any(
+            s is not None and fnmatch.fnmatchcase(str(s), name) for s in subjects
+        )
+
+    return wanted
 
 
 _SEVERITY = {"error": ("bold red", "✗"), "warning": ("yellow", "!")}

@@ -29,7 +29,14 @@ from suptrace.core.process import Process
 from suptrace.core.process import exit as exit_signal
 from suptrace.core.runtime import Runtime, Tombstone
 from suptrace.core.terms import Pid, reason_class
-from suptrace.node.control_doctor import check_tree, finding
+from suptrace.node.control_doctor import (
+    check_call_timeouts,
+    check_restart_loops,
+    check_tree,
+    finding,
+    restart_key,
+)
+from suptrace.observers.call_timeouts import CallTimeouts
 from suptrace.observers.format import format_event, short, term_to_json
 from suptrace.observers.reports import (
     CrashReport,
@@ -38,6 +45,7 @@ from suptrace.observers.reports import (
     Reports,
     SupervisorReport,
     format_report,
+    start_text,
 )
 
 __all__ = [
@@ -127,19 +135,26 @@ def report_json(report: Report, limit: int = 400) -> dict[str, Any]:
         "kind": report_kind(report),
         "ts": report.ts,
         "text": format_report(report),
+        "brief": format_report(report, "short"),
+        "line": format_report(report, "line"),
     }
     if isinstance(report, SupervisorReport):
+        cause = report.cause
+        if isinstance(cause, dict) and isinstance(cause.get("offender"), dict):
+            cause = {**cause, "offender": offender_json(cause["offender"], limit)}
         out.update(
             supervisor=_text(report.supervisor),
             context=report.context,
             reason=short(report.reason, limit),
             reason_class=reason_class(report.reason),
-            offender=term_to_json(report.offender, limit),
-            cause=term_to_json(report.cause, limit),
+            offender=offender_json(report.offender, limit),
+            cause=term_to_json(cause, limit),
             rule=report.rule,
         )
     elif isinstance(report, ProgressReport):
-        out.update(supervisor=_text(report.supervisor), started=term_to_json(report.started, limit))
+        out.update(
+            supervisor=_text(report.supervisor), started=offender_json(report.started, limit)
+        )
     else:
         out.update(
             pid=str(report.pid),
@@ -149,6 +164,14 @@ def report_json(report: Report, limit: int = 400) -> dict[str, Any]:
             initial_call=report.initial_call,
         )
     return out
+
+
+def offender_json(off: dict[str, Any], limit: int = 400) -> Any:
+    """An offender (or started) dict as JSON, its ``start`` as a readable call."""
+    data = term_to_json(off, limit)
+    if isinstance(data, dict) and "start" in off:
+        data["start"] = start_text(off["start"])
+    return data
 
 
 def _text(value: Any) -> str:
@@ -342,6 +365,7 @@ async def _describe(proc: Process, timeout: float) -> dict[str, Any]:
                 "significant": bool(c.get("significant")),
                 "restarts": int(c.get("restarts") or 0),
                 "restarts_window": int(c.get("restarts_window") or 0),
+                "start": None if c.get("start") is None else start_text(c["start"]),
                 "name": cproc.name if cproc is not None else None,
                 "alive": cproc is not None and cproc.alive,
                 "message_queue_len": len(cproc.mailbox)
@@ -480,6 +504,11 @@ async def doctor(
     found: list[dict[str, Any]] = []
     for root in trees["roots"]:
         found.extend(check_tree(root))
+    reasons, gave_up = restart_history(reports)
+    for root in trees["roots"]:
+        found.extend(check_restart_loops(root, reasons, gave_up))
+    timeouts = call_timeout_rows(rt)
+    found.extend(check_call_timeouts(timeouts))
     for stone in trees["vanished"][:50]:
         gone_for_good = any("did not restart" in n for n in stone["notes"])
         found.append(
@@ -547,8 +576,71 @@ async def doctor(
             "tombstones": len(trees["vanished"]),
             "samples": len(snapshots),
             "interval": interval,
+            "call_destinations": len(timeouts),
         },
     }
+
+
+def restart_history(
+    reports: Reports | None, keep: int = 50
+) -> tuple[dict[str, list[tuple[str, str]]], dict[str, list[str]]]:
+    """From the report history: each child's recent exit reasons (``(class,
+    text)``, oldest first, keyed by `restart_key`) and, per supervisor name, the
+    ids of the children that made it reach its max restart intensity."""
+    reasons: dict[str, list[tuple[str, str]]] = {}
+    gave_up: dict[str, list[str]] = {}
+    if reports is None:
+        return reasons, gave_up
+    for report in list(reports.history):
+        if not isinstance(report, SupervisorReport):
+            continue
+        cid = report.offender.get("id")
+        if report.context == "child_terminated":
+            key = restart_key(_text(report.supervisor), term_to_json(cid))
+            seen = reasons.setdefault(key, [])
+            seen.append((reason_class(report.reason), short(report.reason, 120)))
+            if len(seen) > keep:
+                del seen[0]
+        elif report.context == "shutdown":
+            ids = gave_up.setdefault(_text(report.supervisor), [])
+            ids.append(cid if isinstance(cid, str) else short(cid, 60))
+            if len(ids) > keep:
+                del ids[0]
+    return reasons, gave_up
+
+
+def call_timeout_rows(rt: Runtime) -> list[dict[str, Any]]:
+    """Per destination: timeouts (total and since the current process started),
+    the calls that process received (a GenServer's count), and the callers."""
+    service = rt.services.get("call_timeouts")
+    if not isinstance(service, CallTimeouts):
+        return []
+    rows = []
+    for dest in list(service.by_dest.values()):
+        proc = rt.names.get(dest.destination)
+        if proc is None and dest.pid is not None:
+            proc = rt.procs.get(dest.pid)
+        calls = None
+        recent = dest.total
+        if proc is not None and proc.alive:
+            recent = dest.since(proc.started_at)
+            behaviour = proc.behaviour
+            if isinstance(behaviour, GenServer):
+                # Handled so far; a timed-out call still queued counts once handled.
+                calls = int(getattr(behaviour, "_calls", 0))
+        rows.append(
+            {
+                "destination": dest.destination,
+                "pid": None if proc is None else str(proc.pid),
+                "alive": proc is not None and proc.alive,
+                "timeouts": dest.total,
+                "recent": recent,
+                "calls": calls,
+                "callers": dict(dest.callers),
+                "timeout": term_to_json(dest.last_timeout),
+            }
+        )
+    return rows
 
 
 _RUNTIME_DIRS = tuple(f"{os.sep}suptrace{os.sep}{d}{os.sep}" for d in ("core", "behaviours"))

@@ -130,7 +130,7 @@ def _sup_label(desc: dict[str, Any], child: dict[str, Any] | None) -> Text:
     return label
 
 
-def _child_label(child: dict[str, Any], show_start: bool = False) -> Text:
+def _child_label(child: dict[str, Any]) -> Text:
     label = Text()
     dead = child.get("pid") is None
     label.append(str(child.get("id_text")), style="bold red" if dead else "bold")
@@ -152,8 +152,6 @@ def _child_label(child: dict[str, Any], show_start: bool = False) -> Text:
     if mq:
         label.append("  mq ")
         label.append_text(_mq_text(mq))
-    if show_start and child.get("start"):
-        label.append(f"  runs {child['start']}", style="dim")
     return label
 
 
@@ -179,7 +177,9 @@ def _add_children(branch: Tree, desc: dict[str, Any], show_start: bool = False) 
             node = branch.add(_sup_label(sub, child))
             _add_children(node, sub, show_start)
             continue
-        node = branch.add(_child_label(child, show_start))
+        node = branch.add(_child_label(child))
+        if show_start and child.get("start"):
+            node.add(Text(f"runs {child['start']}", style="dim"))
         gone = child.get("not_restarted")
         if isinstance(gone, dict):
             text = Text("gone for good: ", style="bold red")
@@ -254,14 +254,13 @@ def print_info(info: dict[str, Any]) -> None:
     if info.get("restarted_by") is not None:
         total = int(info.get("restarts") or 0)
         window = int(info.get("restarts_window") or 0)
-        console.print(
-            _pair(
-                "restarts",
-                f"restarted {total} time{'s' if total != 1 else ''} by its parent "
-                f"{info['restarted_by']}, {window} in the last {info.get('restart_period')}s",
-                "red" if window >= 3 else "yellow" if total else "",
-            )
+        text = (
+            f"restarted {total} time{'s' if total != 1 else ''} by its parent "
+            f"{info['restarted_by']}, {window} in the last {info.get('restart_period')}s"
+            if total
+            else f"never restarted by its parent {info['restarted_by']}"
         )
+        console.print(_pair("restarts", text, "red" if window >= 3 else "yellow" if total else ""))
     console.print(_pair("ancestors", ", ".join(info.get("ancestors") or []) or "-"))
     console.print(_pair("links", ", ".join(info.get("links") or []) or "-"))
     console.print(_pair("monitors", ", ".join(info.get("monitors") or []) or "-"))

@@ -258,8 +258,8 @@ class DynamicSupervisor(_SupervisorBase):
                         "shutdown": c.spec.shutdown,
                         "significant": False,
                         "restarts": c.restarts,
-                        "start": c.spec.start,
                         "restarts_window": self._child_restarts(c)[1],
+                        "start": c.spec.start,
                     }
                     for c in reversed(list(self.children.values()))
                 ],

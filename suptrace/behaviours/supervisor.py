@@ -782,8 +782,8 @@ class Supervisor(_SupervisorBase):
                     "shutdown": c.spec.shutdown,
                     "significant": c.spec.significant,
                     "restarts": c.restarts,
-                    "start": c.spec.start,
                     "restarts_window": self._child_restarts(c)[1],
+                    "start": c.spec.start,
                 }
                 for c in reversed(self.children)
             ],
@@ -867,6 +867,10 @@ async def get_childspec(sup: Pid | str, child_id: Any) -> ChildSpec:
 
 
 async def describe(sup: Pid | str) -> dict[str, Any]:
-    """Flags, restart-window use and children of a supervisor (for tooling)."""
+    """Flags, restart-window use and children of a supervisor (for tooling).
+
+    Each child also says how often this supervisor restarted it: ``restarts``
+    (over the supervisor's life) and ``restarts_window`` (those still inside the
+    intensity window), counted against the child whose exit caused each restart."""
     result: dict[str, Any] = await _admin_call(sup, ("describe",))
     return result

@@ -77,6 +77,8 @@ class Node:
         progress reports are kept but not logged unless ``log_progress=True``;
         ``crash_report`` is how crash reports are logged: ``"short"`` (about ten
         lines) or ``"full"`` (the whole SASL layout; the history keeps it anyway).
+        With reports the node also counts, per destination, the calls that time
+        out (read by ``suptrace doctor``; nothing is added to a call that answers).
         ``flight_recorder`` is how many recent events each process keeps for
         crash reports, tombstones and ``inspect`` (0 turns it off).
         ``system_monitor`` watches for steps that block the loop and for growing
@@ -106,8 +108,9 @@ class Node:
             if reports
             else None
         )
-        #: Calls that timed out, by destination (what ``suptrace doctor`` reads).
-        self.call_timeouts = CallTimeouts()
+        #: Calls that timed out, by destination (what ``suptrace doctor`` reads); kept
+        #: with the reports, so a node without them listens to no event at all.
+        self.call_timeouts: CallTimeouts | None = CallTimeouts() if reports else None
         self.services: list[Service] = list(services or [])
         if self.telemetry is not None:
             self.services.insert(0, self.telemetry)
@@ -133,7 +136,8 @@ class Node:
         self._token = self._runtime.activate()
         if self.reports is not None:
             self.reports.attach(self._runtime)
-        self.call_timeouts.attach(self._runtime)
+        if self.call_timeouts is not None:
+            self.call_timeouts.attach(self._runtime)
         if self.system_monitor is not None:
             self.system_monitor.attach(self._runtime)
         started: list[Service] = []
@@ -166,7 +170,8 @@ class Node:
                 self.system_monitor.detach()
             if self.reports is not None:
                 self.reports.detach()
-            self.call_timeouts.detach()
+            if self.call_timeouts is not None:
+                self.call_timeouts.detach()
             self.runtime.closing = True
             self.runtime.deactivate(self._token)
 

@@ -398,3 +398,27 @@ def test_crash_report_forms() -> None:
     assert short[3].startswith("      raised at test_operator_doctor.py:")
     assert "traceback" in format_report(report) and "traceback" not in "\n".join(short)
     assert format_report(report, "line").split(" ", 1)[1].startswith("crash importer.survey <")
+
+
+async def test_counting_timeouts_adds_no_event_to_a_call_that_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only an expired call emits (``call_timeout``); answered calls emit nothing."""
+    from suptrace.core.runtime import Runtime
+
+    kinds: list[str] = []
+    original = Runtime.emit
+
+    def counting(self: Runtime, proc: Any, kind: str, data: dict[str, Any]) -> None:
+        kinds.append(kind)
+        original(self, proc, kind, data)
+
+    monkeypatch.setattr(Runtime, "emit", counting)
+
+    async def main() -> int:
+        await Db.start_link(name="db")
+        kinds.clear()
+        return await _poll(30)
+
+    assert await in_node(main, system_monitor=False) == 10
+    assert kinds == ["call_timeout"] * 10

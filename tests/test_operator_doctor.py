@@ -163,10 +163,15 @@ def test_restart_loop_rule_for_a_supervisor_restarted_by_its_parent() -> None:
             "tree": {"name": "import_sup", "pid": "<0.9.0>", "children": []},
         }
     ]
-    [f] = check_restart_loops(root, {}, {"import_sup": ["survey", "survey", "ledger"]})
+    reasons = {
+        restart_key("app.sup", "import_sup"): [("shutdown", "'shutdown'")] * 4,
+        restart_key("import_sup", "survey"): [("OSError", "OSError('disk full')")] * 2,
+    }
+    [f] = check_restart_loops(root, reasons, {"import_sup": ["survey", "survey", "ledger"]})
     assert f["subject"] == "app.sup / import_sup"
     assert "restarted 4 times by app.sup" in f["message"]
-    assert "because of survey, ledger" in f["message"] and "whole subtree" in f["message"]
+    assert "because of survey, ledger, which exited with: OSError x2" in f["message"]
+    assert "exited with: shutdown" not in f["message"] and "whole subtree" in f["message"]
     assert "--name import_sup" in f["hint"]
 
 

@@ -279,7 +279,7 @@ def check_restart_loops(
             past = reasons.get(restart_key(sup, child.get("id")), [])
             seen = f"{cid} was restarted {total} times by {sup}"
             seen += f", {window} of them in the last {period}s" if window else ""
-            if past:
+            if past and not (is_sup and all(cls == "shutdown" for cls, _ in past)):
                 seen += f"; it exited with: {summarize_reasons(past)}"
             if is_sup:
                 name = (sub or {}).get("name") or child.get("name") or cid
@@ -290,6 +290,10 @@ def check_restart_loops(
                         f"; each time it had reached its max restart intensity, because of "
                         f"{', '.join(ids[:5])}"
                     )
+                    # Why those children died, as their supervisor reported it.
+                    died = [r for i in ids[:5] for r in reasons.get(restart_key(name, i), [])]
+                    if died:
+                        seen += f", which exited with: {summarize_reasons(died)}"
                 why = (
                     f"every restart of a supervisor stops and restarts its whole subtree: "
                     f"whatever runs under {cid} keeps losing its state and work in flight, "

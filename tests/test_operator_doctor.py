@@ -427,3 +427,11 @@ async def test_counting_timeouts_adds_no_event_to_a_call_that_answers(
 
     assert await in_node(main, system_monitor=False) == 10
     assert kinds == ["call_timeout"] * 10
+
+
+def test_logger_disable_still_silences_the_reports() -> None:
+    script = "from loguru import logger; logger.disable('suptrace')\n" + _DEFAULT_HANDLER
+    result = subprocess.run(
+        [sys.executable, "-c", script, "short"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and result.stderr == "", result.stderr

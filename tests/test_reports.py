@@ -152,8 +152,9 @@ async def test_no_report_where_otp_logs_none() -> None:
 
 
 async def test_log_levels(monkeypatch: pytest.MonkeyPatch) -> None:
-    """ERROR for supervisor and crash reports, WARNING for not_restarted, INFO for
-    progress, DEBUG for a start requested through the admin API (current OTP)."""
+    """ERROR for supervisor and crash reports, WARNING for not_restarted; with
+    log_progress, INFO for progress, DEBUG for a start requested through the admin
+    API (current OTP)."""
     from loguru import logger
 
     levels: list[tuple[str, str]] = []
@@ -183,7 +184,7 @@ async def test_log_levels(monkeypatch: pytest.MonkeyPatch) -> None:
 
     handler = logger.add(sink, level="DEBUG")
     try:
-        await in_node(main, log_reports=True)
+        await in_node(main, log_reports=True, log_progress=True)
     finally:
         logger.remove(handler)
     assert levels == [

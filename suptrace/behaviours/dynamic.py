@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from typing import Any
 
 from suptrace.behaviours.childspec import ChildInfo, ChildSpec, as_childspec, check_flags
@@ -31,7 +32,7 @@ __all__ = ["DynamicSupervisor"]
 
 
 class _Dyn:
-    __slots__ = ("failure", "pid", "proc", "restarting", "spec")
+    __slots__ = ("failure", "pid", "proc", "restart_times", "restarting", "restarts", "spec")
 
     def __init__(self, spec: ChildSpec, pid: Pid) -> None:
         self.spec = spec
@@ -41,6 +42,10 @@ class _Dyn:
         self.restarting = False
         #: Why the last restart failed, while ``restarting``.
         self.failure: Any = None
+        #: Restarts counted against the intensity because of this child (see
+        #: `_SupervisorBase.restarts_of`), and their times within the period.
+        self.restarts = 0
+        self.restart_times: deque[int] | None = None
 
 
 class DynamicSupervisor(_SupervisorBase):
@@ -153,7 +158,7 @@ class DynamicSupervisor(_SupervisorBase):
         await self._restart(pid, child, reason)
 
     async def _restart(self, key: Pid, child: _Dyn, reason: Any, retry: bool = False) -> None:
-        if not self._count_restart():
+        if not self._count_restart(child):
             del self.children[key]
             self._give_up(child.spec, key, reason, retry)
         status, value = await self._start_spec(child.spec, self.extra_args)
@@ -173,6 +178,10 @@ class DynamicSupervisor(_SupervisorBase):
                 "restart", child_id=child.spec.id, old_pid=key, new_pid=value, reason=reason
             )
             self._progress(child.spec, value)
+
+    def restarts_of(self, pid: Pid) -> tuple[int, int] | None:
+        child = self.children.get(pid)
+        return None if child is None else self._child_restarts(child)
 
     # -- stopping ------------------------------------------------------------------------
 
@@ -252,6 +261,9 @@ class DynamicSupervisor(_SupervisorBase):
                         "type": c.spec.type,
                         "shutdown": c.spec.shutdown,
                         "significant": False,
+                        "restarts": c.restarts,
+                        "restarts_window": self._child_restarts(c)[1],
+                        "start": c.spec.start,
                     }
                     for c in reversed(list(self.children.values()))
                 ],

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,7 +133,7 @@ class MaxChildren(SupervisorError):
 
 
 class _Child:
-    __slots__ = ("failure", "pid", "proc", "restarting", "spec")
+    __slots__ = ("failure", "pid", "proc", "restart_times", "restarting", "restarts", "spec")
 
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
@@ -141,6 +142,11 @@ class _Child:
         self.restarting = False
         #: Why the last restart failed, while ``restarting``.
         self.failure: Any = None
+        #: Restarts counted against the intensity because this child exited (or its
+        #: restart failed), over the supervisor's life; see `_SupervisorBase.restarts_of`.
+        self.restarts = 0
+        #: Their whole-second monotonic times within the period (oldest first), or None.
+        self.restart_times: deque[int] | None = None
 
     def state(self) -> Pid | str | None:
         return "restarting" if self.restarting else self.pid
@@ -257,8 +263,35 @@ class _SupervisorBase(GenServer):
         proc = self._proc
         proc.runtime.loop.call_soon(proc.deliver, _TryAgain(key), proc.pid)
 
-    def _count_restart(self) -> bool:
-        return self.window.add(int(time.monotonic()))
+    def _count_restart(self, child: Any) -> bool:
+        """Count a restart against the intensity, and against ``child`` (the child
+        whose exit, or failed restart, caused it): O(1) amortised."""
+        now = int(time.monotonic())
+        child.restarts += 1
+        times = child.restart_times
+        if times is None:
+            child.restart_times = times = deque()
+        times.append(now)
+        horizon = now - self.period
+        while times[0] < horizon:
+            times.popleft()
+        return self.window.add(now)
+
+    def _child_restarts(self, child: Any) -> tuple[int, int]:
+        """``(total, within the intensity window now)`` for one child."""
+        times = child.restart_times
+        if not times:
+            return child.restarts, 0
+        horizon = int(time.monotonic()) - self.period
+        return child.restarts, sum(1 for t in times if t >= horizon)
+
+    def restarts_of(self, pid: Pid) -> tuple[int, int] | None:
+        """How often this supervisor restarted the child now running as ``pid``:
+        ``(total, within the intensity window)``, or None if ``pid`` is not its child.
+
+        Only restarts counted against the intensity are counted, each against the
+        child whose exit caused it (siblings a one_for_all restart takes along are not)."""
+        raise NotImplementedError
 
     def _give_up(self, spec: ChildSpec, pid: Pid | None, reason: Any, retry: bool = False) -> None:
         """Restart intensity reached: report, remember why, and exit ``shutdown``.
@@ -497,6 +530,10 @@ class Supervisor(_SupervisorBase):
         if child.pid is not None:
             self.by_pid.pop(child.pid, None)
 
+    def restarts_of(self, pid: Pid) -> tuple[int, int] | None:
+        child = self.by_pid.get(pid)
+        return None if child is None else self._child_restarts(child)
+
     def _set_pid(self, child: _Child, pid: Pid | None) -> None:
         if child.pid is not None:
             self.by_pid.pop(child.pid, None)
@@ -560,7 +597,7 @@ class Supervisor(_SupervisorBase):
     async def _restart(
         self, child: _Child, reason: Any, old: Pid | None, retry: bool = False
     ) -> None:
-        if not self._count_restart():
+        if not self._count_restart(child):
             child.restarting = False
             self._remove(child)
             self._give_up(child.spec, old, reason, retry)
@@ -747,6 +784,9 @@ class Supervisor(_SupervisorBase):
                     "type": c.spec.type,
                     "shutdown": c.spec.shutdown,
                     "significant": c.spec.significant,
+                    "restarts": c.restarts,
+                    "restarts_window": self._child_restarts(c)[1],
+                    "start": c.spec.start,
                 }
                 for c in reversed(self.children)
             ],
@@ -830,6 +870,10 @@ async def get_childspec(sup: Pid | str, child_id: Any) -> ChildSpec:
 
 
 async def describe(sup: Pid | str) -> dict[str, Any]:
-    """Flags, restart-window use and children of a supervisor (for tooling)."""
+    """Flags, restart-window use and children of a supervisor (for tooling).
+
+    Each child also says how often this supervisor restarted it: ``restarts``
+    (over the supervisor's life) and ``restarts_window`` (those still inside the
+    intensity window), counted against the child whose exit caused each restart."""
     result: dict[str, Any] = await _admin_call(sup, ("describe",))
     return result

@@ -71,7 +71,9 @@ def ps(
     include_system: Annotated[
         bool, typer.Option("--all", "-a", help="Include system processes.")
     ] = False,
-    sort: Annotated[str, typer.Option("--sort", "-s", help="pid, mq, in, out or name.")] = "pid",
+    sort: Annotated[
+        str, typer.Option("--sort", "-s", help="pid, mq, in, out, restarts or name.")
+    ] = "pid",
     limit: Annotated[
         int, typer.Option("--limit", "-l", min=1, help="Show at most this many.")
     ] = 10_000,
@@ -88,6 +90,7 @@ def ps(
         "mq": lambda p: -p["message_queue_len"],
         "in": lambda p: -p["messages_in"],
         "out": lambda p: -p["messages_out"],
+        "restarts": lambda p: (-p.get("restarts", 0), -p.get("restarts_window", 0)),
         "name": lambda p: (p.get("name") is None, p.get("name") or ""),
     }
     if sort not in keys:
@@ -225,7 +228,13 @@ def tombstones(
 @handle_errors
 def reports(
     follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep printing new reports (Ctrl-C stops).")
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="Keep printing new reports as they come (Ctrl-C stops); starts at now "
+            "unless --since or --last asks for past ones too.",
+        ),
     ] = False,
     kind: Annotated[
         list[str] | None,
@@ -237,43 +246,118 @@ def reports(
             show_default=False,
         ),
     ] = None,
-    limit: Annotated[
-        int, typer.Option("--limit", "-l", min=0, help="How many past reports to show.")
-    ] = 100,
-    as_json: Annotated[
-        bool, typer.Option("--json", "-j", help="One JSON object per line.")
+    last: Annotated[
+        int | None,
+        typer.Option(
+            "--last",
+            "--limit",
+            "-l",
+            min=0,
+            help="How many past reports to show (default 100; with --follow, none).",
+            show_default=False,
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Only reports of the last DURATION: 90s, 5m, 2h (also with --follow).",
+            show_default=False,
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="Only reports about NAME: a process name or pid, a supervisor, or a child "
+            "id (shell-style wildcards: 'importer.*').",
+            show_default=False,
+        ),
+    ] = None,
+    short_form: Annotated[
+        bool, typer.Option("--short", help="One line per report.")
     ] = False,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full", help="Crash reports in full (whole traceback, every recorded event)."
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", "-j", help="One JSON object per line.")] = False,
     node: NodeOpt = None,
     connect: ConnectOpt = None,
     cookie_file: CookieOpt = None,
     tls: TlsOpt = False,
     cafile: CafileOpt = None,
 ) -> None:
-    """SASL-style reports of a node: crashes, supervisor reports, not_restarted."""
+    """SASL-style reports of a node: crashes, supervisor reports, not_restarted.
+
+    Crash reports show in about ten lines; --full gives the whole report, --short
+    one line per report."""
+    import time
+
     from suptrace.cli.attach import follow_stream
     from suptrace.cli.output import err, print_json_line
-    from suptrace.cli.render import print_report
+    from suptrace.cli.render import print_report, report_filter
 
+    if short_form and full:
+        raise CliError("--short and --full do not go together: pick one", 2)
     kinds = [k.strip() for spec in (kind or []) for k in spec.split(",") if k.strip()]
+    after = None if since is None else time.time() - parse_duration(since, "--since")
+    wanted = report_filter(name, after)
+    form = "line" if short_form else "full" if full else "short"
+    past = last if last is not None else (0 if follow and since is None else 100)
+    # Filtering by name or time happens here, so ask for the whole history then.
+    ask = past if wanted is None else 1_000_000
 
     def show(report: dict[str, Any]) -> None:
+        if wanted is not None and not wanted(report):
+            return
         if as_json:
             print_json_line(report)
         else:
-            print_report(report)
+            print_report(report, form)
 
     with target(node, connect, cookie_file, tls, cafile).open() as client:
-        req_id = client.send("reports", {"kinds": kinds or None, "limit": limit, "follow": follow})
+        req_id = client.send(
+            "reports", {"kinds": kinds or None, "limit": min(ask, 1_000_000), "follow": follow}
+        )
         result = client.wait_reply(req_id)
-        for report in result["reports"]:
+        chosen = [r for r in result["reports"] if wanted is None or wanted(r)]
+        chosen = chosen[-past:] if past else []
+        for report in chosen:
             show(report)
         if not follow:
-            if not as_json and not result["reports"]:
+            if not as_json and not chosen:
                 err().print(f"no reports on node {client.node}", style="dim")
             return
         err().print(f"following reports of node {client.node}; Ctrl-C stops", style="dim")
         end = follow_stream(client, req_id, show)
         err().print(f"stopped following reports: {end.get('reason')}", style="dim")
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str, option: str) -> float:
+    """Seconds in ``90``, ``90s``, ``5m``, ``2h``, ``1d`` or ``250ms``.
+
+    >>> parse_duration("5m", "--since"), parse_duration("1.5h", "--since")
+    (300.0, 5400.0)
+    """
+    raw = text.strip().lower()
+    unit = next((u for u in ("ms", "s", "m", "h", "d") if raw.endswith(u)), "")
+    try:
+        value = float(raw[: len(raw) - len(unit)] if unit else raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise CliError(
+            f"{option} {text!r} is not a duration: write a number with s, m, h or d "
+            "(like 90s, 5m, 2h)",
+            2,
+        )
+    return value * _UNITS.get(unit, 1.0)
 
 
 @handle_errors

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.padding import Padding
@@ -19,9 +21,11 @@ __all__ = [
     "print_info",
     "print_tombstone",
     "print_report",
+    "report_filter",
     "print_findings",
     "print_status",
     "window_text",
+    "restarts_text",
 ]
 
 
@@ -49,6 +53,18 @@ def _mq_text(n: int) -> Text:
     return Text(str(n), style=style)
 
 
+def restarts_text(item: dict[str, Any]) -> Text:
+    """Restarts of a child by its supervisor, like ``66 (5 in window)``; empty when none."""
+    total = int(item.get("restarts") or 0)
+    window = int(item.get("restarts_window") or 0)
+    if not total:
+        return Text("")
+    text = Text(str(total), style="bold red" if window >= 3 else "yellow")
+    if window:
+        text.append(f" ({window} now)", style="red" if window >= 3 else "yellow")
+    return text
+
+
 def ps_table(procs: list[dict[str, Any]]) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold")
     for col, justify in (
@@ -58,6 +74,7 @@ def ps_table(procs: list[dict[str, Any]]) -> Table:
         ("MQ", "right"),
         ("IN", "right"),
         ("OUT", "right"),
+        ("RESTARTS", "right"),
         ("RUNS", "left"),
     ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
@@ -72,6 +89,7 @@ def ps_table(procs: list[dict[str, Any]]) -> Table:
             _mq_text(int(p["message_queue_len"])),
             str(p["messages_in"]),
             str(p["messages_out"]),
+            restarts_text(p),
             runs,
         )
     return table
@@ -114,6 +132,7 @@ def _sup_label(desc: dict[str, Any], child: dict[str, Any] | None) -> Text:
         label.append(f"  supervisor {child.get('restart')}")
         if child.get("significant"):
             label.append(" significant", style="magenta")
+        label.append_text(_restarted(child, "by its parent"))
     auto = desc.get("auto_shutdown")
     if auto and auto != "never":
         label.append(f"  auto_shutdown={auto}", style="magenta")
@@ -137,6 +156,7 @@ def _child_label(child: dict[str, Any]) -> Text:
     label.append(f"  {child.get('type')} {child.get('restart')}", style="red" if dead else "")
     if child.get("significant"):
         label.append(" significant", style="magenta")
+    label.append_text(_restarted(child))
     mq = int(child.get("message_queue_len") or 0)
     if mq:
         label.append("  mq ")
@@ -144,14 +164,31 @@ def _child_label(child: dict[str, Any]) -> Text:
     return label
 
 
-def _add_children(branch: Tree, desc: dict[str, Any]) -> None:
+def _restarted(child: dict[str, Any], by: str = "") -> Text:
+    """``  restarted 66 times (5 in the window)`` for a child that was restarted."""
+    total = int(child.get("restarts") or 0)
+    if not total:
+        return Text("")
+    window = int(child.get("restarts_window") or 0)
+    style = "bold red" if window >= 3 else "yellow"
+    text = Text(f"  restarted {total} time{'s' if total != 1 else ''}", style=style)
+    if by:
+        text.append(f" {by}", style=style)
+    if window:
+        text.append(f" ({window} in the window)", style=style)
+    return text
+
+
+def _add_children(branch: Tree, desc: dict[str, Any], show_start: bool = False) -> None:
     for child in desc.get("children", []):
         sub = child.get("tree")
         if isinstance(sub, dict):
             node = branch.add(_sup_label(sub, child))
-            _add_children(node, sub)
+            _add_children(node, sub, show_start)
             continue
         node = branch.add(_child_label(child))
+        if show_start and child.get("start"):
+            node.add(Text(f"runs {child['start']}", style="dim"))
         gone = child.get("not_restarted")
         if isinstance(gone, dict):
             text = Text("gone for good: ", style="bold red")
@@ -231,6 +268,16 @@ def print_info(info: dict[str, Any]) -> None:
         )
     )
     console.print(_pair("parent", info.get("parent") or "-"))
+    if info.get("restarted_by") is not None:
+        total = int(info.get("restarts") or 0)
+        window = int(info.get("restarts_window") or 0)
+        text = (
+            f"restarted {total} time{'s' if total != 1 else ''} by its parent "
+            f"{info['restarted_by']}, {window} in the last {info.get('restart_period')}s"
+            if total
+            else f"never restarted by its parent {info['restarted_by']}"
+        )
+        console.print(_pair("restarts", text, "red" if window >= 3 else "yellow" if total else ""))
     console.print(_pair("ancestors", ", ".join(info.get("ancestors") or []) or "-"))
     console.print(_pair("links", ", ".join(info.get("links") or []) or "-"))
     console.print(_pair("monitors", ", ".join(info.get("monitors") or []) or "-"))
@@ -255,7 +302,7 @@ def print_info(info: dict[str, Any]) -> None:
     if isinstance(sup, dict):
         console.print(Text("supervisor:", style="bold"))
         tree = Tree(_sup_label(sup, None), guide_style="dim")
-        _add_children(tree, sup)
+        _add_children(tree, sup, show_start=True)
         console.print(tree)
     stack = info.get("current_stacktrace") or []
     console.print(Text("awaiting at (innermost last):", style="bold"))
@@ -292,15 +339,52 @@ _REPORT_STYLE = {
 }
 
 
-def print_report(report: dict[str, Any]) -> None:
-    text = str(report.get("text", ""))
-    head, _, rest = text.partition("\n")
+def print_report(report: dict[str, Any], form: str = "short") -> None:
+    """One report: ``short`` (crash reports in about ten lines), ``full`` or ``line``."""
     style = _REPORT_STYLE.get(str(report.get("kind")), "bold red")
     console = out()
+    if form == "line":
+        line = report.get("line") or str(report.get("text", "")).partition("\n")[0]
+        console.print(Text(str(line), style=style if report.get("kind") != "progress" else "dim"))
+        return
+    text = str(report.get("brief" if form == "short" else "text") or report.get("text", ""))
+    head, _, rest = text.partition("\n")
     console.print(Text(head, style=style))
     if rest:
         console.print(Text(rest, style="dim" if report.get("kind") == "progress" else ""))
     console.print()
+
+
+def report_filter(
+    name: str | None, after: float | None
+) -> Callable[[dict[str, Any]], bool] | None:
+    """A test for reports (as JSON) about ``name`` (wildcards allowed) and not older
+    than ``after``; None when there is nothing to filter.
+
+    >>> about = report_filter("importer.*", None)
+    >>> about({"kind": "crash", "name": "importer.survey", "pid": "<0.4.0>", "ts": 0})
+    True
+    >>> about({"kind": "child_terminated", "supervisor": "app.sup", "offender": {"id": "db"}})
+    False
+    """
+    if name is None and after is None:
+        return None
+
+    def wanted(report: dict[str, Any]) -> bool:
+        if after is not None and float(report.get("ts") or 0) < after:
+            return False
+        if name is None:
+            return True
+        subjects = [report.get("name"), report.get("pid"), report.get("supervisor")]
+        for key in ("offender", "started"):
+            off = report.get(key)
+            if isinstance(off, dict):
+                subjects.extend((off.get("id"), off.get("pid")))
+        return any(
+            s is not None and fnmatch.fnmatchcase(str(s), name) for s in subjects
+        )
+
+    return wanted
 
 
 _SEVERITY = {"error": ("bold red", "✗"), "warning": ("yellow", "!")}

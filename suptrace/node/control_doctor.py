@@ -18,7 +18,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["check_tree", "check_telemetry", "finding", "RULES"]
+__all__ = [
+    "check_tree",
+    "check_telemetry",
+    "check_restart_loops",
+    "check_call_timeouts",
+    "summarize_reasons",
+    "finding",
+    "RULES",
+]
 
 #: Every rule and the one-line question it answers.
 RULES = {
@@ -33,6 +41,8 @@ RULES = {
     "growing_mailbox": "a mailbox that only grows",
     "stuck": "a process awaiting the same thing for a long time",
     "telemetry_dropped": "a telemetry signal that is refused by its backend or loses data",
+    "restart_loop": "a child (or a supervisor) its supervisor restarts again and again",
+    "call_timeouts": "a destination whose calls time out often",
 }
 
 
@@ -256,6 +266,210 @@ def check_telemetry(signals: dict[str, dict[str, Any]] | None) -> list[dict[str,
                 f"check the collector behind {endpoint_var} (or OTEL_EXPORTER_OTLP_ENDPOINT); "
                 f"`suptrace status` shows each signal's counts; {variable}=none turns the "
                 "signal off",
+            )
+        )
+    return out
+
+
+# -- restart loops ---------------------------------------------------------------------------
+
+#: A worker restarted this many times (over the node's life) is in a restart loop.
+RESTART_LOOP_MIN = 5
+#: A supervisor child restarted this many times: each one was a whole subtree giving up.
+SUPERVISOR_LOOP_MIN = 3
+#: This many restarts of one child inside its supervisor's intensity window is a loop too.
+RESTART_WINDOW_MIN = 3
+
+
+def summarize_reasons(reasons: list[tuple[str, str]], most: int = 3) -> str:
+    """``(reason class, reason text)`` pairs, oldest first, as a short account:
+    the most common classes with counts and the latest text of each.
+
+    >>> summarize_reasons([("ValueError", "ValueError('row 1')"),
+    ...                    ("ValueError", "ValueError('row 9')"), ("timeout", "'timeout'")])
+    "ValueError x2 (last: ValueError('row 9')), timeout x1 (last: 'timeout')"
+    """
+    counts: dict[str, int] = {}
+    latest: dict[str, str] = {}
+    for cls, text in reasons:
+        counts[cls] = counts.get(cls, 0) + 1
+        latest[cls] = text
+    ranked = sorted(counts, key=lambda c: -counts[c])
+    parts = [f"{c} x{counts[c]} (last: {latest[c]})" for c in ranked[:most]]
+    if len(ranked) > most:
+        parts.append(f"and {len(ranked) - most} other kind(s)")
+    return ", ".join(parts)
+
+
+def restart_key(supervisor: Any, child_id: Any) -> str:
+    """How restart reasons are keyed: the supervisor's name (or pid) and the child id
+    as JSON text, both as `describe` data shows them."""
+    return f"{supervisor}\x00{child_id!r}"
+
+
+def check_restart_loops(
+    root: dict[str, Any],
+    reasons: dict[str, list[tuple[str, str]]] | None = None,
+    gave_up: dict[str, list[str]] | None = None,
+    *,
+    min_restarts: int = RESTART_LOOP_MIN,
+    min_supervisor_restarts: int = SUPERVISOR_LOOP_MIN,
+    min_window: int = RESTART_WINDOW_MIN,
+) -> list[dict[str, Any]]:
+    """Children restarted again and again, in a tree of `describe` dicts whose
+    children carry ``restarts`` and ``restarts_window``.
+
+    ``reasons`` maps `restart_key` to the child's recent exit reasons as
+    ``(class, text)``, oldest first (from the report history); ``gave_up`` maps a
+    supervisor's name to the child ids that made it reach its max restart
+    intensity. Both only enrich the findings.
+
+    >>> tree = {"name": "app.sup", "pid": "<0.2.0>", "intensity": 10, "period": 60,
+    ...         "children": [{"id": "survey", "id_text": "survey", "type": "worker",
+    ...                       "restarts": 66, "restarts_window": 4}]}
+    >>> [f["rule"] for f in check_restart_loops(tree)]
+    ['restart_loop']
+    """
+    out: list[dict[str, Any]] = []
+    reasons = reasons or {}
+    gave_up = gave_up or {}
+    for desc in walk(root):
+        sup = _label(desc)
+        period = desc.get("period")
+        for child in desc.get("children") or ():
+            total = int(child.get("restarts") or 0)
+            window = int(child.get("restarts_window") or 0)
+            is_sup = child.get("type") == "supervisor"
+            if total < (min_supervisor_restarts if is_sup else min_restarts) and window < min_window:
+                continue
+            cid = _child_label(child)
+            sub = child.get("tree") if isinstance(child.get("tree"), dict) else None
+            past = reasons.get(restart_key(sup, child.get("id")), [])
+            seen = f"{cid} was restarted {total} times by {sup}"
+            seen += f", {window} of them in the last {period}s" if window else ""
+            if past and not (is_sup and all(cls == "shutdown" for cls, _ in past)):
+                seen += f"; it exited with: {summarize_reasons(past)}"
+            if is_sup:
+                name = (sub or {}).get("name") or child.get("name") or cid
+                offenders = gave_up.get(str(name), [])
+                if offenders:
+                    ids = sorted(set(offenders), key=offenders.index)
+                    seen += (
+                        f"; each time it had reached its max restart intensity, because of "
+                        f"{', '.join(ids[:5])}"
+                    )
+                    # Why those children died, as their supervisor reported it.
+                    died = [r for i in ids[:5] for r in reasons.get(restart_key(name, i), [])]
+                    if died:
+                        seen += f", which exited with: {summarize_reasons(died)}"
+                why = (
+                    f"every restart of a supervisor stops and restarts its whole subtree: "
+                    f"whatever runs under {cid} keeps losing its state and work in flight, "
+                    f"and each time counts against {sup}'s own intensity, so the failure "
+                    "climbs towards the root"
+                )
+                hint = (
+                    f"find the child that makes {cid} give up (suptrace tree; suptrace reports "
+                    f"--kind shutdown --name {name}) and fix why it fails; raise {cid}'s "
+                    "intensity only if those failures are expected bursts"
+                )
+            else:
+                why = (
+                    "a child that keeps dying does no work while the supervisor keeps it "
+                    f"looking alive, floods the logs, and uses {sup}'s restart budget: one "
+                    "more failure elsewhere and the supervisor gives up"
+                )
+                hint = (
+                    "restarting does not cure a failure that repeats: fix the cause "
+                    f"(suptrace reports --name {cid}); if the failure is outside the "
+                    "process (a file, a service), let it wait and retry inside instead of "
+                    "crashing"
+                )
+            out.append(
+                finding(
+                    "error" if window >= min_window else "warning",
+                    "restart_loop",
+                    f"{sup} / {cid}",
+                    f"{seen}. Why it matters: {why}.",
+                    hint,
+                )
+            )
+    return out
+
+
+# -- call timeouts ---------------------------------------------------------------------------
+
+#: At least this many timeouts to one destination before it is worth a finding...
+TIMEOUTS_MIN = 3
+#: ...and at least this share of the calls it received.
+TIMEOUT_RATE_MIN = 0.05
+
+
+def check_call_timeouts(
+    destinations: list[dict[str, Any]],
+    *,
+    min_timeouts: int = TIMEOUTS_MIN,
+    min_rate: float = TIMEOUT_RATE_MIN,
+) -> list[dict[str, Any]]:
+    """Destinations whose calls time out often.
+
+    Each destination is a dict: ``destination`` (its name or pid), ``timeouts``
+    (over the node's life), ``recent`` (timeouts since the current process
+    started), ``calls`` (the calls that process received, or None when unknown),
+    ``callers`` ({caller: timeouts}) and ``timeout`` (the last call's timeout).
+
+    >>> rows = [{"destination": "db", "timeouts": 36, "recent": 36, "calls": 103,
+    ...          "callers": {"poller": 36}, "timeout": 0.5}]
+    >>> [(f["rule"], f["severity"]) for f in check_call_timeouts(rows)]
+    [('call_timeouts', 'error')]
+    >>> check_call_timeouts([{**rows[0], "calls": 10_000}])    # 0.4%: noise
+    []
+    """
+    out: list[dict[str, Any]] = []
+    for row in destinations:
+        total = int(row.get("timeouts") or 0)
+        if total < min_timeouts:
+            continue
+        dest = str(row.get("destination"))
+        recent = int(row.get("recent") or 0)
+        calls = row.get("calls")
+        rate = None
+        if isinstance(calls, int) and calls > 0 and recent:
+            rate = min(1.0, recent / max(calls, recent))
+            if rate < min_rate:
+                continue
+        callers = row.get("callers") or {}
+        ranked = sorted(callers.items(), key=lambda kv: -kv[1])
+        who = ", ".join(f"{c} ({n})" for c, n in ranked[:5])
+        if len(ranked) > 5:
+            who += f" and {len(ranked) - 5} more"
+        seen = f"calls to {dest} timed out {total} times"
+        if rate is not None:
+            seen += (
+                f"; since it started, {recent} of the {calls} calls it received "
+                f"({rate:.0%}) timed out"
+            )
+        if who:
+            seen += f"; callers: {who}"
+        if row.get("timeout") is not None:
+            seen += f"; the last one waited {row['timeout']}s"
+        why = (
+            "a caller that times out raises CallTimeout (and crashes unless it catches it) "
+            f"while {dest} still handles the request later, for nobody: work done twice, "
+            "replies lost, and a slow server gets slower as retries pile up"
+        )
+        hint = (
+            f"see how long {dest} takes to answer: suptrace attach {dest} --flags calls; "
+            "if it is just slow, give the callers a longer timeout; if one request blocks "
+            "it, answer later (NOREPLY and reply from a task) so the others are not held up"
+        )
+        out.append(
+            finding(
+                "error" if rate is not None and rate >= 0.2 else "warning",
+                "call_timeouts",
+                dest,
+                f"{seen}. Why it matters: {why}.",
+                hint,
             )
         )
     return out

@@ -35,7 +35,15 @@ from suptrace.core.process import exit as exit_signal
 from suptrace.core.runtime import Runtime, Tombstone
 from suptrace.core.saferepr import safe_str
 from suptrace.core.terms import Pid, reason_class
-from suptrace.node.control_doctor import check_telemetry, check_tree, finding
+from suptrace.node.control_doctor import (
+    check_call_timeouts,
+    check_restart_loops,
+    check_telemetry,
+    check_tree,
+    finding,
+    restart_key,
+)
+from suptrace.observers.call_timeouts import CallTimeouts
 from suptrace.observers.format import format_event, short, term_to_json
 from suptrace.observers.reports import (
     CrashReport,
@@ -44,6 +52,7 @@ from suptrace.observers.reports import (
     Reports,
     SupervisorReport,
     format_report,
+    start_text,
 )
 
 __all__ = [
@@ -135,19 +144,26 @@ def report_json(report: Report, limit: int = 400) -> dict[str, Any]:
         "kind": report_kind(report),
         "ts": report.ts,
         "text": format_report(report),
+        "brief": format_report(report, "short"),
+        "line": format_report(report, "line"),
     }
     if isinstance(report, SupervisorReport):
+        cause = report.cause
+        if isinstance(cause, dict) and isinstance(cause.get("offender"), dict):
+            cause = {**cause, "offender": offender_json(cause["offender"], limit)}
         out.update(
             supervisor=_text(report.supervisor),
             context=report.context,
             reason=short(report.reason, limit),
             reason_class=reason_class(report.reason),
-            offender=term_to_json(report.offender, limit),
-            cause=term_to_json(report.cause, limit),
+            offender=offender_json(report.offender, limit),
+            cause=term_to_json(cause, limit),
             rule=report.rule,
         )
     elif isinstance(report, ProgressReport):
-        out.update(supervisor=_text(report.supervisor), started=term_to_json(report.started, limit))
+        out.update(
+            supervisor=_text(report.supervisor), started=offender_json(report.started, limit)
+        )
     else:
         out.update(
             pid=str(report.pid),
@@ -157,6 +173,14 @@ def report_json(report: Report, limit: int = 400) -> dict[str, Any]:
             initial_call=report.initial_call,
         )
     return out
+
+
+def offender_json(off: dict[str, Any], limit: int = 400) -> Any:
+    """An offender (or started) dict as JSON, its ``start`` as a readable call."""
+    data = term_to_json(off, limit)
+    if isinstance(data, dict) and "start" in off:
+        data["start"] = start_text(off["start"])
+    return data
 
 
 def _text(value: Any) -> str:
@@ -219,7 +243,21 @@ def _behaviour(proc: Process) -> str | None:
     return getattr(b, "label", None) or type(b).__name__
 
 
+def restarts(proc: Process) -> tuple[int, int, Process | None]:
+    """How often the supervisor above ``proc`` restarted it: ``(total, within that
+    supervisor's intensity window, the supervisor)``; ``(0, 0, None)`` when no
+    supervisor watches it. Read from the supervisor's own counters, O(1)."""
+    parent = proc.parent._proc if proc.parent is not None else None
+    sup = parent.behaviour if parent is not None else None
+    if isinstance(sup, (Supervisor, DynamicSupervisor)):
+        counts = sup.restarts_of(proc.pid)
+        if counts is not None:
+            return counts[0], counts[1], parent
+    return 0, 0, None
+
+
 def proc_row(proc: Process) -> dict[str, Any]:
+    total, window, _ = restarts(proc)
     return {
         "pid": str(proc.pid),
         "name": proc.name,
@@ -233,6 +271,8 @@ def proc_row(proc: Process) -> dict[str, Any]:
         "started_at": proc.started_at,
         "system": proc.system,
         "traced": bool(proc.tracers),
+        "restarts": total,
+        "restarts_window": window,
     }
 
 
@@ -280,6 +320,12 @@ async def info(rt: Runtime, target: str, timeout: float, limit: int) -> dict[str
         "traced": bool(proc.tracers),
         "last_events": [event_json(e, limit) for e in raw["last_events"]],
     }
+    total, window, parent = restarts(proc)
+    out["restarts"] = total
+    out["restarts_window"] = window
+    out["restarted_by"] = None if parent is None else (parent.name or str(parent.pid))
+    if parent is not None and isinstance(parent.behaviour, (Supervisor, DynamicSupervisor)):
+        out["restart_period"] = parent.behaviour.period
     if _is_supervisor(proc):
         out["supervisor"] = await _describe(proc, timeout)
     elif isinstance(proc.behaviour, GenServer):
@@ -366,6 +412,9 @@ async def _describe(proc: Process, timeout: float) -> dict[str, Any]:
                 "type": c.get("type"),
                 "shutdown": term_to_json(c.get("shutdown")),
                 "significant": bool(c.get("significant")),
+                "restarts": int(c.get("restarts") or 0),
+                "restarts_window": int(c.get("restarts_window") or 0),
+                "start": None if c.get("start") is None else start_text(c["start"]),
                 "name": cproc.name if cproc is not None else None,
                 "alive": cproc is not None and cproc.alive,
                 "message_queue_len": len(cproc.mailbox)
@@ -504,6 +553,11 @@ async def doctor(
     found: list[dict[str, Any]] = []
     for root in trees["roots"]:
         found.extend(check_tree(root))
+    reasons, gave_up = restart_history(reports)
+    for root in trees["roots"]:
+        found.extend(check_restart_loops(root, reasons, gave_up))
+    timeouts = call_timeout_rows(rt)
+    found.extend(check_call_timeouts(timeouts))
     for stone in trees["vanished"][:50]:
         gone_for_good = any("did not restart" in n for n in stone["notes"])
         found.append(
@@ -572,6 +626,7 @@ async def doctor(
             "tombstones": len(trees["vanished"]),
             "samples": len(snapshots),
             "interval": interval,
+            "call_destinations": len(timeouts),
         },
     }
 
@@ -581,6 +636,68 @@ def telemetry_signals(rt: Runtime) -> dict[str, dict[str, Any]] | None:
     service = rt.services.get("telemetry")
     signals = getattr(service, "signals", None)
     return signals() if callable(signals) else None
+
+
+def restart_history(
+    reports: Reports | None, keep: int = 50
+) -> tuple[dict[str, list[tuple[str, str]]], dict[str, list[str]]]:
+    """From the report history: each child's recent exit reasons (``(class,
+    text)``, oldest first, keyed by `restart_key`) and, per supervisor name, the
+    ids of the children that made it reach its max restart intensity."""
+    reasons: dict[str, list[tuple[str, str]]] = {}
+    gave_up: dict[str, list[str]] = {}
+    if reports is None:
+        return reasons, gave_up
+    for report in list(reports.history):
+        if not isinstance(report, SupervisorReport):
+            continue
+        cid = report.offender.get("id")
+        if report.context == "child_terminated":
+            key = restart_key(_text(report.supervisor), term_to_json(cid))
+            seen = reasons.setdefault(key, [])
+            seen.append((reason_class(report.reason), short(report.reason, 120)))
+            if len(seen) > keep:
+                del seen[0]
+        elif report.context == "shutdown":
+            ids = gave_up.setdefault(_text(report.supervisor), [])
+            ids.append(cid if isinstance(cid, str) else short(cid, 60))
+            if len(ids) > keep:
+                del ids[0]
+    return reasons, gave_up
+
+
+def call_timeout_rows(rt: Runtime) -> list[dict[str, Any]]:
+    """Per destination: timeouts (total and since the current process started),
+    the calls that process received (a GenServer's count), and the callers."""
+    service = rt.services.get("call_timeouts")
+    if not isinstance(service, CallTimeouts):
+        return []
+    rows = []
+    for dest in list(service.by_dest.values()):
+        proc = rt.names.get(dest.destination)
+        if proc is None and dest.pid is not None:
+            proc = rt.procs.get(dest.pid)
+        calls = None
+        recent = dest.total
+        if proc is not None and proc.alive:
+            recent = dest.since(proc.started_at)
+            behaviour = proc.behaviour
+            if isinstance(behaviour, GenServer):
+                # Handled so far; a timed-out call still queued counts once handled.
+                calls = int(getattr(behaviour, "_calls", 0))
+        rows.append(
+            {
+                "destination": dest.destination,
+                "pid": None if proc is None else str(proc.pid),
+                "alive": proc is not None and proc.alive,
+                "timeouts": dest.total,
+                "recent": recent,
+                "calls": calls,
+                "callers": dict(dest.callers),
+                "timeout": term_to_json(dest.last_timeout),
+            }
+        )
+    return rows
 
 
 _RUNTIME_DIRS = tuple(f"{os.sep}suptrace{os.sep}{d}{os.sep}" for d in ("core", "behaviours"))

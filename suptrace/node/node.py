@@ -20,6 +20,7 @@ from suptrace.core.process import Process, spawn, watch
 from suptrace.core.runtime import Runtime
 from suptrace.core.terms import KILL, NORMAL, SHUTDOWN, Pid, Ref
 from suptrace.node.control import ControlServer
+from suptrace.observers.call_timeouts import CallTimeouts
 from suptrace.observers.reports import Reports
 from suptrace.observers.sysmon import SystemMonitor
 
@@ -102,6 +103,8 @@ class Node:
         control: bool | dict[str, Any] = True,
         reports: bool = True,
         log_reports: bool = True,
+        log_progress: bool = False,
+        crash_report: str = "short",
         report_history: int = 1000,
         flight_recorder: int = 16,
         system_monitor: bool | dict[str, Any] = True,
@@ -109,7 +112,12 @@ class Node:
         **options: Any,
     ) -> None:
         """``reports`` keeps SASL-style reports (``log_reports`` also writes them
-        through loguru; ``report_history`` bounds how many are kept).
+        through loguru; ``report_history`` bounds how many are kept). As in OTP 21+,
+        progress reports are kept but not logged unless ``log_progress=True``;
+        ``crash_report`` is how crash reports are logged: ``"short"`` (about ten
+        lines) or ``"full"`` (the whole SASL layout; the history keeps it anyway).
+        With reports the node also counts, per destination, the calls that time
+        out (read by ``suptrace doctor``; nothing is added to a call that answers).
         ``flight_recorder`` is how many recent events each process keeps for
         crash reports, tombstones and ``inspect`` (0 turns it off).
         ``system_monitor`` watches for steps that block the loop and for growing
@@ -133,8 +141,18 @@ class Node:
 
         self.telemetry = telemetry_service(options)
         self.reports: Reports | None = (
-            Reports(history=report_history, log=log_reports) if reports else None
+            Reports(
+                history=report_history,
+                log=log_reports,
+                log_progress=log_progress,
+                crash_report=crash_report,
+            )
+            if reports
+            else None
         )
+        #: Calls that timed out, by destination (what ``suptrace doctor`` reads); kept
+        #: with the reports, so a node without them listens to no event at all.
+        self.call_timeouts: CallTimeouts | None = CallTimeouts() if reports else None
         self.services: list[Service] = list(services or [])
         if self.telemetry is not None:
             self.services.insert(0, self.telemetry)
@@ -173,6 +191,8 @@ class Node:
         self._token = self._runtime.activate()
         if self.reports is not None:
             self.reports.attach(self._runtime)
+        if self.call_timeouts is not None:
+            self.call_timeouts.attach(self._runtime)
         if self.system_monitor is not None:
             self.system_monitor.attach(self._runtime)
         started: list[Service] = []
@@ -245,6 +265,8 @@ class Node:
                 self.system_monitor.detach()
             if self.reports is not None:
                 self.reports.detach()
+            if self.call_timeouts is not None:
+                self.call_timeouts.detach()
             self.runtime.closing = True
             self.runtime.deactivate(self._token)
             self._restore_signals()

@@ -6,8 +6,18 @@ hands each report to subscribers in emission order, and writes SASL's text
 layout through loguru (``logger.disable("suptrace")`` silences it).
 
 Levels: supervisor reports and crash reports are ERROR, ``not_restarted`` is
-WARNING, progress reports are INFO (DEBUG for children added through the admin
-API, as in current OTP).
+WARNING. Progress reports are kept and handed to subscribers but, as in OTP 21+,
+not logged unless asked (``Node(log_progress=True)``): then at INFO (DEBUG for
+children added through the admin API, as in current OTP).
+
+A crash report is logged in its short form (about ten lines: who, the error and
+where it was raised, the last few events); ``Node(crash_report="full")`` logs the
+full SASL layout, which the history always keeps (``suptrace reports --full``).
+
+The location fields of a log record (``{name}:{function}:{line}`` in loguru's
+default format) name what the report is about rather than the logging code:
+``suptrace.reports:crash:<0.42.0>``, ``suptrace.reports:supervisor:app.sup``.
+The record's name stays under ``suptrace``, so filters on it keep working.
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ import os
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +34,7 @@ from suptrace.core.events import TraceEvent
 from suptrace.core.runtime import Runtime, current_runtime
 from suptrace.core.saferepr import safe_str
 from suptrace.core.terms import Pid, is_normal_exit
-from suptrace.observers.format import format_event, short
+from suptrace.observers.format import MARK, format_event, format_ts, short
 
 __all__ = [
     "SupervisorReport",
@@ -35,7 +45,12 @@ __all__ = [
     "add_report_handler",
     "report_history",
     "format_report",
+    "start_text",
+    "CRASH_REPORT_FORMS",
 ]
+
+#: Values of ``Node(crash_report=...)``: how crash reports are logged.
+CRASH_REPORT_FORMS = ("short", "full")
 
 #: How much of a reason a report prints before cutting it (with a visible mark).
 REASON_LIMIT = 4000
@@ -123,26 +138,73 @@ def _reason(reason: Any, with_traceback: bool = False) -> str:
     return "\n".join(lines)
 
 
+def _callable_name(fn: Any) -> str:
+    owner = getattr(fn, "__self__", None)
+    name = getattr(fn, "__qualname__", None)
+    if name is None:
+        inner = getattr(fn, "func", None)  # functools.partial
+        return f"partial({_callable_name(inner)})" if callable(inner) else short(fn, 60)
+    if not isinstance(name, str):
+        return short(fn, 60)
+    if isinstance(owner, type):
+        return safe_str(f"{owner.__qualname__}.{getattr(fn, '__name__', name)}", 200)
+    return safe_str(name, 200)
+
+
+def _is_childspec(value: Any) -> bool:
+    return (hasattr(value, "start") and hasattr(value, "restart")) or (
+        isinstance(value, Mapping) and "start" in value and "id" in value
+    )
+
+
+def _arg_text(value: Any) -> str:
+    if isinstance(value, (list, tuple)) and value and all(_is_childspec(v) for v in value):
+        return f"{len(value)} child{'ren' if len(value) != 1 else ''}"
+    if callable(value) and hasattr(value, "__qualname__") and not isinstance(value, type):
+        return _callable_name(value)
+    return short(value, 40)
+
+
+def start_text(start: Any, limit: int = 160) -> str:
+    """A child's ``start`` as the call it makes, readable in a report line.
+
+    A list of child specs among the arguments is counted rather than printed,
+    functions are named, other arguments shortened; ``name(...)`` when the
+    arguments are not kept (a temporary child's, as OTP does).
+
+    >>> from suptrace import ChildSpec, Supervisor
+    >>> def start_importer(name): ...
+    >>> start_text((start_importer, ("survey",)))
+    "start_importer('survey')"
+    >>> kids = [ChildSpec(id=n, start=(start_importer, (n,))) for n in ("a", "b")]
+    >>> start_text((Supervisor.start_link, (kids,), {"intensity": 5}))
+    'Supervisor.start_link(2 children, intensity=5)'
+    >>> start_text((start_importer, None))
+    'start_importer(...)'
+    """
+    if not (isinstance(start, tuple) and start and callable(start[0])):
+        return short(start, limit)
+    name = _callable_name(start[0])
+    args = start[1] if len(start) > 1 else ()
+    if args is None:
+        return f"{name}(...)"
+    kwargs = start[2] if len(start) > 2 and isinstance(start[2], Mapping) else {}
+    parts = [_arg_text(a) for a in args] if isinstance(args, (list, tuple)) else [short(args, 40)]
+    parts.extend(f"{k}={_arg_text(v)}" for k, v in kwargs.items())
+    text = ", ".join(parts)
+    if len(text) > limit:
+        text = text[:limit] + MARK
+    return f"{name}({text})"
+
+
 def _offender(off: dict[str, Any]) -> str:
     parts = []
     for key in ("pid", "id", "start", "restart_type", "shutdown", "child_type", "significant"):
         if key not in off:
             continue
         value = off[key]
-        if key == "start" and isinstance(value, tuple) and value:
-            fn = value[0]
-            owner = getattr(fn, "__self__", None)
-            name = getattr(fn, "__qualname__", None)
-            if not isinstance(name, str):
-                name = short(fn, 80)
-            if isinstance(owner, type):
-                name = safe_str(f"{owner.__qualname__}.{getattr(fn, '__name__', name)}", 200)
-            args = value[1] if len(value) > 1 else None
-            text = (
-                f"{name}(...)"
-                if args is None
-                else f"{name}({', '.join(short(a, 40) for a in args)})"
-            )
+        if key == "start":
+            text = start_text(value)
         elif key in ("restart_type", "child_type") and isinstance(value, str):
             text = value
         else:
@@ -151,8 +213,17 @@ def _offender(off: dict[str, Any]) -> str:
     return "[" + ", ".join(parts) + "]"
 
 
-def format_report(report: Report) -> str:
-    """SASL's text layout for one report (multi-line, not truncated to uselessness)."""
+def format_report(report: Report, form: str = "full") -> str:
+    """SASL's text layout for one report (multi-line, not truncated to uselessness).
+
+    ``form`` is ``"full"`` (every field, the whole traceback and flight recorder),
+    ``"short"`` (a crash report in about ten lines; other reports as in full) or
+    ``"line"`` (one line: time, kind, who, why).
+    """
+    if form == "line":
+        return report_line(report)
+    if form == "short" and isinstance(report, CrashReport):
+        return _short_crash(report)
     if isinstance(report, SupervisorReport):
         lines = [
             f"=SUPERVISOR REPORT==== {_sasl_time(report.ts)} ===",
@@ -203,15 +274,105 @@ def format_report(report: Report) -> str:
     return "\n".join(lines)
 
 
+#: How many of the last events a short crash report shows.
+SHORT_EVENTS = 3
+
+
+def _raised_at(reason: Any) -> str | None:
+    """``file:line in function: source`` of the innermost frame of the user's code."""
+    tb = getattr(reason, "__traceback__", None)
+    if not isinstance(reason, BaseException) or tb is None:
+        return None
+    frames = traceback.extract_tb(tb)
+    own = [f for f in frames if f"{os.sep}suptrace{os.sep}" not in f.filename] or frames
+    if not own:
+        return None
+    f = own[-1]
+    where = f"{os.path.basename(f.filename)}:{f.lineno} in {f.name}"
+    return f"{where}: {f.line}" if f.line else where
+
+
+def _short_crash(report: CrashReport) -> str:
+    who = f"{report.name} {report.pid}" if report.name else str(report.pid)
+    lines = [
+        f"=CRASH REPORT==== {_sasl_time(report.ts)} ===",
+        f"    crasher: {who} running {report.initial_call}",
+        f"    error: {short(report.reason, 150)}",
+    ]
+    at = _raised_at(report.reason)
+    if at:
+        lines.append(f"      raised at {at if len(at) <= 120 else at[:120] + MARK}")
+    if report.ancestors:
+        lines.append(f"    ancestors: {', '.join(str(a) for a in report.ancestors)}")
+    lines.append(
+        f"    messages: in {report.messages_in}, out {report.messages_out}, "
+        f"{report.message_queue_len} queued"
+    )
+    events = list(report.last_events)[-SHORT_EVENTS:]
+    if events:
+        lines.append(f"    last events ({len(events)} of {len(report.last_events)}):")
+        lines.extend("      " + format_event(e, 60) for e in events)
+    lines.append("    (full report: suptrace reports --full)")
+    return "\n".join(lines)
+
+
+def report_line(report: Report) -> str:
+    """A report in one line: ``HH:MM:SS.micro kind who: why``.
+
+    >>> r = SupervisorReport("app.sup", "child_terminated", ValueError("bad row"),
+    ...                      {"id": "survey", "pid": None}, ts=0.0)
+    >>> report_line(r).split(" ", 1)[1]
+    "child_terminated app.sup/'survey': ValueError('bad row')"
+    """
+    ts = format_ts(report.ts)
+    if isinstance(report, CrashReport):
+        who = f"{report.name} {report.pid}" if report.name else str(report.pid)
+        text = f"crash {who}: {short(report.reason, 150)}"
+    elif isinstance(report, ProgressReport):
+        started = report.started
+        text = (
+            f"progress {report.supervisor}/{short(started.get('id'), 60)} started as "
+            f"{started.get('pid')}"
+        )
+    else:
+        off = report.offender
+        cause = report.cause or {}
+        if report.context == "shutdown":
+            text = f"shutdown {report.supervisor}: {short(report.reason, 60)}"
+            text += f" (offender {short(off.get('id'), 60)})"
+        else:
+            text = f"{report.context} {report.supervisor}/{short(off.get('id'), 60)}: "
+            text += short(report.reason, 150)
+            inner = cause.get("offender") if isinstance(cause, Mapping) else None
+            if isinstance(inner, Mapping) and inner.get("id") is not None:
+                text += f" ({cause.get('cause')}, offender {short(inner.get('id'), 60)})"
+    return f"{ts} {' '.join(text.split())}"
+
+
 class Reports:
     """The node's report service: history, subscribers, loguru output."""
 
     KINDS = ("crash", "progress", *(_SUPERVISOR_CONTEXTS))
 
-    def __init__(self, history: int = 1000, log: bool = True) -> None:
+    def __init__(
+        self,
+        history: int = 1000,
+        log: bool = True,
+        log_progress: bool = False,
+        crash_report: str = "short",
+    ) -> None:
+        if crash_report not in CRASH_REPORT_FORMS:
+            raise ValueError(
+                f"crash_report must be 'short' or 'full', got {crash_report!r} "
+                "(short logs about ten lines, full the whole SASL layout)"
+            )
         self.history: deque[Report] = deque(maxlen=history)
         self.handlers: tuple[ReportHandler, ...] = ()
         self.log = log
+        #: Log progress reports too (OTP 21+ does not by default); they are always kept.
+        self.log_progress = log_progress
+        #: How crash reports are logged: "short" or "full" (the history keeps the report).
+        self.crash_report = crash_report
         self.handler_errors = 0
         self._unsubscribe: Callable[[], None] | None = None
         self._runtime: Runtime | None = None
@@ -302,23 +463,67 @@ class Reports:
                         "report handler", handlers[i - 1], exc, type(report).__name__
                     )
         if self.log:
-            _log(report, api)
+            _log(report, api, self.log_progress, self.crash_report)
 
 
-def _log(report: Report, api: bool) -> None:
-    from loguru import logger
+_report_logger: Any = None
 
+
+class _Subject(int):
+    """A record's ``line``: still an int (0) for sinks that need one (stdlib logging's
+    ``%(lineno)d``, JSON), but printed as the report's subject by ``{line}``."""
+
+    label: str
+
+    def __new__(cls, label: str) -> _Subject:
+        self = super().__new__(cls, 0)
+        self.label = label
+        return self
+
+    def __str__(self) -> str:
+        return self.label
+
+    def __format__(self, spec: str) -> str:
+        return format(self.label, spec) if not spec or spec[-1:] not in "bcdoxXn" else super().__format__(spec)
+
+    def __repr__(self) -> str:
+        return self.label
+
+
+def _locate(record: Any) -> None:
+    """Name what the report is about in the record's location fields, instead
+    of this module's logging function (loguru's default format prints them)."""
+    report = record["extra"].get("suptrace_report")
+    if report is None:
+        return
+    record["name"] = "suptrace.reports"
+    if isinstance(report, CrashReport):
+        record["function"] = "crash"
+        record["line"] = _Subject(report.name or str(report.pid))
+    else:
+        record["function"] = "progress" if isinstance(report, ProgressReport) else "supervisor"
+        record["line"] = _Subject(str(report.supervisor))
+
+
+def _log(report: Report, api: bool, log_progress: bool = False, crash_form: str = "short") -> None:
+    global _report_logger
     if isinstance(report, ProgressReport):
+        if not log_progress:
+            return
         level = "DEBUG" if api else "INFO"
     elif isinstance(report, SupervisorReport) and report.context == "not_restarted":
         level = "WARNING"
     else:
         level = "ERROR"
+    if _report_logger is None:
+        from loguru import logger
+
+        _report_logger = logger.patch(_locate)
     try:
-        text = format_report(report)
+        text = format_report(report, crash_form if isinstance(report, CrashReport) else "full")
     except Exception as exc:  # formatting is total; this is the last line of defence
         text = f"={type(report).__name__} (layout failed: {safe_str(exc)})= {safe_str(report, 2000)}"
-    logger.bind(suptrace_report=report).opt(depth=0).log(level, "{}", text)
+    _report_logger.bind(suptrace_report=report).opt(depth=0).log(level, "{}", text)
 
 
 def _reports(what: str) -> Reports:

@@ -152,7 +152,7 @@ def test_hostile_reasons_keep_the_node_answering(node: DeathsNode, kind: str) ->
     assert after["app.ticker.a"] != before["app.ticker.a"]  # restarted
     # The crash reports were logged, bounded (a 100 MB message gives no 100 MB line).
     node.err.wait_for(
-        lambda line: f"registered_name: gone.{kind}" in line, what="the crash report in the log"
+        lambda line: f"crasher: gone.{kind} " in line, what="the crash report in the log"
     )
     assert max(len(line) for line in node.err.seen) < 20_000
     # Every read-only operation answers, tombstones included.

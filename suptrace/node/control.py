@@ -465,19 +465,26 @@ class ControlServer:
         os.replace(tmp, self.sidecar)
 
     def _remove_files(self) -> None:
+        """Remove the socket and the ``<node>.json`` sidecar, each on its own: either may
+        be gone already (asyncio 3.13 unlinks the socket in ``server.close()``), and a
+        file that a successor node now owns is left alone."""
         path, self.path = self.path, None
         if path is None:
             return
+        socket_ours = False
         try:
             st = os.stat(path)
             if (st.st_dev, st.st_ino) == self._inode:  # still ours, not a successor's
+                socket_ours = True
                 path.unlink()
-                if self.sidecar is not None:
-                    data = read_sidecar(self.sidecar)
-                    if data is None or data.get("pid") == os.getpid():
-                        self.sidecar.unlink(missing_ok=True)
-        except OSError:
+        except OSError:  # gone already, or not ours to remove
             pass
+        if self.sidecar is not None:
+            data = read_sidecar(self.sidecar)
+            # Ours by its pid; unreadable only counts as ours when the socket was.
+            if (data is None and socket_ours) or (data is not None and data.get("pid") == os.getpid()):
+                with contextlib.suppress(OSError):
+                    self.sidecar.unlink(missing_ok=True)
 
     # -- connections ------------------------------------------------------------------
 

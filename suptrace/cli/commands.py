@@ -69,7 +69,12 @@ def nodes(
 @handle_errors
 def ps(
     include_system: Annotated[
-        bool, typer.Option("--all", "-a", help="Include system processes.")
+        bool,
+        typer.Option(
+            "--all",
+            "-a",
+            help="Include system processes and the loop's plain asyncio tasks (not processes).",
+        ),
     ] = False,
     sort: Annotated[str, typer.Option("--sort", help="pid, mq, in, out or name.")] = "pid",
     limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")] = 10_000,
@@ -91,7 +96,9 @@ def ps(
     if sort not in keys:
         raise CliError(f"--sort must be one of {', '.join(keys)}, not {sort!r}", 2)
     with target(node, connect, cookie_file, tls, cafile).open() as client:
-        result = client.request("ps", {"system": include_system, "limit": limit})
+        result = client.request(
+            "ps", {"system": include_system, "tasks": include_system, "limit": limit}
+        )
     result["processes"].sort(key=keys[sort])
     if as_json:
         from suptrace.cli.output import print_json
@@ -104,6 +111,29 @@ def ps(
     out().print(ps_table(result["processes"]))
     if result.get("truncated"):
         err().print(f"showing {limit} of {result['total']} processes (--limit)", style="dim")
+    if "tasks" in result:
+        _print_tasks(result, limit)
+
+
+def _print_tasks(result: dict[str, Any], limit: int) -> None:
+    from rich.text import Text
+
+    from suptrace.cli.output import err, out
+    from suptrace.cli.render import tasks_table
+
+    console = out()
+    console.print()
+    console.print(Text(f"plain asyncio tasks (not processes): {result['tasks_total']}", style="bold"))
+    if result["tasks"]:
+        console.print(tasks_table(result["tasks"]))
+    if result["tasks_total"] > len(result["tasks"]):
+        err().print(f"showing {limit} of {result['tasks_total']} tasks (--limit)", style="dim")
+    if not result.get("task_crash_reports"):
+        err().print(
+            "note: the node's loop exception handler was replaced after it started: plain tasks "
+            "that die with an exception nobody retrieves get no crash report",
+            style="yellow",
+        )
 
 
 def _pid_key(text: str) -> tuple[int, ...]:
@@ -138,7 +168,9 @@ def tree(
 
 @handle_errors
 def inspect(
-    name: Annotated[str, typer.Argument(help="Registered name or pid (<0.42.0>).")],
+    name: Annotated[
+        str, typer.Argument(help="Registered name, pid (<0.42.0>) or plain asyncio task name.")
+    ],
     as_json: JsonOpt = False,
     node: NodeOpt = None,
     connect: ConnectOpt = None,
@@ -165,8 +197,11 @@ def inspect(
 
         print_json({"alive": True, **result})
         return
-    from suptrace.cli.render import print_info
+    from suptrace.cli.render import print_info, print_task_info
 
+    if result.get("kind") == "task":
+        print_task_info(result)
+        return
     print_info(result)
 
 

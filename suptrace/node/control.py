@@ -710,7 +710,8 @@ class ControlServer:
     async def _op_ps(self, conn: _Conn, req_id: Any, args: dict[str, Any]) -> Any:
         system = _opt(args, "system", bool, False)
         limit = _opt(args, "limit", int, 10_000)
-        return ops.ps(self.runtime, system, max(1, limit))
+        tasks = _opt(args, "tasks", bool, False)
+        return ops.ps(self.runtime, system, max(1, limit), tasks)
 
     async def _op_info(self, conn: _Conn, req_id: Any, args: dict[str, Any]) -> Any:
         target = _req(args, "target", str)

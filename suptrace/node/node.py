@@ -20,6 +20,7 @@ from suptrace.core.terms import KILL, NORMAL, SHUTDOWN, Pid, Ref
 from suptrace.node.control import ControlServer
 from suptrace.observers.reports import Reports
 from suptrace.observers.sysmon import SystemMonitor
+from suptrace.observers.tasks import unwatch_tasks, watch_tasks
 
 __all__ = ["Node", "run", "Service"]
 
@@ -118,6 +119,7 @@ class Node:
         self._token = self._runtime.activate()
         if self.reports is not None:
             self.reports.attach(self._runtime)
+            watch_tasks(self._runtime, self.reports.publish)  # plain tasks' lost exceptions
         if self.system_monitor is not None:
             self.system_monitor.attach(self._runtime)
         started: list[Service] = []
@@ -130,6 +132,7 @@ class Node:
         except BaseException:
             self.services = started
             await self._close_services()
+            unwatch_tasks(self._runtime)
             self._runtime.deactivate(self._token)
             raise
         return self
@@ -148,6 +151,7 @@ class Node:
             await self._close_services()
             if self.system_monitor is not None:
                 self.system_monitor.detach()
+            unwatch_tasks(self.runtime)
             if self.reports is not None:
                 self.reports.detach()
             self.runtime.closing = True

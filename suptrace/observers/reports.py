@@ -24,11 +24,13 @@ from suptrace.core.events import TraceEvent
 from suptrace.core.runtime import Runtime, current_runtime
 from suptrace.core.terms import Pid, is_normal_exit
 from suptrace.observers.format import format_event, short
+from suptrace.observers.tasks import TaskCrashReport, format_task_crash
 
 __all__ = [
     "SupervisorReport",
     "ProgressReport",
     "CrashReport",
+    "TaskCrashReport",
     "Report",
     "Reports",
     "add_report_handler",
@@ -95,7 +97,7 @@ class CrashReport:
     last_events: Sequence[TraceEvent] = ()
 
 
-Report = SupervisorReport | ProgressReport | CrashReport
+Report = SupervisorReport | ProgressReport | CrashReport | TaskCrashReport
 ReportHandler = Callable[[Report], None]
 
 
@@ -182,6 +184,8 @@ def format_report(report: Report) -> str:
                 f"    started: {_offender(report.started)}",
             ]
         )
+    if isinstance(report, TaskCrashReport):
+        return format_task_crash(report)
     lines = [
         f"=CRASH REPORT==== {_sasl_time(report.ts)} ===",
         "  crasher:",

@@ -227,3 +227,16 @@ async def test_ps_lists_plain_tasks_with_where_they_await_and_on_what() -> None:
         assert "tasks" not in ps(node.runtime, False, 100)  # only when asked
         gate.set()
         await wait
+
+
+async def test_a_task_crash_report_is_exported_as_an_otlp_log_record(http_receiver: Any) -> None:
+    async with suptrace.Node("tasks-otel", control=False, log_reports=False) as node:
+        assert node.telemetry is not None
+        got, _ = _next_task_crash()
+        asyncio.create_task(_boom("exported"), name="exported-task")  # noqa: RUF006 (unreferenced on purpose)
+        await asyncio.wait_for(got, 10)
+    dump = http_receiver.dump()
+    crashes = [r for r in dump.logs if r["event_name"] == "suptrace.crash_report"]
+    (record,) = [r for r in crashes if r["attributes"].get("suptrace.task.name") == "exported-task"]
+    assert record["attributes"]["suptrace.exit.reason_class"] == "ValueError"
+    assert "exported-task" in str(record["body"])

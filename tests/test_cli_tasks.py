@@ -102,14 +102,18 @@ def test_ps_all_lists_plain_tasks_and_where_they_await(node: TasksNode) -> None:
     assert rows["fetcher"]["suptrace"] is False
     assert any(t["suptrace"] for t in result["tasks"])  # the node's own, marked as such
 
-    text = node.cli("ps", "--all")
-    assert text.returncode == 0, text.stderr
-    assert "plain asyncio tasks (not processes):" in text.stdout
-    lines = {line.split()[0]: line for line in text.stdout.splitlines() if line.strip()}
+    wide = cli({**node.env, "COLUMNS": "200"}, "ps", "--all", "--node", node.name)
+    assert wide.returncode == 0, wide.stderr
+    assert "plain asyncio tasks (not processes):" in wide.stdout
+    lines = {line.split()[0]: line for line in wide.stdout.splitlines() if line.strip()}
     assert "tasks_node.py:33 in fetcher → Event.wait" in lines["fetcher"]
-    assert "task 'waiter'" in lines["fetcher"]
-    assert "task 'fetcher'" in lines["waiter"]
-    assert "note:" not in text.stderr
+    assert "← task 'waiter'" in lines["fetcher"]
+    assert "→ task 'fetcher'" in lines["waiter"]
+    assert "→ gather of 2: task 'part-1', task 'part-2'" in lines["gatherer"]
+    assert "note:" not in wide.stderr
+    narrow = cli({**node.env, "COLUMNS": "80"}, "ps", "--all", "--node", node.name)
+    firsts = {line.split()[0] for line in narrow.stdout.splitlines() if line[:1].strip()}
+    assert {"fetcher", "waiter", "gatherer", "part-1", "part-2", "twin"} <= firsts
 
 
 def test_inspect_a_plain_task_by_name(node: TasksNode) -> None:

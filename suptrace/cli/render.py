@@ -98,20 +98,28 @@ def _awaits_at(frames: list[str]) -> str:
 
 
 def tasks_table(tasks: list[dict[str, Any]]) -> Table:
-    """The loop's plain asyncio tasks (``ps --all``): where each awaits and on what."""
+    """The loop's plain asyncio tasks (``ps --all``): where each awaits, the task or gather
+    it awaits (→) and the tasks that await it (←)."""
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("TASK", "COROUTINE", "STATE", "AWAITS AT", "AWAITING", "AWAITED BY"):
-        table.add_column(col)
+    table.add_column("TASK")
+    table.add_column("COROUTINE")
+    table.add_column("STATE")
+    table.add_column("AWAITS AT", min_width=20)
+    table.add_column("→ ON / ← BY")
     for t in tasks:
         frames = t.get("awaiting_at") or []
         own = bool(t.get("suptrace"))
+        links = []
+        awaiting = t.get("awaiting")
+        if awaiting and awaiting not in ("a future", "a finished future"):
+            links.append(f"→ {awaiting}")
+        links.extend(f"← {who}" for who in t.get("awaited_by") or [])
         table.add_row(
             Text(t["task"], style="dim" if own else "cyan"),
             Text(t["coroutine"] + (" (suptrace)" if own else ""), style="dim" if own else ""),
             t["state"],
             Text(_awaits_at(frames), style="dim"),
-            t.get("awaiting") or "",
-            ", ".join(t.get("awaited_by") or []),
+            "\n".join(links),
         )
     return table
 

@@ -170,3 +170,12 @@ def test_in_asyncio_debug_mode_inspect_and_the_report_name_the_creation_site(
         assert "created at (innermost last):" in text and "tasks_node.py" in text
     finally:
         n.stop()
+
+
+def test_ps_all_says_when_the_application_took_the_exception_handler(node: TasksNode) -> None:
+    node.command("handler")
+    result = node.cli("ps", "--all")
+    assert result.returncode == 0, result.stderr
+    assert "note: the application replaced the loop's exception handler" in result.stderr
+    assert "gets no crash report" in result.stderr
+    assert node.cli_json("ps", "--all")["task_crash_reports"] is False

@@ -178,7 +178,9 @@ async def test_a_handler_the_application_sets_after_the_start_wins_and_stays() -
             assert ps(node.runtime, False, 10, tasks=True)["task_crash_reports"] is True
             loop.set_exception_handler(late_handler)
             # The node says it no longer reports (ps --all prints a note about it).
-            assert ps(node.runtime, False, 10, tasks=True)["task_crash_reports"] is False
+            listing = ps(node.runtime, False, 10, tasks=True)
+            assert listing["task_crash_reports"] is False
+            assert "replaced the loop's exception handler" in listing["task_crash_reports_off"]
             lost = asyncio.create_task(_boom(), name="lost-late")
             await asyncio.wait([lost])
             del lost
@@ -191,8 +193,11 @@ async def test_a_handler_the_application_sets_after_the_start_wins_and_stays() -
 
 async def test_a_node_without_reports_leaves_the_handler_alone() -> None:
     loop = asyncio.get_running_loop()
-    async with suptrace.Node("tasks-noreports", control=False, reports=False):
+    async with suptrace.Node("tasks-noreports", control=False, reports=False) as node:
         assert loop.get_exception_handler() is None
+        listing = ps(node.runtime, False, 10, tasks=True)
+        assert listing["task_crash_reports"] is False
+        assert "reports=False" in listing["task_crash_reports_off"]
 
 
 async def test_ps_lists_plain_tasks_with_where_they_await_and_on_what() -> None:

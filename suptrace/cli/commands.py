@@ -129,9 +129,10 @@ def _print_tasks(result: dict[str, Any], limit: int) -> None:
     if result["tasks_total"] > len(result["tasks"]):
         err().print(f"showing {limit} of {result['tasks_total']} tasks (--limit)", style="dim")
     if not result.get("task_crash_reports"):
+        why = result.get("task_crash_reports_off") or "the node does not watch its tasks"
         err().print(
-            "note: the node's loop exception handler was replaced after it started: plain tasks "
-            "that die with an exception nobody retrieves get no crash report",
+            f"note: {why}, so a plain task that dies with an exception nobody retrieves gets "
+            "no crash report",
             style="yellow",
         )
 

@@ -245,6 +245,12 @@ def ps(rt: Runtime, system: bool, limit: int, tasks: bool = False) -> dict[str, 
         out["tasks"] = rows[:limit]
         out["tasks_total"] = len(rows)
         out["task_crash_reports"] = isinstance(watch, TaskWatch) and watch.active
+        if not isinstance(watch, TaskWatch):
+            out["task_crash_reports_off"] = "the node keeps no reports (reports=False)"
+        elif not watch.active:
+            out["task_crash_reports_off"] = (
+                "the application replaced the loop's exception handler after the node started"
+            )
     return out
 
 

@@ -13,6 +13,7 @@ Plain tasks it starts (none of them a process)::
 and one process, ``tasks.worker``. Commands (each answered with ``done <command>``):
 
     lose        start a task "doomed" that raises and that nobody keeps or awaits
+    handler     set an exception handler of the application's own (after the node started)
     quit        stop the node (also on EOF)
 
 Every report the node makes is printed as a JSON line ``{"report": ...}``.
@@ -83,6 +84,8 @@ async def main() -> None:
             break
         if line == "lose":
             asyncio.create_task(doomed(), name="doomed")  # noqa: RUF006 - nobody keeps it, nobody awaits it
+        if line == "handler":
+            loop.set_exception_handler(lambda loop, context: print("app handler", flush=True))
         print(f"done {line}", flush=True)
     for task in keep:
         task.cancel()

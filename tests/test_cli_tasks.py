@@ -15,6 +15,10 @@ import pytest
 from node_scripts.harness import Lines, cli, env_for, poll
 
 SCRIPT = Path(__file__).resolve().parent / "node_scripts" / "tasks_node.py"
+#: Where the fetcher task waits: ``tasks_node.py:N in fetcher``.
+FETCHER_AT = "tasks_node.py:{} in fetcher".format(
+    SCRIPT.read_text().splitlines().index("    await gate.wait()") + 1
+)
 
 
 class TasksNode:
@@ -106,7 +110,7 @@ def test_ps_all_lists_plain_tasks_and_where_they_await(node: TasksNode) -> None:
     assert wide.returncode == 0, wide.stderr
     assert "plain asyncio tasks (not processes):" in wide.stdout
     lines = {line.split()[0]: line for line in wide.stdout.splitlines() if line.strip()}
-    assert "tasks_node.py:33 in fetcher → Event.wait" in lines["fetcher"]
+    assert f"{FETCHER_AT} → Event.wait" in lines["fetcher"]
     assert "← task 'waiter'" in lines["fetcher"]
     assert "→ task 'fetcher'" in lines["waiter"]
     assert "→ gather of 2: task 'part-1', task 'part-2'" in lines["gatherer"]
@@ -121,7 +125,7 @@ def test_inspect_a_plain_task_by_name(node: TasksNode) -> None:
     assert text.returncode == 0, text.stderr
     assert "task fetcher (a plain asyncio task, not a process)" in text.stdout
     assert "awaited by: task 'waiter'" in text.stdout
-    assert "tasks_node.py:33 in fetcher" in text.stdout
+    assert FETCHER_AT in text.stdout
     assert "PYTHONASYNCIODEBUG=1" in text.stdout  # creation site: how to get it
     info = node.cli_json("inspect", "waiter")
     assert info["alive"] is True and info["kind"] == "task"

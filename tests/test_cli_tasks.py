@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import TEST_LOOP
 from node_scripts.harness import Lines, cli, env_for, poll
 
 SCRIPT = Path(__file__).resolve().parent / "node_scripts" / "tasks_node.py"
@@ -23,7 +24,8 @@ FETCHER_AT = "tasks_node.py:{} in fetcher".format(
 
 class TasksNode:
     def __init__(self, run_dir: Path, name: str, **env: str) -> None:
-        self.env = env_for(run_dir, **env)
+        # The node runs on the event loop the tests run on (SUPTRACE_TEST_LOOP).
+        self.env = env_for(run_dir, SUPTRACE_TEST_LOOP=TEST_LOOP, **env)
         self.name = name
         self.proc = subprocess.Popen(
             [sys.executable, str(SCRIPT), "--name", name],
@@ -35,7 +37,9 @@ class TasksNode:
         )
         self.out = Lines(self.proc.stdout)
         self.err = Lines(self.proc.stderr)
-        self.out.wait_for(lambda line: line == '{"ready": true}', what="the node to be ready")
+        ready = self.out.wait_for(lambda line: '"ready": true' in line, what="the node's start")
+        loop_module = json.loads(ready)["loop"]
+        assert loop_module.startswith("uvloop" if TEST_LOOP == "uvloop" else "asyncio"), ready
 
         def listed() -> bool:
             result = cli(self.env, "nodes", "--json")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from typing import Any
 
@@ -77,7 +78,7 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    print(json.dumps({"ready": True}), flush=True)
+    print(json.dumps({"ready": True, "loop": type(loop).__module__}), flush=True)
     while True:
         line = (await reader.readline()).decode().strip()
         if not line or line == "quit":
@@ -95,4 +96,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--name", required=True)
     opts = parser.parse_args()
+    if os.environ.get("SUPTRACE_TEST_LOOP") == "uvloop":  # as tests/conftest.py chooses
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     suptrace.run(main, node=opts.name, log_reports=False, system_monitor=False)

@@ -26,8 +26,15 @@ ensure_venv() {
     local log="$venv/setup.log"
     mkdir -p "$venv" && : >"$log"
     echo "setting up $venv ($("$py" -c 'import platform; print("Python", platform.python_version())'), suptrace$extras); this takes a minute the first time"
+    local made=""
     if [ ! -x "$venv/bin/python" ]; then
-        "$py" -m venv "$venv"
+        "$py" -m venv "$venv" && made=1
+    elif [ "$("$venv/bin/python" -c 'import sys; print(sys.version)' 2>/dev/null)" != "$version" ]; then
+        echo "$venv was made by another Python: recreating it"
+        "$py" -m venv --clear "$venv" && made=1
+        : >"$log"
+    fi
+    if [ -n "$made" ]; then
         # Once, when the environment is created: a current pip installs pyproject-only
         # editable packages and wheels the old bundled one cannot.
         if ! "$venv/bin/python" -m pip install --upgrade pip >>"$log" 2>&1; then

@@ -32,6 +32,7 @@ def checkout(tmp_path: Path) -> Path:
     fake = bin_dir / "python"
     fake.write_text(
         "#!/usr/bin/env bash\n"
+        f'if [ "$1" = -c ]; then exec "{sys.executable}" "$@"; fi\n'  # it is this Python
         'echo "$*" >> "$(dirname "$0")/../calls"\n'
         'if [ -n "${FAIL_INSTALL:-}" ]; then echo "pip says: no such distribution" >&2; exit 1; fi\n'
         'echo "Editable installation banner"; echo "WARNING: Location x is ignored" >&2\n'

@@ -69,7 +69,12 @@ def nodes(
 @handle_errors
 def ps(
     include_system: Annotated[
-        bool, typer.Option("--all", "-a", help="Include system processes.")
+        bool,
+        typer.Option(
+            "--all",
+            "-a",
+            help="Include system processes and the loop's plain asyncio tasks (not processes).",
+        ),
     ] = False,
     sort: Annotated[
         str, typer.Option("--sort", "-s", help="pid, mq, in, out, restarts or name.")
@@ -96,7 +101,9 @@ def ps(
     if sort not in keys:
         raise CliError(f"--sort must be one of {', '.join(keys)}, not {sort!r}", 2)
     with target(node, connect, cookie_file, tls, cafile).open() as client:
-        result = client.request("ps", {"system": include_system, "limit": limit})
+        result = client.request(
+            "ps", {"system": include_system, "tasks": include_system, "limit": limit}
+        )
     result["processes"].sort(key=keys[sort])
     if as_json:
         from suptrace.cli.output import print_json
@@ -109,6 +116,30 @@ def ps(
     out().print(ps_table(result["processes"]))
     if result.get("truncated"):
         err().print(f"showing {limit} of {result['total']} processes (--limit)", style="dim")
+    if "tasks" in result:
+        _print_tasks(result, limit)
+
+
+def _print_tasks(result: dict[str, Any], limit: int) -> None:
+    from rich.text import Text
+
+    from suptrace.cli.output import err, out
+    from suptrace.cli.render import tasks_table
+
+    console = out()
+    console.print()
+    console.print(Text(f"plain asyncio tasks (not processes): {result['tasks_total']}", style="bold"))
+    if result["tasks"]:
+        console.print(tasks_table(result["tasks"]))
+    if result["tasks_total"] > len(result["tasks"]):
+        err().print(f"showing {limit} of {result['tasks_total']} tasks (--limit)", style="dim")
+    if not result.get("task_crash_reports"):
+        why = result.get("task_crash_reports_off") or "the node does not watch its tasks"
+        err().print(
+            f"note: {why}, so a plain task that dies with an exception nobody retrieves gets "
+            "no crash report",
+            style="yellow",
+        )
 
 
 def _pid_key(text: str) -> tuple[int, ...]:
@@ -143,7 +174,9 @@ def tree(
 
 @handle_errors
 def inspect(
-    name: Annotated[str, typer.Argument(help="Registered name or pid (<0.42.0>).")],
+    name: Annotated[
+        str, typer.Argument(help="Registered name, pid (<0.42.0>) or plain asyncio task name.")
+    ],
     as_json: JsonOpt = False,
     node: NodeOpt = None,
     connect: ConnectOpt = None,
@@ -170,8 +203,11 @@ def inspect(
 
         print_json({"alive": True, **result})
         return
-    from suptrace.cli.render import print_info
+    from suptrace.cli.render import print_info, print_task_info
 
+    if result.get("kind") == "task":
+        print_task_info(result)
+        return
     print_info(result)
 
 

@@ -17,6 +17,8 @@ from suptrace.cli.output import ago, event_text, out, when
 __all__ = [
     "nodes_table",
     "ps_table",
+    "tasks_table",
+    "print_task_info",
     "print_tree",
     "print_info",
     "print_tombstone",
@@ -93,6 +95,80 @@ def ps_table(procs: list[dict[str, Any]]) -> Table:
             runs,
         )
     return table
+
+
+def _frame_short(frame: str) -> str:
+    """``/long/path/app.py:12 in poll`` as ``app.py:12 in poll``."""
+    path, sep, rest = frame.partition(":")
+    return path.rsplit("/", 1)[-1] + sep + rest
+
+
+def _awaits_at(frames: list[str]) -> str:
+    """The innermost frame of the task's own code, and what library call it sits in:
+    ``app.py:12 in poll → Event.wait``."""
+    if not frames:
+        return ""
+    own = [i for i, f in enumerate(frames) if "/asyncio/" not in f.partition(":")[0]]
+    i = own[-1] if own else len(frames) - 1
+    text = _frame_short(frames[i])
+    if i < len(frames) - 1:
+        text += " → " + frames[-1].rpartition(" in ")[2]
+    return text
+
+
+def tasks_table(tasks: list[dict[str, Any]]) -> Table:
+    """The loop's plain asyncio tasks (``ps --all``): where each awaits, the task or gather
+    it awaits (→) and the tasks that await it (←)."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("TASK")
+    table.add_column("COROUTINE")
+    table.add_column("STATE")
+    table.add_column("AWAITS AT", min_width=20)
+    table.add_column("→ ON / ← BY")
+    for t in tasks:
+        frames = t.get("awaiting_at") or []
+        own = bool(t.get("suptrace"))
+        links = []
+        awaiting = t.get("awaiting")
+        if awaiting and awaiting not in ("a future", "a finished future"):
+            links.append(f"→ {awaiting}")
+        links.extend(f"← {who}" for who in t.get("awaited_by") or [])
+        table.add_row(
+            Text(t["task"], style="dim" if own else "cyan"),
+            Text(t["coroutine"] + (" (suptrace)" if own else ""), style="dim" if own else ""),
+            t["state"],
+            Text(_awaits_at(frames), style="dim"),
+            "\n".join(links),
+        )
+    return table
+
+
+def print_task_info(info: dict[str, Any]) -> None:
+    """``inspect`` of a plain asyncio task."""
+    console = out()
+    console.print(Text(f"task {info['task']} (a plain asyncio task, not a process)", style="bold"))
+    console.print(_pair("id", info["id"]))
+    console.print(_pair("coroutine", info["coroutine"] + (" (suptrace)" if info.get("suptrace") else "")))
+    console.print(_pair("state", info["state"]))
+    if info.get("awaiting"):
+        console.print(_pair("awaiting", info["awaiting"]))
+    if info.get("awaited_by"):
+        console.print(_pair("awaited by", ", ".join(info["awaited_by"])))
+    console.print(Text("awaiting at (innermost last):", style="bold"))
+    stack = info.get("awaiting_at") or []
+    if not stack:
+        console.print(Text("  (not suspended: it has not started or is running now)", style="dim"))
+    for frame in stack:
+        console.print(Text(f"  {frame}", style="dim"))
+    created = info.get("created_at") or []
+    if created:
+        console.print(Text("created at (innermost last):", style="bold"))
+        for frame in created:
+            console.print(Text(f"  {frame}", style="dim"))
+    else:
+        console.print(
+            _pair("created at", "not recorded (asyncio debug mode records it: PYTHONASYNCIODEBUG=1)")
+        )
 
 
 # -- tree -----------------------------------------------------------------------------------
@@ -375,7 +451,7 @@ def report_filter(
             return False
         if name is None:
             return True
-        subjects = [report.get("name"), report.get("pid"), report.get("supervisor")]
+        subjects = [report.get(k) for k in ("name", "pid", "supervisor", "task")]
         for key in ("offender", "started"):
             off = report.get(key)
             if isinstance(off, dict):

@@ -466,19 +466,26 @@ class ControlServer:
         os.replace(tmp, self.sidecar)
 
     def _remove_files(self) -> None:
+        """Remove the socket and the ``<node>.json`` sidecar, each on its own: either may
+        be gone already (asyncio 3.13 unlinks the socket in ``server.close()``), and a
+        file that a successor node now owns is left alone."""
         path, self.path = self.path, None
         if path is None:
             return
+        socket_ours = False
         try:
             st = os.stat(path)
             if (st.st_dev, st.st_ino) == self._inode:  # still ours, not a successor's
+                socket_ours = True
                 path.unlink()
-                if self.sidecar is not None:
-                    data = read_sidecar(self.sidecar)
-                    if data is None or data.get("pid") == os.getpid():
-                        self.sidecar.unlink(missing_ok=True)
-        except OSError:
+        except OSError:  # gone already, or not ours to remove
             pass
+        if self.sidecar is not None:
+            data = read_sidecar(self.sidecar)
+            # Ours by its pid; unreadable only counts as ours when the socket was.
+            if (data is None and socket_ours) or (data is not None and data.get("pid") == os.getpid()):
+                with contextlib.suppress(OSError):
+                    self.sidecar.unlink(missing_ok=True)
 
     # -- connections ------------------------------------------------------------------
 
@@ -705,7 +712,8 @@ class ControlServer:
     async def _op_ps(self, conn: _Conn, req_id: Any, args: dict[str, Any]) -> Any:
         system = _opt(args, "system", bool, False)
         limit = _opt(args, "limit", int, 10_000)
-        return ops.ps(self.runtime, system, max(1, limit))
+        tasks = _opt(args, "tasks", bool, False)
+        return ops.ps(self.runtime, system, max(1, limit), tasks)
 
     async def _op_info(self, conn: _Conn, req_id: Any, args: dict[str, Any]) -> Any:
         target = _req(args, "target", str)

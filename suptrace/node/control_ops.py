@@ -54,6 +54,7 @@ from suptrace.observers.reports import (
     format_report,
     start_text,
 )
+from suptrace.observers.tasks import TaskCrashReport, TaskWatch, find_tasks, task_info, task_rows
 
 __all__ = [
     "OpError",
@@ -123,7 +124,7 @@ def event_json(event: TraceEvent, limit: int = 200) -> dict[str, Any]:
 
 
 def report_kind(report: Report) -> str:
-    if isinstance(report, CrashReport):
+    if isinstance(report, (CrashReport, TaskCrashReport)):
         return "crash"
     if isinstance(report, ProgressReport):
         return "progress"
@@ -163,6 +164,14 @@ def report_json(report: Report, limit: int = 400) -> dict[str, Any]:
     elif isinstance(report, ProgressReport):
         out.update(
             supervisor=_text(report.supervisor), started=offender_json(report.started, limit)
+        )
+    elif isinstance(report, TaskCrashReport):
+        out.update(
+            task=report.task,
+            coroutine=report.coroutine,
+            reason=short(report.reason, limit),
+            reason_class=reason_class(report.reason),
+            created_at=list(report.created_at),
         )
     else:
         out.update(
@@ -276,15 +285,28 @@ def proc_row(proc: Process) -> dict[str, Any]:
     }
 
 
-def ps(rt: Runtime, system: bool, limit: int) -> dict[str, Any]:
+def ps(rt: Runtime, system: bool, limit: int, tasks: bool = False) -> dict[str, Any]:
     procs = [p for p in rt.procs.values() if p.alive and (system or not p.system)]
     procs.sort(key=lambda p: p.pid)
-    return {
+    out: dict[str, Any] = {
         "node": rt.name,
         "total": len(procs),
         "truncated": len(procs) > limit,
         "processes": [proc_row(p) for p in procs[:limit]],
     }
+    if tasks:  # the loop's plain asyncio tasks, which are not processes
+        rows = task_rows(rt)
+        watch = rt.services.get("tasks")
+        out["tasks"] = rows[:limit]
+        out["tasks_total"] = len(rows)
+        out["task_crash_reports"] = isinstance(watch, TaskWatch) and watch.active
+        if not isinstance(watch, TaskWatch):
+            out["task_crash_reports_off"] = "the node keeps no reports (reports=False)"
+        elif not watch.active:
+            out["task_crash_reports_off"] = (
+                "the application replaced the loop's exception handler after the node started"
+            )
+    return out
 
 
 _SUPERVISORS = (Supervisor, DynamicSupervisor)
@@ -297,6 +319,16 @@ def _is_supervisor(proc: Process | None) -> bool:
 async def info(rt: Runtime, target: str, timeout: float, limit: int) -> dict[str, Any]:
     proc = find_process(rt, target)
     if proc is None:
+        found = find_tasks(rt, target)
+        if len(found) == 1:
+            return task_info(rt, found[0])
+        if found:
+            ids = ", ".join(hex(id(t)) for t in found)
+            raise OpError(
+                "ambiguous",
+                f"{len(found)} plain tasks are named {target!r} on node {rt.name} ({ids}): "
+                "inspect one by its id",
+            )
         raise not_found(rt, target)
     raw = proc.info()
     out: dict[str, Any] = {

@@ -23,6 +23,7 @@ from suptrace.node.control import ControlServer
 from suptrace.observers.call_timeouts import CallTimeouts
 from suptrace.observers.reports import Reports
 from suptrace.observers.sysmon import SystemMonitor
+from suptrace.observers.tasks import unwatch_tasks, watch_tasks
 
 __all__ = ["Node", "run", "Service"]
 
@@ -191,6 +192,7 @@ class Node:
         self._token = self._runtime.activate()
         if self.reports is not None:
             self.reports.attach(self._runtime)
+            watch_tasks(self._runtime, self.reports.publish)  # plain tasks' lost exceptions
         if self.call_timeouts is not None:
             self.call_timeouts.attach(self._runtime)
         if self.system_monitor is not None:
@@ -205,6 +207,7 @@ class Node:
         except BaseException:
             self.services = started
             await self._close_services()
+            unwatch_tasks(self._runtime)
             self._runtime.deactivate(self._token)
             raise
         if self.handle_signals:
@@ -263,6 +266,7 @@ class Node:
             await self._close_services()
             if self.system_monitor is not None:
                 self.system_monitor.detach()
+            unwatch_tasks(self.runtime)
             if self.reports is not None:
                 self.reports.detach()
             if self.call_timeouts is not None:

@@ -639,6 +639,7 @@ class Bridge:
             CrashReport,
             ProgressReport,
             SupervisorReport,
+            TaskCrashReport,
             format_report,
         )
 
@@ -670,6 +671,12 @@ class Bridge:
             span = self._dead.get(report.pid)
             if span is not None:
                 context = set_span_in_context(span)
+        elif isinstance(report, TaskCrashReport):  # a plain asyncio task, not a process
+            severity, text = SeverityNumber.ERROR, "ERROR"
+            attrs["suptrace.task.name"] = report.task
+            attrs["suptrace.exit.reason"] = reason_text(report.reason)
+            attrs["suptrace.exit.reason_class"] = reason_class(report.reason)
+            event_name = "suptrace.crash_report"
         else:
             return
         self.logger.emit(

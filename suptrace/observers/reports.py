@@ -35,11 +35,13 @@ from suptrace.core.runtime import Runtime, current_runtime
 from suptrace.core.saferepr import safe_str
 from suptrace.core.terms import Pid, is_normal_exit
 from suptrace.observers.format import MARK, format_event, format_ts, short
+from suptrace.observers.tasks import TaskCrashReport, format_task_crash
 
 __all__ = [
     "SupervisorReport",
     "ProgressReport",
     "CrashReport",
+    "TaskCrashReport",
     "Report",
     "Reports",
     "add_report_handler",
@@ -111,7 +113,7 @@ class CrashReport:
     last_events: Sequence[TraceEvent] = ()
 
 
-Report = SupervisorReport | ProgressReport | CrashReport
+Report = SupervisorReport | ProgressReport | CrashReport | TaskCrashReport
 ReportHandler = Callable[[Report], None]
 
 
@@ -256,6 +258,8 @@ def format_report(report: Report, form: str = "full") -> str:
                 f"    started: {_offender(report.started)}",
             ]
         )
+    if isinstance(report, TaskCrashReport):
+        return format_task_crash(report)
     lines = [
         f"=CRASH REPORT==== {_sasl_time(report.ts)} ===",
         "  crasher:",
@@ -325,7 +329,9 @@ def report_line(report: Report) -> str:
     "child_terminated app.sup/'survey': ValueError('bad row')"
     """
     ts = format_ts(report.ts)
-    if isinstance(report, CrashReport):
+    if isinstance(report, TaskCrashReport):
+        text = f"crash task {safe_str(report.task, 120)}: {short(report.reason, 150)}"
+    elif isinstance(report, CrashReport):
         who = f"{report.name} {report.pid}" if report.name else str(report.pid)
         text = f"crash {who}: {short(report.reason, 150)}"
     elif isinstance(report, ProgressReport):
@@ -497,7 +503,10 @@ def _locate(record: Any) -> None:
     if report is None:
         return
     record["name"] = "suptrace.reports"
-    if isinstance(report, CrashReport):
+    if isinstance(report, TaskCrashReport):
+        record["function"] = "task_crash"
+        record["line"] = _Subject(safe_str(report.task, 200))
+    elif isinstance(report, CrashReport):
         record["function"] = "crash"
         record["line"] = _Subject(report.name or str(report.pid))
     else:

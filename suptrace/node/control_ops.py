@@ -42,6 +42,7 @@ from suptrace.observers.reports import (
 
 __all__ = [
     "OpError",
+    "show",
     "event_json",
     "report_json",
     "report_matches",
@@ -78,6 +79,19 @@ class OpError(Exception):
         self.code = code
         self.message = message
         self.detail = detail
+
+
+def show(value: Any, limit: int = 80) -> str:
+    """A short repr of a value taken from a request, for an error message; never raises.
+
+    >>> show("x" * 100, 10)
+    "'xxxxxxxxx..."
+    """
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "..."
 
 
 def _pid(pid: Any) -> str | None:

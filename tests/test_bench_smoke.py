@@ -50,3 +50,16 @@ def test_core_bench_quick_run_judges_the_call_targets(tmp_path: Path) -> None:
     assert "suptrace call()" in done.stdout
     assert ">= 0.6x asyncio Queue+Future" in done.stdout
     assert json.loads(out.read_text())
+
+
+def test_control_bench_quick_run_reports_the_burst(tmp_path: Path) -> None:
+    out = tmp_path / "control.json"
+    done = run_script("bench/control.py", "--quick", "--connections", "100", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "rapid connect/close" in done.stdout
+    assert "x of before (target >= 0.8x)" in done.stdout
+    assert "longest loop stall (ms)" in done.stdout
+    data = json.loads(out.read_text())
+    assert data["connections"] == 100
+    assert data["before"]["rate"] > 0 and data["during"]["rate"] >= 0
+    assert data["during"]["stall_ms"] >= 0

@@ -201,13 +201,18 @@ class _Conn(asyncio.Protocol):
         self.opened = now
         self.last_active = now
         self.frame_started = 0.0  # when the unfinished frame in buf began, 0: none
+        #: The bare socket while nothing has arrived on it (no transport yet).
+        self.raw: socket.socket | None = None
 
     # -- asyncio protocol -----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self.server._connected(self)
+        if self.closed:  # closed while its socket was being handed over
+            transport.abort()
+        elif self not in self.server._conns:
+            self.server._connected(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -269,6 +274,10 @@ class _Conn(asyncio.Protocol):
     def send(self, obj: dict[str, Any]) -> bool:
         """Queue a frame; a client that stopped reading long ago is disconnected."""
         transport = self.transport
+        if transport is None and self.raw is not None and not self.closed:
+            with contextlib.suppress(OSError):  # a welcome or a last word: a few bytes
+                self.raw.send(encode_frame(obj))
+            return True
         if self.closed or transport is None or transport.is_closing():
             return False
         if transport.get_write_buffer_size() > self.server.hard_limit:
@@ -308,6 +317,8 @@ class _Conn(asyncio.Protocol):
         self.stop_streams("client_gone")
         if self.transport is not None:
             self.transport.close()
+        elif self.raw is not None:
+            self.server._forget_raw(self)
 
     def drop(self, code: str, why: str) -> None:
         """Tell the client why, then close (deadlines, eviction)."""
@@ -342,7 +353,7 @@ class ControlServer:
     ``max_unauthenticated`` 16    TCP connections not yet authenticated (their own
                                   pool: they never take a client's slot)
     ``max_inflight``  4           requests running at once on one connection
-    ``accept_rate``   1000/s      connections accepted per second at most (the rest
+    ``accept_rate``   500/s       connections accepted per second at most (the rest
                                   wait in the kernel's backlog); ``accept_burst`` 32
     ``max_frame``     1 MiB       largest request frame
     ``max_streams``   4           streams (attach, reports follow) per connection
@@ -398,7 +409,7 @@ class ControlServer:
         max_pending: int = 64,
         max_unauthenticated: int = 16,
         max_inflight: int = 4,
-        accept_rate: float = 1000.0,
+        accept_rate: float = 500.0,
         accept_burst: int = 32,
         tcp: str | int | bool | tuple[str, int] | None = None,
         cookie_file: str | os.PathLike[str] | None = None,
@@ -684,14 +695,61 @@ class ControlServer:
             peer = f"uid:{uid}"
         else:
             peer = "tcp"
-            if len(self._opening) >= self.max_unauthenticated:
+            if listener.context is not None and len(self._opening) >= self.max_unauthenticated:
                 # TLS handshakes in progress count as unauthenticated peers too.
                 self.refused += 1
                 csock.close()
                 return
+        if listener.context is None:
+            # Until its first bytes, a connection is a bare socket watched for reading:
+            # one that closes without a word (a connect/close burst) never costs a
+            # transport or a task.
+            conn = _Conn(self, kind, peer)
+            conn.raw = csock
+            self._connected(conn)
+            if not conn.closed:
+                asyncio.get_running_loop().add_reader(csock.fileno(), self._raw_readable, conn)
+            return
         task = asyncio.get_running_loop().create_task(self._connect(csock, kind, peer, listener))
         self._opening.add(task)
         task.add_done_callback(self._opening.discard)
+
+    def _raw_readable(self, conn: _Conn) -> None:
+        """The first bytes (or the end) of a bare connection."""
+        raw = conn.raw
+        if raw is None:
+            return
+        try:
+            first = raw.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            first = b""
+        if not first:  # it left without a word
+            conn.closed = True
+            self._disconnected(conn)
+            self._forget_raw(conn)
+            return
+        asyncio.get_running_loop().remove_reader(raw.fileno())
+        conn.raw = None
+        task = asyncio.get_running_loop().create_task(self._hand_over(raw, conn))
+        self._opening.add(task)
+        task.add_done_callback(self._opening.discard)
+
+    def _forget_raw(self, conn: _Conn) -> None:
+        raw, conn.raw = conn.raw, None
+        if raw is not None:
+            asyncio.get_running_loop().remove_reader(raw.fileno())
+            raw.close()
+
+    async def _hand_over(self, raw: socket.socket, conn: _Conn) -> None:
+        """Give a bare connection a transport; what it sent is still in the socket."""
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(lambda: conn, raw)
+        except (OSError, ConnectionError):
+            raw.close()
+            conn.closed = True
+            self._disconnected(conn)
 
     async def _connect(
         self, csock: socket.socket, kind: str, peer: str, listener: _Listener
@@ -760,6 +818,9 @@ class ControlServer:
             conn.closed = True
             if conn.transport is not None:
                 conn.transport.abort()
+            elif conn.raw is not None:
+                conn.raw.close()
+                conn.raw = None
             return
         pool = self._waiting[conn.kind]
         cap = self.max_pending if conn.kind == "unix" else self.max_unauthenticated
@@ -771,8 +832,11 @@ class ControlServer:
         pool[conn] = None
         self._conns.add(conn)
         if conn.authed:
-            assert conn.transport is not None
-            conn.transport.write(self._welcome)
+            if conn.transport is not None:
+                conn.transport.write(self._welcome)
+            elif conn.raw is not None:
+                with contextlib.suppress(OSError):
+                    conn.raw.send(self._welcome)
         else:
             conn.nonce = new_nonce()
             conn.send(

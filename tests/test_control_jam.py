@@ -525,3 +525,34 @@ def test_the_cli_waits_for_a_slot_instead_of_failing(tmp_path: Path) -> None:
         done[0].close()
     finally:
         n.stop()
+
+
+def test_a_stalled_stream_costs_drops_told_at_the_end(tmp_path: Path) -> None:
+    n = NodeProcess(tmp_path / "run", "stall", "--high-water", "4096")
+    try:
+        n.wait_ready()
+        slow = RawClient.unix(n.entry["socket"])
+        slow.read()
+        slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        args = {"target": "app.echo", "flags": ["receive"], "max_events": 100000, "rate": 10000}
+        reply = slow.request("attach", args)
+        assert reply["ok"], reply
+        stream = reply["result"]["stream"]
+        n.command("flood 3000", deadline=30)  # the client reads nothing meanwhile
+        assert n.cli("ps").returncode == 0  # ...and the node answers others
+        slow.send("detach", {"stream": stream})
+        events = 0
+        while True:
+            frame = slow.read()
+            if frame.get("id") == stream and frame.get("stream") == "event":
+                events += 1
+            elif frame.get("id") == stream and frame.get("stream") == "end":
+                end = frame["data"]
+                break
+        slow.close()
+        assert end["reason"] == "detached"
+        assert end["client_dropped"] > 0
+        assert end["sent"] == events
+        assert n.cli_json("status")["frames_dropped"] >= end["client_dropped"]
+    finally:
+        n.stop()

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from node_scripts.harness import DEADLINE, NodeProcess, RawClient, poll
 
 from suptrace.cli.client import Client
-from suptrace.node.control_protocol import client_proof, read_cookie
+from suptrace.node.control_protocol import client_proof, encode_frame, read_cookie
 
 #: Short deadlines, so that the tests wait for them without waiting long.
 SHORT = {"auth_timeout": 1.0, "frame_timeout": 1.0, "idle_timeout": 2.0}
@@ -556,3 +556,38 @@ def test_a_stalled_stream_costs_drops_told_at_the_end(tmp_path: Path) -> None:
         assert n.cli_json("status")["frames_dropped"] >= end["client_dropped"]
     finally:
         n.stop()
+
+
+def test_a_pipelined_flood_is_answered_in_full(node: NodeProcess) -> None:
+    frames = b"".join(
+        encode_frame({"id": i, "op": "ps" if i % 2 else "nope", "args": {}}) for i in range(2000)
+    )
+    with RawClient.unix(node.entry["socket"]) as c:
+        c.read()
+        c.send_raw(frames)
+        answers = {}
+        while len(answers) < 2000:
+            frame = c.read()
+            answers[frame["id"]] = frame
+    assert all(answers[i]["ok"] for i in range(1, 2000, 2))
+    assert all(answers[i]["error"]["code"] == "unknown_op" for i in range(0, 2000, 2))
+
+
+def test_requests_waiting_behind_max_inflight_are_cancelled_with_their_client(
+    node: NodeProcess,
+) -> None:
+    before = _connections(node)["requests_cancelled"]
+    c = RawClient.unix(node.entry["socket"])
+    c.read()
+    long = {"samples": 20, "interval": 10}
+    c.send_raw(b"".join(encode_frame({"id": i, "op": "doctor", "args": long}) for i in range(6)))
+    poll(
+        lambda: _connections(node)["requests_running"] >= 5,  # 4 doctors (max_inflight) + status
+        what="the doctors to run",
+    )
+    c.close()
+    after = poll(
+        lambda: (s := _connections(node))["requests_cancelled"] >= before + 4 and s,
+        what="the doctors to be cancelled",
+    )
+    assert after["requests_running"] == 1

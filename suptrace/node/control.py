@@ -33,8 +33,9 @@ Nobody can jam the socket:
   closed to make room, else the newcomer gets ``busy`` (the CLI tries again).
 * **Accept bursts.** At most 8 connections are accepted per loop turn and
   ``accept_rate`` (500) a second; the rest wait in the kernel's backlog (256).
-* **Requests.** Each runs as its own task (``max_inflight`` 4 per connection),
-  within ``op_timeout``, and is cancelled when its client leaves; streams
+* **Requests.** Each runs as its own task (``max_inflight`` 4 per connection;
+  more wait unread, and at most 16 frames of a connection are handled per
+  loop turn), within ``op_timeout``, and is cancelled when its client leaves; streams
   (``attach``, ``reports`` with ``follow``) end with their client and remove
   their trace state. Frames are at most ``max_frame`` (1 MiB; 4 KiB before a
   TCP peer authenticated) and nest at most 32 levels; a bad argument (wrong
@@ -103,6 +104,8 @@ _MAX_SOCKET_PATH = 107
 _BACKLOG = 256
 #: Connections accepted per loop turn at most.
 _ACCEPT_BATCH = 8
+#: Frames of one connection handled per loop turn at most.
+_FRAMES_PER_TURN = 16
 #: An admitted client idle this long may be closed to make room for a new one.
 _EVICT_IDLE = 1.0
 
@@ -229,6 +232,7 @@ class _Conn(asyncio.Protocol):
         self.frame_started = 0.0  # when the unfinished frame in buf began, 0: none
         #: The bare socket while nothing has arrived on it (no transport yet).
         self.raw: socket.socket | None = None
+        self.paused = False  # frames wait: requests running, or a turn's frames done
 
     # -- asyncio protocol -----------------------------------------------------------
 
@@ -251,10 +255,22 @@ class _Conn(asyncio.Protocol):
         if self.closed:
             return
         self.last_active = time.monotonic()
+        self.buf += data
+        if not self.paused:
+            self._process()
+        elif len(self.buf) > 2 * self.server.max_frame and self.transport is not None:
+            self.transport.pause_reading()  # the client sends far ahead: read no more for now
+
+    def _process(self) -> None:
+        """Handle the complete frames in the buffer: a few per loop turn, and none
+        while ``max_inflight`` requests of this connection run (reading pauses)."""
         buf = self.buf
-        buf += data
         server = self.server
+        budget = _FRAMES_PER_TURN
         while not self.closed:
+            if len(self.ops) >= server.max_inflight:
+                self._hold()  # an answer resumes it
+                break
             if self.need < 0:
                 if len(buf) < HEADER.size:
                     break
@@ -275,18 +291,41 @@ class _Conn(asyncio.Protocol):
                 self.need = size
             if len(buf) < self.need:
                 break
+            if budget == 0:
+                self._hold()
+                asyncio.get_running_loop().call_soon(self._resume)
+                break
+            budget -= 1
             body = bytes(buf[: self.need])
             del buf[: self.need]
             self.need = -1
+            self.frame_started = 0.0
             try:
                 server._frame(self, body)
             except Exception as exc:  # a bug here must never reach asyncio's error log
                 server.errors += 1
                 _warn(f"suptrace control: a request failed: {type(exc).__name__}: {ops.show(exc)}")
                 self.error(None, "internal", f"the request failed inside the node: {ops.show(exc)}")
-        self.frame_started = (
-            (self.frame_started or self.last_active) if buf or self.need >= 0 else 0.0
-        )
+        if (buf or self.need >= 0) and not self.frame_started:
+            self.frame_started = time.monotonic()
+
+    def _hold(self) -> None:
+        # Frames wait in the buffer; reading goes on (so that a client leaving is
+        # noticed) until the buffer holds more than two frames' worth.
+        self.paused = True
+
+    def _resume(self) -> None:
+        if self.closed or not self.paused:
+            return
+        self.paused = False
+        if self.transport is not None and not self.transport.is_reading():
+            self.transport.resume_reading()
+        self._process()
+
+    def _op_done(self, task: asyncio.Task[None]) -> None:
+        self.ops.discard(task)
+        if self.paused and not self.closed:
+            asyncio.get_running_loop().call_soon(self._resume)
 
     def eof_received(self) -> bool | None:
         return None  # close our side too; connection_lost follows
@@ -378,7 +417,8 @@ class ControlServer:
                                   (when full, the oldest is closed)
     ``max_unauthenticated`` 16    TCP connections not yet authenticated (their own
                                   pool: they never take a client's slot)
-    ``max_inflight``  4           requests running at once on one connection
+    ``max_inflight``  4           requests running at once on one connection (it
+                                  is read no further until one is answered)
     ``accept_rate``   500/s       connections accepted per second at most (the rest
                                   wait in the kernel's backlog); ``accept_burst`` 32
     ``max_frame``     1 MiB       largest request frame
@@ -939,7 +979,11 @@ class ControlServer:
                 what = "authenticate" if conn.kind == "tcp" else "send a request"
                 why = f"a client must {what} within {self.auth_timeout:g}s of connecting"
                 why += " (auth_timeout)"
-            elif conn.frame_started and now - conn.frame_started > self.frame_timeout:
+            elif (
+                conn.frame_started
+                and not conn.paused
+                and now - conn.frame_started > self.frame_timeout
+            ):
                 why = (
                     f"a frame must arrive in full within {self.frame_timeout:g}s of its first "
                     "byte (frame_timeout)"
@@ -1026,19 +1070,10 @@ class ControlServer:
                 "socket; start it with control={'allow_write': True} to allow it",
             )
             return
-        if len(conn.ops) >= self.max_inflight:
-            self.refused += 1
-            conn.error(
-                req_id,
-                "busy",
-                f"this connection already has {self.max_inflight} requests running "
-                "(max_inflight); wait for their answers",
-            )
-            return
         self.requests += 1
         task = asyncio.get_running_loop().create_task(self._run(conn, req_id, op, handler, args))
         conn.ops.add(task)
-        task.add_done_callback(conn.ops.discard)
+        task.add_done_callback(conn._op_done)
 
     async def _run(
         self,

@@ -91,7 +91,7 @@ def show(value: Any, limit: int = 80) -> str:
         text = repr(value)
     except Exception:
         text = f"<{type(value).__name__}>"
-    return text if len(text) <= limit else text[: limit - 1] + "..."
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _pid(pid: Any) -> str | None:

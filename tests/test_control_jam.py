@@ -436,6 +436,7 @@ def test_the_owner_ps_answers_during_an_attack(node: NodeProcess, kinds: tuple[s
         poll(lambda: attack.connects > 200, what="the attack to get going")
         took = _owner_ps_answers(node, 5)
         assert attack.connects > 200
+    print(f"{kinds}: suptrace ps took {[round(t, 2) for t in took]} s")
     # Each `suptrace ps` is a fresh Python process; a generous bound, not a benchmark.
     assert max(took) < 10, took
     conns = poll(

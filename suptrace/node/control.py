@@ -104,6 +104,8 @@ _MAX_SOCKET_PATH = 107
 _BACKLOG = 256
 #: Connections accepted per loop turn at most.
 _ACCEPT_BATCH = 8
+#: Seconds between two warnings of the same kind about clients.
+_LOG_EVERY = 60.0
 #: Frames of one connection handled per loop turn at most.
 _FRAMES_PER_TURN = 16
 #: An admitted client idle this long may be closed to make room for a new one.
@@ -394,7 +396,9 @@ class _Conn(asyncio.Protocol):
     def abort(self, why: str) -> None:
         if self.closed:
             return
-        _warn(f"suptrace control: dropped a client of node {self.server.node_name}: {why}")
+        self.server._warn_limited(
+            "dropped", f"suptrace control: dropped a client of node {self.server.node_name}: {why}"
+        )
         self.close()
         if self.transport is not None:
             self.transport.abort()
@@ -579,6 +583,7 @@ class ControlServer:
         self._sweeper: asyncio.TimerHandle | None = None
         self._closing = False
         self._logged: set[str] = set()
+        self._limited: dict[str, tuple[float, int]] = {}
         self._welcome = b""
         self._inode: tuple[int, int] | None = None
         self._ops: dict[str, Callable[[_Conn, Any, dict[str, Any]], Awaitable[Any]]] = {
@@ -833,6 +838,16 @@ class ControlServer:
         except Exception as exc:  # e.g. ssl.SSLError: a peer that does not speak TLS
             csock.close()
             self._log_once("tls", f"suptrace control: a TCP peer failed TLS: {exc}")
+
+    def _warn_limited(self, key: str, message: str) -> None:
+        """Log ``message`` at most once a minute per ``key``, with how many were not."""
+        now = time.monotonic()
+        last, skipped = self._limited.get(key, (-_LOG_EVERY, 0))
+        if now - last < _LOG_EVERY:
+            self._limited[key] = (last, skipped + 1)
+            return
+        self._limited[key] = (now, 0)
+        _warn(message + (f" ({skipped} more like this in the last minute)" if skipped else ""))
 
     def _log_once(self, key: str, message: str) -> None:
         if key not in self._logged:

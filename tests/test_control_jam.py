@@ -592,3 +592,34 @@ def test_requests_waiting_behind_max_inflight_are_cancelled_with_their_client(
         what="the doctors to be cancelled",
     )
     assert after["requests_running"] == 1
+
+
+@st.composite
+def _pre_auth(draw: st.DrawFn) -> bytes:
+    kind = draw(st.sampled_from(["json", "bytes", "auth"]))
+    if kind == "bytes":
+        return draw(st.binary(max_size=64))
+    if kind == "auth":
+        args = draw(st.dictionaries(st.sampled_from(["nonce", "proof"]), _JSON, max_size=2))
+        return encode_frame({"id": draw(_JSON), "op": "auth", "args": args})
+    return encode_frame({"id": 1, "op": draw(st.sampled_from(_OPS)), "args": draw(_JSON)})
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(payload=_pre_auth())
+def test_fuzzed_frames_before_auth_are_refused_cleanly(node: NodeProcess, payload: bytes) -> None:
+    with RawClient.tcp(node.entry["tcp"]) as c:
+        c.read()
+        c.send_raw(payload)
+        c.sock.shutdown(socket.SHUT_WR)
+        for frame in _frames_until_eof(c):
+            assert frame["ok"] is False
+            assert frame["error"]["code"] in (
+                "unauthenticated",
+                "bad_request",
+                "bad_version",
+                "frame_too_large",
+                "timeout",
+            ), frame

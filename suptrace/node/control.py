@@ -235,6 +235,7 @@ class _Conn(asyncio.Protocol):
         #: The bare socket while nothing has arrived on it (no transport yet).
         self.raw: socket.socket | None = None
         self.paused = False  # frames wait: requests running, or a turn's frames done
+        self.reading_paused = False  # the transport reads no more (too much is waiting)
 
     # -- asyncio protocol -----------------------------------------------------------
 
@@ -260,8 +261,13 @@ class _Conn(asyncio.Protocol):
         self.buf += data
         if not self.paused:
             self._process()
-        elif len(self.buf) > 2 * self.server.max_frame and self.transport is not None:
-            self.transport.pause_reading()  # the client sends far ahead: read no more for now
+        elif (
+            len(self.buf) > 2 * self.server.max_frame
+            and self.transport is not None
+            and not self.reading_paused
+        ):
+            self.reading_paused = True  # the client sends far ahead: read no more for now
+            self.transport.pause_reading()
 
     def _process(self) -> None:
         """Handle the complete frames in the buffer: a few per loop turn, and none
@@ -320,7 +326,8 @@ class _Conn(asyncio.Protocol):
         if self.closed or not self.paused:
             return
         self.paused = False
-        if self.transport is not None and not self.transport.is_reading():
+        if self.transport is not None and self.reading_paused:
+            self.reading_paused = False
             self.transport.resume_reading()
         self._process()
 
@@ -1043,6 +1050,8 @@ class ControlServer:
         ):
             self.errors += 1
             conn.error(None, "bad_request", "a request needs an id: an int or a short string")
+            if not conn.authed:
+                conn.close()  # before auth, one mistake ends the conversation
             return
         if request.get("v") != PROTOCOL:
             self.errors += 1
@@ -1052,12 +1061,16 @@ class ControlServer:
                 f"this node speaks control protocol {PROTOCOL}, not {ops.show(request.get('v'))}",
                 supported=[PROTOCOL],
             )
+            if not conn.authed:
+                conn.close()
             return
         op = request.get("op")
         args = request.get("args", {})
         if not isinstance(op, str) or not isinstance(args, dict):
             self.errors += 1
             conn.error(req_id, "bad_request", "a request is {v, id, op: str, args: object}")
+            if not conn.authed:
+                conn.close()
             return
         if not conn.authed:
             if op == "auth":

@@ -32,7 +32,7 @@ Nobody can jam the socket:
   count as one peer); when the slots are full, a client idle for a second is
   closed to make room, else the newcomer gets ``busy`` (the CLI tries again).
 * **Accept bursts.** At most 8 connections are accepted per loop turn and
-  ``accept_rate`` (500) a second; the rest wait in the kernel's backlog (256).
+  ``accept_rate`` (500) a second; the rest wait in the kernel's backlog (64).
 * **Requests.** Each runs as its own task (``max_inflight`` 4 per connection;
   more wait unread, and at most 16 frames of a connection are handled per
   loop turn), within ``op_timeout``, and is cancelled when its client leaves; streams
@@ -101,7 +101,7 @@ _MAX_ID = 64
 #: Longest path a Unix socket address may have (Linux: 108 bytes with the NUL).
 _MAX_SOCKET_PATH = 107
 #: Listen backlog: connections the kernel holds while the node accepts at its own pace.
-_BACKLOG = 256
+_BACKLOG = 64
 #: Connections accepted per loop turn at most.
 _ACCEPT_BATCH = 8
 #: Seconds between two warnings of the same kind about clients.

@@ -60,3 +60,16 @@ def test_tracing_bench_quick_flood_prints_ratio_and_stall() -> None:
     assert "ratio traced / untraced" in done.stdout
     assert "longest trace-delivery callback" in done.stdout
     assert "events accepted / rate pauses" in done.stdout
+
+
+def test_control_bench_quick_run_reports_the_burst(tmp_path: Path) -> None:
+    out = tmp_path / "control.json"
+    done = run_script("bench/control.py", "--quick", "--connections", "100", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "rapid connect/close" in done.stdout
+    assert "x of before (target >= 0.8x)" in done.stdout
+    assert "longest loop stall (ms)" in done.stdout
+    data = json.loads(out.read_text())
+    assert data["connections"] == 100
+    assert data["before"]["rate"] > 0 and data["during"]["rate"] >= 0
+    assert data["during"]["stall_ms"] >= 0

@@ -452,13 +452,18 @@ def test_clients_over_max_clients_are_told_busy(tmp_path: Path) -> None:
         n.wait_ready()
         path = n.entry["socket"]
         with RawClient.unix(path) as a, RawClient.unix(path) as b:
-            a.read()
-            b.read()
+            # A connection takes a client slot with its first request; these two
+            # follow the reports, so neither is idle and neither can be closed.
+            for held in (a, b):
+                held.read()
+                assert held.request("reports", {"follow": True, "limit": 0})["ok"]
             with RawClient.unix(path) as c:
-                frame = c.read()
-                assert (
-                    frame["error"]["code"] == "busy" and "max_clients" in frame["error"]["message"]
-                )
+                assert c.read()["type"] == "welcome"  # connecting costs no slot
+                frame = c.request("ps")
+                assert frame["ok"] is False
+                assert frame["error"]["code"] == "busy"
+                assert "max_clients" in frame["error"]["message"]
+                assert c.closed_by_peer()
         poll(lambda: n.cli("ps").returncode == 0, what="a slot after the others closed")
     finally:
         n.stop()

@@ -12,8 +12,9 @@ import itertools
 import os
 import secrets
 import socket
+import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,30 @@ class ConnectionLost(CliError):
     """The node went away in the middle of a conversation."""
 
 
+class _Busy(CliError):
+    """The node could not take this client now; trying again shortly may work."""
+
+
+def _timeval(seconds: float) -> bytes:
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1e6))
+
+
+def _retrying(open_once: Callable[[], Client], timeout: float) -> Client:
+    """``open_once()`` until it stops raising `_Busy`, pausing 10 ms, 20 ms, ...
+    (at most 100 ms) between tries, for at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    pause = 0.01
+    while True:
+        try:
+            return open_once()
+        except _Busy as exc:
+            if time.monotonic() + pause > deadline:
+                raise CliError(f"{exc.message} (gave up after {timeout:g}s)") from None
+        time.sleep(pause)  # a back-off between connection attempts
+        pause = min(pause * 2, 0.1)
+
+
 # -- the connection ------------------------------------------------------------------------
 
 
@@ -93,6 +118,8 @@ class Client:
         self.node = label
         self._ids = itertools.count(1)
         self._pending: list[dict[str, Any]] = []
+        #: The node's answer to ``hello`` (Unix connections ask it on opening).
+        self.hello: dict[str, Any] = {}
 
     def __enter__(self) -> Client:
         return self
@@ -108,8 +135,20 @@ class Client:
 
     @classmethod
     def unix(cls, path: str | os.PathLike[str], label: str, timeout: float = 5.0) -> Client:
+        """Connect, and be admitted among the node's clients (by a ``hello``).
+
+        A node that is busy (all client slots taken, or a burst of connections
+        in its backlog) is tried again with a growing pause until ``timeout``.
+        """
+        return _retrying(lambda: cls._open_unix(path, label, timeout), timeout)
+
+    @classmethod
+    def _open_unix(cls, path: str | os.PathLike[str], label: str, timeout: float) -> Client:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
+        # A blocking connect waits in the kernel for room in a full backlog (a
+        # burst of connections), for at most the send timeout, instead of failing.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(timeout))
         try:
             sock.connect(os.fspath(path))
         except PermissionError:
@@ -118,13 +157,30 @@ class Client:
                 f"cannot connect to node {label}: permission denied on {path} "
                 "(a node only accepts its own user)"
             ) from None
+        except BlockingIOError:  # the node's backlog is full: a burst of connections
+            sock.close()
+            raise _Busy(f"node {label} is not accepting connections now (backlog full)") from None
         except OSError as exc:
             sock.close()
             raise CliError(
                 f"cannot connect to node {label} at {path}: {exc.strerror or exc}"
             ) from None
+        sock.settimeout(timeout)
         client = cls(sock, label)
-        client._greet(None)
+        try:
+            client._greet(None)
+            client.hello = client.request("hello")
+        except RemoteError as exc:
+            client.close()
+            if exc.error_code == "busy":
+                raise _Busy(exc.message) from None
+            raise
+        except ConnectionLost as exc:  # closed while we waited to be admitted
+            client.close()
+            raise _Busy(exc.message) from None
+        except BaseException:
+            client.close()
+            raise
         return client
 
     @classmethod
@@ -137,6 +193,23 @@ class Client:
         tls: bool = False,
         cafile: str | None = None,
         timeout: float = 5.0,
+    ) -> Client:
+        """Connect and authenticate, trying again while the node says ``busy``."""
+        return _retrying(
+            lambda: cls._open_tcp(host, port, cookie, tls=tls, cafile=cafile, timeout=timeout),
+            timeout,
+        )
+
+    @classmethod
+    def _open_tcp(
+        cls,
+        host: str,
+        port: int,
+        cookie: bytes,
+        *,
+        tls: bool,
+        cafile: str | None,
+        timeout: float,
     ) -> Client:
         label = f"{host}:{port}"
         try:
@@ -157,7 +230,13 @@ class Client:
         sock.settimeout(min(timeout, 5.0))
         try:
             client._greet(cookie)
+        except RemoteError as exc:
+            client.close()
+            if exc.error_code == "busy":
+                raise _Busy(exc.message) from None
+            raise
         except CliError as exc:
+            client.close()
             if not tls and "did not answer" in exc.message:
                 raise CliError(f"{label} sent no welcome: if it serves TLS, add --tls") from None
             raise
@@ -216,7 +295,7 @@ class Client:
         if size > CLIENT_MAX_FRAME:
             raise CliError(f"node {self.node} sent a frame of {size} bytes: too large")
         try:
-            return decode_body(self._recv_exact(size))
+            return decode_body(self._recv_exact(size), max_depth=None)
         except ProtocolError as exc:
             raise CliError(f"node {self.node} sent a bad frame: {exc.message}") from None
 

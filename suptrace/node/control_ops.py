@@ -58,6 +58,7 @@ from suptrace.observers.tasks import TaskCrashReport, TaskWatch, find_tasks, tas
 
 __all__ = [
     "OpError",
+    "show",
     "event_json",
     "report_json",
     "report_matches",
@@ -96,6 +97,19 @@ class OpError(Exception):
         self.code = code
         self.message = message
         self.detail = detail
+
+
+def show(value: Any, limit: int = 80) -> str:
+    """A short repr of a value taken from a request, for an error message; never raises.
+
+    >>> show("x" * 100, 10)
+    "'xxxxxxxxx..."
+    """
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _pid(pid: Any) -> str | None:

@@ -5,8 +5,11 @@ Standard library only: the command line imports this without the runtime.
 Framing
     Every frame is a 4-byte big-endian length followed by that many bytes of
     UTF-8 JSON holding one object. A peer refuses a frame longer than its
-    maximum (the server's default is `MAX_FRAME`, 1 MiB) and closes the
-    connection after saying so: the stream cannot be resynchronised.
+    maximum (the server's default is `MAX_FRAME`, 1 MiB; before a TCP client
+    has authenticated, `AUTH_MAX_FRAME`, 4 KiB) and closes the connection
+    after saying so: the stream cannot be resynchronised. A request nested
+    deeper than `MAX_DEPTH` (arrays and objects inside each other) is answered
+    with ``bad_frame``, whatever its size.
 
 Frames
     Every frame carries ``"v": PROTOCOL``. On connecting, the server speaks
@@ -50,6 +53,8 @@ from typing import Any, Final
 __all__ = [
     "PROTOCOL",
     "MAX_FRAME",
+    "AUTH_MAX_FRAME",
+    "MAX_DEPTH",
     "CLIENT_MAX_FRAME",
     "ERRORS",
     "HEADER",
@@ -76,6 +81,10 @@ __all__ = [
 PROTOCOL: Final = 1
 #: Default largest frame a server accepts (bytes of JSON).
 MAX_FRAME: Final = 1 << 20
+#: Largest frame a TCP peer may send before it has authenticated (the auth frame is ~200 B).
+AUTH_MAX_FRAME: Final = 4096
+#: Deepest nesting of arrays and objects a request may have.
+MAX_DEPTH: Final = 32
 #: Largest frame a client accepts (replies such as ``ps`` of a big node are larger).
 CLIENT_MAX_FRAME: Final = 64 << 20
 HEADER: Final = struct.Struct(">I")
@@ -116,20 +125,59 @@ def encode_frame(obj: dict[str, Any]) -> bytes:
     """Length prefix + compact JSON of ``obj`` (which gets ``"v"`` if missing)."""
     if "v" not in obj:
         obj = {"v": PROTOCOL, **obj}
-    body = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+    try:
+        body = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+    except UnicodeEncodeError:  # a lone surrogate (echoed from a request): escape it
+        body = json.dumps(obj, separators=(",", ":"), default=str).encode()
     return HEADER.pack(len(body)) + body
 
 
-def decode_body(body: bytes) -> dict[str, Any]:
+def decode_body(body: bytes, max_depth: int | None = MAX_DEPTH) -> dict[str, Any]:
     """Parse one frame body; raises `ProtocolError` (``bad_frame``) when it is not
-    a JSON object."""
+    a JSON object, or nests arrays and objects deeper than ``max_depth`` (None:
+    only as deep as the parser itself can go).
+
+    >>> decode_body(b'{"op": "ps"}')
+    {'op': 'ps'}
+    >>> decode_body(b"[" * 100_000)
+    Traceback (most recent call last):
+    ...
+    suptrace.node.control_protocol.ProtocolError: frame nests arrays/objects too deeply (the limit is 32 levels)
+    """
     try:
         obj = json.loads(body.decode("utf-8"))
+    except RecursionError:
+        raise ProtocolError("bad_frame", _too_deep(max_depth)) from None
     except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError("bad_frame", f"frame is not UTF-8 JSON: {exc}") from None
+        raise ProtocolError("bad_frame", f"frame is not UTF-8 JSON: {_clip(str(exc))}") from None
     if not isinstance(obj, dict):
         raise ProtocolError("bad_frame", f"frame must hold a JSON object, got {type(obj).__name__}")
+    if max_depth is not None and _depth_over(obj, max_depth):
+        raise ProtocolError("bad_frame", _too_deep(max_depth))
     return obj
+
+
+def _too_deep(max_depth: int | None) -> str:
+    limit = f" (the limit is {max_depth} levels)" if max_depth is not None else ""
+    return f"frame nests arrays/objects too deeply{limit}"
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _depth_over(obj: Any, max_depth: int) -> bool:
+    """True when ``obj`` nests lists and dicts deeper than ``max_depth`` (no recursion)."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > max_depth:
+            return True
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values() if isinstance(v, (dict, list)))
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value if isinstance(v, (dict, list)))
+    return False
 
 
 # -- where sockets live ---------------------------------------------------------------------
@@ -292,4 +340,7 @@ def server_proof(cookie: bytes, server_nonce: str, client_nonce: str) -> str:
 
 
 def proofs_equal(a: Any, b: str) -> bool:
-    return isinstance(a, str) and hmac.compare_digest(a.encode(), b.encode())
+    """True when ``a`` is the proof ``b`` (compared in constant time)."""
+    if not isinstance(a, str) or len(a) > 256:
+        return False
+    return hmac.compare_digest(a.encode("utf-8", "surrogatepass"), b.encode())

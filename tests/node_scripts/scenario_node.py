@@ -146,10 +146,12 @@ if __name__ == "__main__":
     parser.add_argument("--keyfile")
     parser.add_argument("--max-clients", type=int)
     parser.add_argument("--high-water", type=int)
+    parser.add_argument("--control-json", help="more control options, as a JSON object")
     opts = parser.parse_args()
     control: dict[str, Any] = {"allow_write": opts.allow_write}
     for key in ("tcp", "cookie_file", "certfile", "keyfile", "max_clients", "high_water"):
         value = getattr(opts, key)
         if value is not None:
             control[key] = value
+    control.update(json.loads(opts.control_json or "{}"))
     suptrace.run(main, node=opts.name, log_reports=False, control=control, system_monitor=False)

@@ -202,6 +202,8 @@ async def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> An
     15
     """
     proc = dest._proc if type(dest) is Pid else resolve(dest, "call", request, timeout)
+    if proc is None:  # a pid without its handle (parsed, unpickled) or a dead one
+        proc = resolve(dest)
     me = _current_process.get()
     if proc is None or proc.reason is not None or proc.pending_exit is not None:
         raise noproc_error(me.runtime if me is not None else None, dest, request, timeout)
@@ -284,7 +286,7 @@ def cast(dest: Pid | str, msg: Any) -> None:
     as OTP's ``gen_server:cast``, a cast to a dead pid or an unregistered name is
     dropped (tracing sees a ``dead_letter``)."""
     if type(dest) is Pid:
-        proc = dest._proc
+        proc = dest._proc or resolve(dest)
     elif isinstance(dest, str):
         rt = current_runtime("cast()")
         proc = rt.names.get(dest)

@@ -455,6 +455,11 @@ class GenServer:
         proc = pid._proc
         assert proc is not None
         proc.behaviour = server
+        # The parent, whose exit signal stops a trapping server: its starter when
+        # linked. Unlinked, OTP makes the server its own parent (gen:start/6 with
+        # nolink, gen:init_it/7 with `self`): the starter's exit signals are then
+        # plain messages, and only the node stops it as a parent would.
+        server._parent = proc.parent if link and proc.parent is not None else rt.outside_pid
         # A child killed before ``_enter`` ever ran cannot ack: its death does.
         wref = watch(proc, lambda _r, _p, reason: _ack(ack, ("error", reason)))
         handle = None if timeout is None else rt.loop.call_later(timeout, _start_expired, ack)
@@ -491,8 +496,6 @@ class GenServer:
         """Run ``init`` and answer the starter; False when the server must not serve."""
         proc = current_process()
         self._proc = proc
-        # A top-level server's "parent" is the node itself (its shutdown signal).
-        self._parent = proc.parent if proc.parent is not None else proc.runtime.outside_pid
         self._calls = 0
         self._casts = 0
         self._infos = 0
@@ -613,6 +616,14 @@ class GenServer:
 
 
 _KIND_NAMES: dict[type, str] = {_Call: "call", _Cast: "cast"}
+
+
+def parent_of(proc: Process) -> Pid | None:
+    """The pid whose exit signal a GenServer in ``proc`` takes as its parent's (the
+    node's `outside_pid` for a server started unlinked or outside any process);
+    None when ``proc`` runs no GenServer. The node stops a server in its name."""
+    server = proc.behaviour
+    return server._parent if isinstance(server, GenServer) else None
 
 
 def _start_expired(ack: asyncio.Future[Any]) -> None:

@@ -158,7 +158,8 @@ class DynamicSupervisor(_SupervisorBase):
             self._give_up(child.spec, key, reason, retry)
         status, value = await self._start_spec(child.spec, self.extra_args)
         if status == "error":
-            self._report("start_error", child.spec, None, value)
+            # The offender still holds the pid that died, as OTP's simple_one_for_one.
+            self._report("start_error", child.spec, key, value)
             child.restarting = True
             child.failure = value
             self._try_again_later(key)

@@ -131,7 +131,7 @@ class MaxChildren(SupervisorError):
 
 
 class _Child:
-    __slots__ = ("failure", "pid", "proc", "restarting", "spec")
+    __slots__ = ("dead", "failure", "pid", "proc", "restarting", "spec")
 
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
@@ -140,6 +140,8 @@ class _Child:
         self.restarting = False
         #: Why the last restart failed, while ``restarting``.
         self.failure: Any = None
+        #: The pid that died, while a one_for_one restart fails (OTP's {restarting, Pid}).
+        self.dead: Pid | None = None
 
     def state(self) -> Pid | str | None:
         return "restarting" if self.restarting else self.pid
@@ -579,7 +581,13 @@ class Supervisor(_SupervisorBase):
         for member in group:
             status, value = await self._start_spec(member.spec)
             if status == "error":
-                self._report("start_error", member.spec, None, value)
+                # As OTP's supervisor:restart/3: a one_for_one start_error names the
+                # child record still holding the pid that died (also on a retry); the
+                # other strategies cleared the pids of the group they stopped.
+                if self.strategy == "one_for_one" and old is not None:
+                    member.dead = old
+                dead = member.dead if self.strategy == "one_for_one" else None
+                self._report("start_error", member.spec, dead, value)
                 member.restarting = True
                 member.failure = value
                 self._try_again_later(member.spec.id)

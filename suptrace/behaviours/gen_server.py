@@ -428,7 +428,8 @@ class GenServer:
     async def start(
         cls, *args: Any, name: str | None = None, timeout: float | None = None, **kwargs: Any
     ) -> Any:
-        """Like `start_link` without the link."""
+        """Like `start_link` without the link. The server then has no parent but the
+        node: a trapping server gets its starter's exit signals in `handle_info`."""
         return await cls._start(args, kwargs, name, timeout, link=False)
 
     @classmethod

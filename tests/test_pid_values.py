@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 from runtime_support import echo, idle, in_node, ping, wait_dead
+from trace_support import EventLog
 
 import suptrace
 from suptrace import Down, ExitMsg, Pid
@@ -138,3 +139,19 @@ async def test_a_pid_of_another_node_names_no_local_process() -> None:
         assert suptrace.is_alive(pickle.loads(pickle.dumps(pickle.loads(pickle.dumps(local)))))
 
     await in_node(second)
+
+
+
+@COPIES
+async def test_trace_through_a_copy(copy: Callable[[Pid], Pid]) -> None:
+    received = EventLog()
+
+    async def main() -> None:
+        pid = suptrace.spawn(echo)
+        tracer = suptrace.trace(copy(pid), ["receive"], handler=received)
+        assert await ping(pid)
+        event = await received.wait_for("receive")
+        assert event.pid == pid and event.data["msg"][1] == "ping"
+        tracer.stop()
+
+    await in_node(main)

@@ -138,7 +138,7 @@ class Pid:
         if len(parts) != 3 or not all(p.isdigit() for p in parts):
             raise ValueError(f"not a pid: {text!r} (expected the form <0.42.0>)")
         pid = cls(int(parts[1]), int(parts[2]))
-        if parts[0] != "0":  # as Erlang's list_to_pid: 0 is this node, others are remote
+        if int(parts[0]) != 0:  # as Erlang's list_to_pid: 0 is this node, others are remote
             pid._home = f"node {int(parts[0])}"
         return pid
 

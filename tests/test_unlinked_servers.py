@@ -107,3 +107,29 @@ async def test_exit_from_the_starter_leaves_an_unlinked_supervisor_running() -> 
         assert suptrace.is_alive(sup) and suptrace.is_alive(child.pid)
 
     await in_node(main)
+
+
+async def test_node_shutdown_takes_an_unlinked_supervisor_down_as_a_top_level_tree() -> None:
+    restarts: list[Any] = []
+    exits: dict[Pid, Any] = {}
+    pids: list[Pid] = []
+
+    async def starter(me: Pid) -> None:
+        sup = await Supervisor.start([ChildSpec(id="w", start=(_worker, ()))])
+        [child] = await suptrace.which_children(sup)
+        suptrace.send(me, (sup, child.pid))
+        await never()
+
+    async def main() -> None:
+        suptrace.add_event_handler(lambda e: restarts.append(e), kinds=["restart"])
+        suptrace.add_event_handler(
+            lambda e: exits.__setitem__(e.pid, e.data["reason"]), kinds=["exit"]
+        )
+        suptrace.spawn(starter, suptrace.self_pid())
+        pids.extend(await suptrace.receive(timeout=1))
+
+    await in_node(main, shutdown_timeout=3.0)
+    sup, child = pids
+    # The supervisor stops its child itself (no restart), then exits as told.
+    assert restarts == []
+    assert exits[child] == "shutdown" and exits[sup] == "shutdown"

@@ -269,7 +269,12 @@ class Node:
         killed after ``shutdown_timeout`` seconds."""
         rt = self.runtime
         procs = list(rt.procs.values())
-        top = [p for p in procs if p.parent is None or p.parent._proc is None]
+        # A server started unlinked is top-level too: it has no parent but the node.
+        top = [
+            p
+            for p in procs
+            if p.parent is None or p.parent._proc is None or parent_of(p) == rt.outside_pid
+        ]
         for proc in reversed(top):
             await self._stop_one(proc)
         for proc in reversed(list(rt.procs.values())):

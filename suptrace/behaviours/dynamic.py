@@ -163,7 +163,8 @@ class DynamicSupervisor(_SupervisorBase):
             self._give_up(child.spec, key, reason, retry)
         status, value = await self._start_spec(child.spec, self.extra_args)
         if status == "error":
-            self._report("start_error", child.spec, None, value)
+            # The offender still holds the pid that died, as OTP's simple_one_for_one.
+            self._report("start_error", child.spec, key, value)
             child.restarting = True
             child.failure = value
             self._try_again_later(key)
@@ -186,7 +187,7 @@ class DynamicSupervisor(_SupervisorBase):
     # -- stopping ------------------------------------------------------------------------
 
     async def terminate(self, reason: Any) -> None:
-        """Stop all children in parallel with one shared timer (OTP's simple_one_for_one)."""
+        """Stop all children in parallel; each is killed after its own ``shutdown``."""
         live = [(pid, c) for pid, c in self.children.items() if not c.restarting]
         self.children.clear()
         if not live:
@@ -198,21 +199,30 @@ class DynamicSupervisor(_SupervisorBase):
             early = self._flush_exit(pid)
             refs[ref] = (pid, child, early)
             exit(pid, KILL if child.spec.shutdown == "brutal_kill" else SHUTDOWN)
-        timeouts = [c.spec.shutdown for _, c in live if c.spec.shutdown != "brutal_kill"]
-        deadline = None
-        if timeouts and "infinity" not in timeouts:
-            deadline = asyncio.get_running_loop().time() + max(float(t) for t in timeouts)
+        # Children's specs differ here, unlike OTP's simple_one_for_one (one spec, one
+        # timer): as Elixir's DynamicSupervisor (a kill timer per shutdown value), a
+        # child is killed when its own shutdown has passed, not the longest one.
+        loop = asyncio.get_running_loop()
+        signalled = loop.time()
+        deadlines = {
+            ref: signalled + float(child.spec.shutdown)
+            for ref, (_p, child, _e) in refs.items()
+            if child.spec.shutdown not in ("brutal_kill", "infinity")
+        }
         while refs:
             timeout = None
-            if deadline is not None:
-                timeout = max(0.0, deadline - asyncio.get_running_loop().time())
+            if deadlines:
+                timeout = max(0.0, min(deadlines.values()) - loop.time())
             try:
                 msg = await receive(lambda m: type(m) is Down and m.ref in refs, timeout)
             except TimeoutError:
-                for pid, _c, _e in refs.values():
-                    exit(pid, KILL)
-                deadline = None
+                now = loop.time()
+                for ref, due in list(deadlines.items()):
+                    if due <= now:
+                        del deadlines[ref]
+                        exit(refs[ref][0], KILL)
                 continue
+            deadlines.pop(msg.ref, None)
             pid, child, early = refs.pop(msg.ref)
             got = (
                 early

@@ -203,6 +203,8 @@ async def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> An
     15
     """
     proc = dest._proc if type(dest) is Pid else resolve(dest, "call", request, timeout)
+    if proc is None:  # a pid without its handle (parsed, unpickled) or a dead one
+        proc = resolve(dest)
     me = _current_process.get()
     if proc is None or proc.reason is not None or proc.pending_exit is not None:
         raise noproc_error(me.runtime if me is not None else None, dest, request, timeout)
@@ -285,7 +287,7 @@ def cast(dest: Pid | str, msg: Any) -> None:
     as OTP's ``gen_server:cast``, a cast to a dead pid or an unregistered name is
     dropped (tracing sees a ``dead_letter``)."""
     if type(dest) is Pid:
-        proc = dest._proc
+        proc = dest._proc or resolve(dest)
     elif isinstance(dest, str):
         rt = current_runtime("cast()")
         proc = rt.names.get(dest)
@@ -427,7 +429,8 @@ class GenServer:
     async def start(
         cls, *args: Any, name: str | None = None, timeout: float | None = None, **kwargs: Any
     ) -> Any:
-        """Like `start_link` without the link."""
+        """Like `start_link` without the link. The server then has no parent but the
+        node: a trapping server gets its starter's exit signals in `handle_info`."""
         return await cls._start(args, kwargs, name, timeout, link=False)
 
     @classmethod
@@ -454,6 +457,11 @@ class GenServer:
         proc = pid._proc
         assert proc is not None
         proc.behaviour = server
+        # The parent, whose exit signal stops a trapping server: its starter when
+        # linked. Unlinked, OTP makes the server its own parent (gen:start/6 with
+        # nolink, gen:init_it/7 with `self`): the starter's exit signals are then
+        # plain messages, and only the node stops it as a parent would.
+        server._parent = proc.parent if link and proc.parent is not None else rt.outside_pid
         # A child killed before ``_enter`` ever ran cannot ack: its death does.
         wref = watch(proc, lambda _r, _p, reason: _ack(ack, ("error", reason)))
         handle = None if timeout is None else rt.loop.call_later(timeout, _start_expired, ack)
@@ -490,8 +498,6 @@ class GenServer:
         """Run ``init`` and answer the starter; False when the server must not serve."""
         proc = current_process()
         self._proc = proc
-        # A top-level server's "parent" is the node itself (its shutdown signal).
-        self._parent = proc.parent if proc.parent is not None else proc.runtime.outside_pid
         self._calls = 0
         self._casts = 0
         self._infos = 0
@@ -612,6 +618,14 @@ class GenServer:
 
 
 _KIND_NAMES: dict[type, str] = {_Call: "call", _Cast: "cast"}
+
+
+def parent_of(proc: Process) -> Pid | None:
+    """The pid whose exit signal a GenServer in ``proc`` takes as its parent's (the
+    node's `outside_pid` for a server started unlinked or outside any process);
+    None when ``proc`` runs no GenServer. The node stops a server in its name."""
+    server = proc.behaviour
+    return server._parent if isinstance(server, GenServer) else None
 
 
 def _start_expired(ack: asyncio.Future[Any]) -> None:

@@ -133,7 +133,16 @@ class MaxChildren(SupervisorError):
 
 
 class _Child:
-    __slots__ = ("failure", "pid", "proc", "restart_times", "restarting", "restarts", "spec")
+    __slots__ = (
+        "dead",
+        "failure",
+        "pid",
+        "proc",
+        "restart_times",
+        "restarting",
+        "restarts",
+        "spec",
+    )
 
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
@@ -147,6 +156,8 @@ class _Child:
         self.restarts = 0
         #: Their whole-second monotonic times within the period (oldest first), or None.
         self.restart_times: deque[int] | None = None
+        #: The pid that died, while a one_for_one restart fails (OTP's {restarting, Pid}).
+        self.dead: Pid | None = None
 
     def state(self) -> Pid | str | None:
         return "restarting" if self.restarting else self.pid
@@ -619,7 +630,13 @@ class Supervisor(_SupervisorBase):
         for member in group:
             status, value = await self._start_spec(member.spec)
             if status == "error":
-                self._report("start_error", member.spec, None, value)
+                # As OTP's supervisor:restart/3: a one_for_one start_error names the
+                # child record still holding the pid that died (also on a retry); the
+                # other strategies cleared the pids of the group they stopped.
+                if self.strategy == "one_for_one" and old is not None:
+                    member.dead = old
+                dead = member.dead if self.strategy == "one_for_one" else None
+                self._report("start_error", member.spec, dead, value)
                 member.restarting = True
                 member.failure = value
                 self._try_again_later(member.spec.id)

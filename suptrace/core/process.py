@@ -40,6 +40,7 @@ from suptrace.core.runtime import (
     maybe_process,
     maybe_runtime,
     not_the_process,
+    process_of,
 )
 from suptrace.core.saferepr import reason_text, safe_repr
 from suptrace.core.terms import (
@@ -835,7 +836,7 @@ def resolve(
     (carrying ``request`` and ``timeout`` when resolving for a call).
     """
     if type(dest) is Pid:
-        return dest._proc
+        return dest._proc or process_of(dest)
     if isinstance(dest, str):
         rt = current_runtime(f"{what}()")
         proc = rt.names.get(dest)
@@ -872,6 +873,8 @@ def send(dest: Pid | str, msg: Any) -> None:
     message to a name nobody holds raises `NoProc`.
     """
     proc = dest._proc if type(dest) is Pid else resolve(dest)
+    if proc is None:  # a pid without its handle (parsed, unpickled) or a dead one
+        proc = process_of(dest)  # type: ignore[arg-type]
     sender = _current_process.get()
     if sender is not None:
         sender.messages_out += 1
@@ -1017,7 +1020,7 @@ def link(pid: Pid) -> None:
         raise TypeError(f"link() needs a Pid, got {pid!r}")
     if pid == me.pid:
         return
-    target = pid._proc
+    target = pid._proc or process_of(pid)
     if target is None or not target.alive:
         if me.trap:
             me.deliver(ExitMsg(pid, NOPROC), pid)
@@ -1032,7 +1035,7 @@ def unlink(pid: Pid) -> None:
     if me.links is None or pid not in me.links:
         return
     me.links.discard(pid)
-    target = pid._proc
+    target = pid._proc or process_of(pid)
     if target is not None and target.links is not None:
         target.links.discard(me.pid)
     rt = me.runtime
@@ -1051,7 +1054,7 @@ def monitor(target: Pid | str) -> Ref:
     if isinstance(target, str):
         proc = me.runtime.names.get(target)
     elif type(target) is Pid:
-        proc = target._proc
+        proc = target._proc or process_of(target)
     else:
         raise TypeError(f"monitor() needs a Pid or a registered name, got {target!r}")
     if proc is None or proc.reason is not None:
@@ -1109,7 +1112,7 @@ def exit(pid: Pid | str, reason: Any) -> None:  # OTP's name, shadowing the buil
     """
     me = maybe_process()
     rt = me.runtime if me is not None else current_runtime("exit()")
-    target = resolve(pid, "exit") if isinstance(pid, str) else (pid._proc if type(pid) is Pid else None)
+    target = resolve(pid, "exit") if isinstance(pid, str) else (pid._proc or process_of(pid) if type(pid) is Pid else None)
     if type(pid) is not Pid and not isinstance(pid, str):
         raise TypeError(f"exit() needs a Pid or a registered name, got {pid!r}")
     if target is None:
@@ -1149,7 +1152,7 @@ def register(name: str, pid: Pid) -> None:
     """
     rt = current_runtime("register()")
     _check_name(rt, name)
-    proc = pid._proc if type(pid) is Pid else None
+    proc = pid._proc or process_of(pid) if type(pid) is Pid else None
     if proc is None or not proc.alive:
         raise noproc_error(rt, pid)
     if proc.name is not None:
@@ -1198,7 +1201,7 @@ def process_info(target: Pid | str) -> dict[str, Any] | None:
         rt = current_runtime("process_info()")
         proc = rt.names.get(target)
     elif type(target) is Pid:
-        proc = target._proc
+        proc = target._proc or process_of(target)
     else:
         raise TypeError(f"process_info() needs a Pid or a registered name, got {target!r}")
     if proc is None or proc.reason is not None:
@@ -1208,7 +1211,7 @@ def process_info(target: Pid | str) -> dict[str, Any] | None:
 
 def is_alive(pid: Pid) -> bool:
     """True while the process runs (false once an exit signal has doomed it)."""
-    proc = pid._proc
+    proc = pid._proc or process_of(pid)
     return proc is not None and proc.alive
 
 

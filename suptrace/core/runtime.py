@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -32,6 +33,7 @@ __all__ = [
     "maybe_runtime",
     "maybe_process",
     "not_the_process",
+    "process_of",
 ]
 
 EventHandler = Callable[[TraceEvent], None]
@@ -154,6 +156,9 @@ class Runtime:
         self.started_at = time.time()
         self.closing = False
         self._numbers = itertools.count(1)
+        #: Tells this node's pids from another node's (or another run's) once unpickled,
+        #: as the creation number in an Erlang pid does.
+        self.creation = os.urandom(8).hex()
         #: The pid exit signals and messages are sent "from" outside any process.
         self.outside_pid = Pid(0)
         #: Called with each new process right after it is created (tracing "new").
@@ -383,3 +388,23 @@ def current_runtime(what: str = "this function") -> Runtime:
             "`async with suptrace.Node(): ...` around the code that calls it"
         )
     return rt
+
+
+def process_of(pid: Pid) -> Process | None:
+    """The live-or-dying process of this node that ``pid`` names, or None.
+
+    The runtime's own pids carry their process; a pid that carries none (parsed
+    from text, unpickled, or of a dead process) is looked up in the current
+    node's process table. A pid of another node finds nothing: it is a dead pid,
+    as in OTP. Callers take ``pid._proc`` first and come here only when it is None.
+    """
+    proc = pid._proc
+    if proc is not None:
+        return proc
+    rt = maybe_runtime()
+    if rt is None:
+        return None
+    home = getattr(pid, "_home", None)
+    if home is not None and home != rt.creation:
+        return None
+    return rt.procs.get(pid)

@@ -62,15 +62,26 @@ class Pid:
     Pids are hashable and ordered by creation. A pid stays valid as a value
     after its process dies; sending to it then drops the message.
 
+    A pid is a value: one parsed from its text (`Pid.parse`) or unpickled
+    names the same process as the original, found in the node's process
+    table when it is used. A pid of another node, or of a process that is
+    gone, behaves as a dead pid.
+
     >>> Pid(42)
     <0.42.0>
+    >>> import pickle
+    >>> pickle.loads(pickle.dumps(Pid(42))) == Pid(42)
+    True
     """
 
-    __slots__ = ("__weakref__", "_hash", "_proc", "number", "serial")
+    __slots__ = ("__weakref__", "_hash", "_home", "_proc", "number", "serial")
 
     number: int
     serial: int
     _proc: Process | None
+    #: Only on a pid that came from outside (unpickled, or parsed as another node's):
+    #: the creation of the node it belongs to. Left unset on the pids the runtime makes.
+    _home: str
 
     def __init__(self, number: int, serial: int = 0) -> None:
         self.number = number
@@ -104,7 +115,16 @@ class Pid:
         return (self.number, self.serial) >= (other.number, other.serial)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Pid, (self.number, self.serial))
+        # The node's creation travels with the pid, as in Erlang's external pid format:
+        # unpickled by another node (or a later run) it names no live process.
+        home = getattr(self, "_home", None)
+        if home is None:
+            from suptrace.core.runtime import maybe_runtime
+
+            proc = self._proc
+            rt = proc.runtime if proc is not None else maybe_runtime()
+            home = rt.creation if rt is not None else None
+        return (_pid_from, (self.number, self.serial, home))
 
     @classmethod
     def parse(cls, text: str) -> Pid:
@@ -117,7 +137,18 @@ class Pid:
         parts = body.split(".")
         if len(parts) != 3 or not all(p.isdigit() for p in parts):
             raise ValueError(f"not a pid: {text!r} (expected the form <0.42.0>)")
-        return cls(int(parts[1]), int(parts[2]))
+        pid = cls(int(parts[1]), int(parts[2]))
+        if int(parts[0]) != 0:  # as Erlang's list_to_pid: 0 is this node, others are remote
+            pid._home = f"node {int(parts[0])}"
+        return pid
+
+
+def _pid_from(number: int, serial: int, home: str | None) -> Pid:
+    """Unpickle a pid: it remembers the node it came from (None: made outside any node)."""
+    pid = Pid(number, serial)
+    if home is not None:
+        pid._home = home
+    return pid
 
 
 _ref_counter = itertools.count(1)

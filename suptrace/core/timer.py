@@ -119,6 +119,8 @@ def _fire(timer: TimerRef) -> None:
     if rt.closing:
         return
     proc = dest._proc if type(dest) is Pid else rt.names.get(dest)  # type: ignore[arg-type]
+    if proc is None and type(dest) is Pid:  # a pid without its handle: parsed or unpickled
+        proc = rt.procs.get(dest) if getattr(dest, "_home", rt.creation) == rt.creation else None
     if owner is not None and owner.reason is None:
         # As `send` does for a sender: counted, recorded, traced.
         owner.messages_out += 1

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
+from suptrace.behaviours.gen_server import parent_of
 from suptrace.core.errors import Exit, NodeError
 from suptrace.core.process import Process, spawn, watch
 from suptrace.core.runtime import Runtime
@@ -294,7 +295,12 @@ class Node:
         killed after ``shutdown_timeout`` seconds."""
         rt = self.runtime
         procs = list(rt.procs.values())
-        top = [p for p in procs if p.parent is None or p.parent._proc is None]
+        # A server started unlinked is top-level too: it has no parent but the node.
+        top = [
+            p
+            for p in procs
+            if p.parent is None or p.parent._proc is None or parent_of(p) == rt.outside_pid
+        ]
         for proc in reversed(top):
             await self._stop_one(proc)
         for proc in reversed(list(rt.procs.values())):
@@ -308,7 +314,8 @@ class Node:
         # have taken its child down): a trapping GenServer sees its parent's exit and
         # runs terminate, as under OTP's application master.
         rt = self.runtime
-        proc.signal_exit(proc.parent if proc.parent is not None else rt.outside_pid, SHUTDOWN, True)
+        parent = parent_of(proc) or proc.parent  # an unlinked server's parent is the node
+        proc.signal_exit(parent if parent is not None else rt.outside_pid, SHUTDOWN, True)
         try:
             await asyncio.wait_for(asyncio.shield(done), self.shutdown_timeout)
         except TimeoutError:

@@ -50,7 +50,7 @@ from typing import Any, Final
 from suptrace.core.errors import NoProc
 from suptrace.core.events import KINDS, TraceEvent
 from suptrace.core.process import Process, noproc_error
-from suptrace.core.runtime import Runtime, current_runtime
+from suptrace.core.runtime import Runtime, current_runtime, process_of
 from suptrace.core.terms import Pid
 from suptrace.observers.format import format_event
 
@@ -222,7 +222,7 @@ class Tracer:
             if self.follow_name:
                 self._undo.append(rt.add_event_handler(self._on_register, ("register",)))
         elif type(target) is Pid:
-            proc = target._proc
+            proc = target._proc or process_of(target)  # a parsed or unpickled pid too
             if proc is None or not proc.alive:
                 raise noproc_error(rt, target)
             self._attach(proc)

@@ -17,7 +17,9 @@ A node gets telemetry from its options (all optional)::
   default ``localhost:9464``), a port, ``"host:port"`` or ``(host, port)``; needs
   ``pip install 'suptrace[prometheus]'``.
 * ``telemetry_flush_timeout`` -- seconds the node waits for its exporters at shutdown (5).
-* ``lifetime_spans`` -- a span per process from spawn to death (True).
+* ``traces`` -- ``"failures"``, ``"all"`` or ``"off"`` (else ``SUPTRACE_TRACES``); see
+  `suptrace.observers.otel_traces`.
+* ``lifetime_spans`` -- ignored (no span measures a process's lifetime any more).
 * ``message_repr`` -- put a short repr of each message on its span (True).
 
 What is recorded is described in `suptrace.observers.otel_traces` (spans) and
@@ -54,6 +56,7 @@ TELEMETRY_OPTIONS = (
     "telemetry_flush_timeout",
     "lifetime_spans",
     "message_repr",
+    "traces",
 )
 
 #: Providers given to `SuptraceInstrumentor.instrument` (None when not instrumented).
@@ -98,8 +101,14 @@ class Telemetry:
         telemetry_flush_timeout: float = 5.0,
         lifetime_spans: bool = True,
         message_repr: bool = True,
+        traces: str | None = None,
     ) -> None:
         _check_option(telemetry)  # a bad option fails at Node(...) rather than at start
+        if traces is not None and not (
+            isinstance(traces, str) and traces.strip().lower() in ("failures", "all", "off")
+        ):  # as a bad trace mode (the environment's is checked at start)
+            raise ValueError(f"traces must be 'failures', 'all' or 'off', got {traces!r}")
+        self.traces = traces
         self.telemetry = telemetry
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
@@ -161,6 +170,8 @@ class Telemetry:
                 setup.logger_provider,
                 lifetime_spans=self.lifetime_spans,
                 message_repr=self.message_repr,
+                traces=self.traces,
+                export=setup.mode,
             )
             bridge.attach()
         except BaseException:

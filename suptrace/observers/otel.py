@@ -83,6 +83,14 @@ def _check_option(telemetry: Any) -> None:
     )
 
 
+def _check_traces(traces: Any) -> None:
+    """A bad ``traces=`` fails at Node(...); ``SUPTRACE_TRACES`` is checked at start."""
+    if traces is not None and not (
+        isinstance(traces, str) and traces.strip().lower() in ("failures", "all", "off")
+    ):
+        raise ValueError(f"traces must be 'failures', 'all' or 'off', got {traces!r}")
+
+
 def _off(value: Any) -> bool:
     return value is False or (isinstance(value, str) and value.strip().lower() == "off")
 
@@ -104,10 +112,7 @@ class Telemetry:
         traces: str | None = None,
     ) -> None:
         _check_option(telemetry)  # a bad option fails at Node(...) rather than at start
-        if traces is not None and not (
-            isinstance(traces, str) and traces.strip().lower() in ("failures", "all", "off")
-        ):  # as a bad trace mode (the environment's is checked at start)
-            raise ValueError(f"traces must be 'failures', 'all' or 'off', got {traces!r}")
+        _check_traces(traces)
         self.traces = traces
         self.telemetry = telemetry
         self.tracer_provider = tracer_provider
@@ -205,6 +210,7 @@ def _configure(
 def telemetry_service(options: dict[str, Any]) -> Telemetry | None:
     """Take the telemetry options out of a node's ``options``; None when telemetry is off."""
     found = {key: options.pop(key) for key in TELEMETRY_OPTIONS if key in options}
+    _check_traces(found.get("traces"))
     if _off(found.get("telemetry")):
         return None
     if found.get("telemetry") is None and not any(
@@ -268,7 +274,7 @@ class _Instrumentor:
 
 def _make_instrumentor() -> type:
     try:
-        from opentelemetry.instrumentation.instrumentor import (  # type: ignore[import-not-found,unused-ignore]
+        from opentelemetry.instrumentation.instrumentor import (  # type: ignore[import-not-found,attr-defined,unused-ignore]
             BaseInstrumentor,
         )
     except ImportError:

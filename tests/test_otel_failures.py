@@ -414,3 +414,33 @@ async def test_a_flood_never_grows_the_pending_store(
     assert stats["traces"] <= 64 and stats["stored"] <= 64
     assert stats["evicted"] >= 2000 - 64  # counted, not kept
     assert stats["recent"] == 16
+
+
+# -- no endless spans --------------------------------------------------------------------------
+
+
+async def long_lived(receiver: GrpcReceiver) -> dict[str, int]:
+    """A server that outlives the work: its spans must arrive while it is still alive."""
+    import time
+
+    await three_hops({})
+    for i in range(5):
+        assert await suptrace.call("a", i) == i
+    done = time.time_ns()
+    telemetry = current_runtime().services["telemetry"]
+    await asyncio.to_thread(telemetry.setup.tracer_provider.force_flush)
+    arrived = len(receiver.dump().spans)
+    return {"done": done, "arrived": arrived}
+
+
+async def test_no_span_outlives_the_work_it_measures(grpc_receiver: GrpcReceiver) -> None:
+    result = await run_node(long_lived, grpc_receiver, traces="all")
+    # Every span of the calls was exported while a, b and c were still running.
+    assert result["arrived"] >= 5 * 6
+    dump = grpc_receiver.dump()
+    assert not [s for s in dump.spans if s.name.startswith("lifetime ")]
+    for s in dump.spans:
+        if s.name.startswith("exit "):  # the node's shutdown: zero-length, at the exit
+            assert s.start == s.end
+        else:
+            assert s.end <= result["done"], (s.name, s.end - result["done"])

@@ -23,7 +23,9 @@ name, else the initial call (``module:function``) -- never a pid.
 from __future__ import annotations
 
 import asyncio
+import math
 import weakref
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -146,12 +148,27 @@ class _Observed:
         self._attrs: dict[tuple[int, tuple[str | None, ...]], dict[str, str]] = {}
 
     def flush(self) -> None:
-        """Record the pending durations into the SDK histograms (exact: every one, once)."""
+        """Record the pending durations into the SDK histograms (exact: every one, once).
+
+        The first duration of each attribute set goes through ``Histogram.record``
+        (which creates the SDK's aggregation for it, honouring views and the
+        cardinality limit); the rest are merged into those aggregations in bulk: an
+        SDK ``record`` per message costs more than the message itself. When the
+        SDK's internals are not the ones expected, every duration is recorded one
+        by one instead: slower, as exact.
+        """
         pending = self.durations
-        histograms = (self.message_duration, self.call_duration)
-        cache = self._attrs
+        groups: dict[tuple[int, tuple[str | None, ...]], list[float]] = {}
         for _ in range(len(pending)):
             which, key, seconds = pending.popleft()
+            group = groups.get((which, key))
+            if group is None:
+                groups[(which, key)] = [seconds]
+            else:
+                group.append(seconds)
+        histograms = (self.message_duration, self.call_duration)
+        cache = self._attrs
+        for (which, key), values in groups.items():
             attrs = cache.get((which, key))
             if attrs is None:
                 if len(cache) > _CACHE_LIMIT:
@@ -160,7 +177,12 @@ class _Observed:
                 attrs = cache[(which, key)] = {
                     n: v for n, v in zip(names, key, strict=True) if v is not None
                 }
-            histograms[which].record(seconds, attrs)
+            histogram = histograms[which]
+            histogram.record(values[0], attrs)
+            rest = values[1:]
+            if rest and not _merge(histogram, attrs, rest):
+                for seconds in rest:
+                    histogram.record(seconds, attrs)
 
     def _sent(self, options: CallbackOptions) -> Iterable[Observation]:
         # Collection runs the callbacks before it reads the synchronous instruments:
@@ -308,3 +330,48 @@ def _call_error_type(error: BaseException) -> str:
     if isinstance(error, asyncio.CancelledError):
         return "caller_exited"
     return type(error).__name__
+
+
+def _merge(histogram: Any, attrs: dict[str, str], values: list[float]) -> bool:
+    """Add ``values`` to the SDK's explicit-bucket aggregations of ``histogram`` for
+    ``attrs`` in every reader, as ``record`` would one by one; False when the SDK
+    does not look as expected (nothing merged then)."""
+    try:
+        from opentelemetry.sdk.metrics._internal._view_instrument_match import _hash_attributes
+
+        targets = []
+        storages = histogram._measurement_consumer._reader_storages.values()
+        for storage in storages:
+            for match in storage._instrument_view_instrument_matches.get(histogram, ()):
+                keys = match._view._attribute_keys
+                view_attrs = attrs if keys is None else {k: v for k, v in attrs.items() if k in keys}
+                agg = match._attributes_aggregation.get(_hash_attributes(view_attrs))
+                if agg is None or type(agg).__name__ != "_ExplicitBucketHistogramAggregation":
+                    return False
+                if not (hasattr(agg, "_value") and hasattr(agg, "_boundaries")):
+                    return False
+                targets.append((match, agg))
+    except (AttributeError, ImportError, TypeError):
+        return False
+    if not targets:
+        return False
+    bounds = targets[0][1]._boundaries
+    if any(agg._boundaries != bounds for _, agg in targets):
+        return False
+    counts = [0] * (len(bounds) + 1)
+    for v in values:
+        counts[bisect_left(bounds, v)] += 1
+    total, low, high = math.fsum(values), min(values), max(values)
+    for match, agg in targets:
+        with match._lock, agg._lock:
+            if agg._value is None:
+                agg._value = agg._get_empty_bucket_counts()
+            value = agg._value
+            for i, c in enumerate(counts):
+                if c:
+                    value[i] += c
+            agg._sum += total
+            if agg._record_min_max:
+                agg._min = min(agg._min, low)
+                agg._max = max(agg._max, high)
+    return True

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -65,23 +65,17 @@ class Pending(Span):
     (5, 7, False)
     """
 
-    __slots__ = (
-        "_sc",
-        "end_ns",
-        "error",
-        "events",
-        "failed",
-        "info",
-        "kind",
-        "link",
-        "name",
-        "parent_id",
-        "sent",
-        "span_id",
-        "start",
-        "status",
-        "trace_id",
-    )
+    # What most pending spans never set lives on the class (fewer stores per message).
+    end_ns = 0
+    #: (trace id, span id) of the span this one is linked to (the sender's).
+    link: tuple[int, int] | None = None
+    error: BaseException | None = None
+    failed: str | None = None
+    events: list[tuple[str, int, dict[str, Any]]] | None = None
+    #: An ERROR status description set by a supervision event.
+    status: str | None = None
+    sent = False
+    _sc: SpanContext | None = None
 
     def __init__(
         self,
@@ -102,16 +96,8 @@ class Pending(Span):
         #: What the bridge needs to build the attributes, only if exported.
         self.info = info
         self.start = _now()
-        self.end_ns = 0
-        #: (trace id, span id) of the span this one is linked to (the sender's).
-        self.link = link
-        self.error: BaseException | None = None
-        self.failed: str | None = None
-        self.events: list[tuple[str, int, dict[str, Any]]] | None = None
-        #: An ERROR status description set by a supervision event.
-        self.status: str | None = None
-        self.sent = False
-        self._sc: SpanContext | None = None
+        if link is not None:
+            self.link = link
 
     def __repr__(self) -> str:
         return f"<Pending {self.name} {self.trace_id:032x}/{self.span_id:016x}>"
@@ -203,7 +189,7 @@ class Tail:
         #: trace id -> its pending spans, oldest trace first.
         self.store: dict[int, list[Pending]] = {}
         #: trace ids selected for export (bounded, oldest forgotten first).
-        self.selected: dict[int, None] = {}
+        self.selected: OrderedDict[int, None] = OrderedDict()
         #: each process's recent handlings (its flight recorder, as spans).
         self.recent: dict[Any, deque[Pending]] = {}
         #: Pending spans dropped unexported (their trace was evicted or too long).
@@ -222,9 +208,9 @@ class Tail:
         found = store.get(tid)
         if found is None:
             if tid not in self.selected:
-                if len(store) >= self.max_traces:
-                    self.evicted += len(store.pop(next(iter(store))))
                 store[tid] = [rec]
+                if len(store) > self.max_traces:
+                    self._evict()
         elif len(found) < self.per_trace:
             found.append(rec)
         else:
@@ -234,6 +220,15 @@ class Tail:
             if ring is None:
                 ring = self.recent[owner] = deque(maxlen=self.recent_size)
             ring.append(rec)
+
+    def _evict(self) -> None:
+        """Drop the oldest quarter of the traces at once (a rebuilt dict stays compact:
+        popping from the front of one, one at a time, slows every later lookup)."""
+        items = list(self.store.items())
+        cut = len(items) - self.max_traces * 3 // 4
+        for _, recs in items[:cut]:
+            self.evicted += len(recs)
+        self.store = dict(items[cut:])
 
     def ended(self, rec: Pending) -> None:
         """``rec`` ended healthy: exported now only if its trace was selected meanwhile."""
@@ -263,7 +258,7 @@ class Tail:
             return
         selected[trace_id] = None
         if len(selected) > self.max_traces:
-            del selected[next(iter(selected))]
+            selected.popitem(last=False)
         recs = self.store.pop(trace_id, None)
         if not recs:
             return

@@ -92,11 +92,12 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
+from suptrace.behaviours.gen_server import _Call, _Cast, _System
 from suptrace.core.errors import CallError, CallTimeout, Exit
 from suptrace.core.events import TraceEvent
 from suptrace.core.process import Process
 from suptrace.core.runtime import Runtime, _current_process
-from suptrace.core.terms import Pid, is_normal_exit, reason_class
+from suptrace.core.terms import Down, ExitMsg, Pid, is_normal_exit, reason_class
 from suptrace.observers.format import short
 from suptrace.observers.otel_metrics import Metrics, child_label
 from suptrace.observers.otel_tail import Pending, Tail, new_span_id, new_trace_id
@@ -371,8 +372,7 @@ class Bridge:
         if self.mode == _ON or self.mode == _TAIL or self.metrics is not None:
             rt.death_hooks = (*rt.death_hooks, self._on_death)
         kinds: list[str] = list(SUPERVISION_KINDS)
-        if self.metrics is not None:
-            kinds.append("send")
+        if self.metrics is not None:  # sends are counted in `capture`
             self.metrics.attach(rt)
         self._unsubscribe.append(rt.add_event_handler(self._on_event, kinds))
         reports = rt.services.get("reports")
@@ -497,9 +497,16 @@ class Bridge:
 
     # -- the Instrument protocol ---------------------------------------------------------
 
-    def capture(self) -> Any:
-        """The sender's current span, stored with the message."""
+    def capture(self, dest: Process, msg: Any, sender: Pid | None) -> Any:
+        """The sender's current span, stored with the message (and the send counted)."""
         try:
+            m = self.metrics
+            if m is not None and sender is not None:
+                t = type(msg)
+                if t is _Cast:
+                    m.count_sent(dest.name or dest.initial_call, "cast")
+                elif t is not _Call and t is not ExitMsg and t is not Down and t is not _System:
+                    m.count_sent(dest.name or dest.initial_call, "send")
             if not self.mode:
                 return None
             span = self._outgoing
@@ -863,11 +870,6 @@ class Bridge:
         kind = event.kind
         m = self.metrics
         d = event.data
-        if kind == "send":
-            if m is not None:
-                op = "cast" if type(d.get("msg")).__name__ == "_Cast" else "send"
-                m.count_sent(_pid_label(d.get("to")), op)
-            return
         proc = event.pid._proc if event.pid is not None else None
         sup = event.name or (proc.initial_call if proc is not None else "?")
         child = child_label(d.get("child_id"))

@@ -328,9 +328,9 @@ class Bridge:
         self.inherited: dict[Process, Any] = {}
         #: The failed handling span of a process about to exit (its exit span's parent).
         self._crashed: dict[Process, Any] = {}
-        #: The exit span of the process whose death is being notified right now: the
-        #: exit signals its links and monitors receive carry it (see `capture`).
-        self._dying: Any = None
+        #: (pid, exit span) of the process whose death is being notified right now:
+        #: the exit signals its links and monitors receive carry it (see `capture`).
+        self._dying: tuple[Pid, Any] | None = None
         #: Recent exit spans (pid -> span), to correlate crash reports.
         self._dead: OrderedDict[Pid, Any] = OrderedDict()
         self._process_names: dict[str, str] = {}
@@ -514,8 +514,8 @@ class Bridge:
                 self._outgoing = None
                 return span
             dying = self._dying
-            if dying is not None:  # an exit signal: it carries the exit span
-                return dying
+            if dying is not None and sender is dying[0]:  # its exit signals carry the exit
+                return dying[1]
             span = get_current_span()
             if span is INVALID_SPAN:
                 return None
@@ -851,7 +851,7 @@ class Bridge:
                 if status is not None:
                     span.set_status(Status(StatusCode.ERROR, status))
             span.end(now)
-        self._dying = span
+        self._dying = (proc.pid, span)
         dead = self._dead
         dead[proc.pid] = span
         if len(dead) > 64:

@@ -154,7 +154,9 @@ async def test_dodos_restarts_and_breach_are_span_events(grpc_receiver: GrpcRece
         assert handling.name == "process dodo" and handling.failed
     # The restarted dodos link to the supervisor's handling that spawned them.
     spawned = {
-        link[1] for ex in crashed for link in ex.links
+        link[1]
+        for ex in crashed
+        for link in ex.links
         if link[2].get("suptrace.link") == "spawned_during"
     }
     assert spawned and all(ids[s].name == "process dodos" for s in spawned)

@@ -122,7 +122,9 @@ class Pending(Span):
     def set_attribute(self, key: str, value: Any) -> None:
         pass
 
-    def add_event(self, name: str, attributes: Attributes = None, timestamp: int | None = None) -> None:
+    def add_event(
+        self, name: str, attributes: Attributes = None, timestamp: int | None = None
+    ) -> None:
         pass
 
     def add_link(self, context: SpanContext, attributes: Attributes = None) -> None:

@@ -93,7 +93,7 @@ from opentelemetry.trace import (
 )
 
 from suptrace.behaviours.gen_server import _Call, _Cast, _System
-from suptrace.core.errors import CallError, CallTimeout, Exit
+from suptrace.core.errors import Exit
 from suptrace.core.events import TraceEvent
 from suptrace.core.process import Process
 from suptrace.core.runtime import Runtime, _current_process
@@ -268,14 +268,6 @@ def reason_text(reason: Any, limit: int = 300) -> str:
 
 def _label(proc: Process) -> str:
     return proc.name or proc.initial_call
-
-
-def _pid_label(pid: Any) -> str:
-    if type(pid) is Pid:
-        proc = pid._proc
-        if proc is not None:
-            return _label(proc)
-    return "?"
 
 
 class Bridge:
@@ -1015,16 +1007,6 @@ def _error_text(error: BaseException, limit: int = 300) -> str:
     if len(text) > limit:
         text = text[:limit] + "…"
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _call_error_type(error: BaseException) -> str:
-    if isinstance(error, CallTimeout):
-        return "timeout"
-    if isinstance(error, CallError):
-        return reason_class(error.reason)
-    if isinstance(error, asyncio.CancelledError):
-        return "caller_exited"
-    return type(error).__name__
 
 
 def _call_failed(span: Any, error: BaseException, proc: Process | None) -> None:

@@ -625,11 +625,13 @@ class Bridge:
                     if error is not None:
                         span.error = error
                         span.failed = failed
+                    tail = self.tail
+                    assert tail is not None
                     if failed is not None:
                         self._crashed[proc] = span
-                        self.tail.fail(span, proc)  # type: ignore[union-attr]
-                    else:
-                        self.tail.ended(span)  # type: ignore[union-attr]
+                        tail.fail(span, proc)
+                    elif span.trace_id in tail.selected:
+                        tail.emit(span)
                 else:
                     if error is not None and span.is_recording():
                         _mark(span, error, failed)

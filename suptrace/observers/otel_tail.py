@@ -7,20 +7,23 @@ is the current OpenTelemetry span: a non-recording span with a valid
 ``SpanContext``, so the spans other instrumentations make inside it and the W3C
 ``traceparent`` they send downstream carry the trace id a later export uses.
 
-Records are kept per trace in a bounded store (oldest traces evicted first,
-counted in `Tail.evicted`) and per process in a short ring of recent handlings.
-When something fails, `Tail.select` turns the trace into real SDK spans (same
-ids, start and end times, links, attributes, status, events) and hands them to
-the tracer provider's span processors, exactly as if they had been recorded;
-records of a selected trace still running are exported when they end. A flood
-never grows memory: the store holds at most ``max_traces`` traces of at most
-``per_trace`` records each.
+Each process keeps its last handlings in a short ring; the spans of one trace
+(a call chain across processes) share a list, and a handling keeps a weak
+reference to the span that sent its message. Nothing else holds them: what
+falls out of the rings is freed (counted in `Tail.evicted`), so a flood never
+grows memory (at most ``recent`` handlings per live process, ``per_trace``
+spans per trace). When something fails, `Tail.select` turns the trace into real
+SDK spans (same ids, start and end times, links, attributes, status, events)
+and hands them to the tracer provider's span processors, exactly as if they had
+been recorded; spans of a selected trace still running are exported when they
+end.
 """
 
 from __future__ import annotations
 
 import random
 import time
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -76,6 +79,12 @@ class Pending(Span):
     status: str | None = None
     sent = False
     _sc: SpanContext | None = None
+    #: The spans of this trace recorded so far, shared by all of them; None while the
+    #: span is alone in its trace (most handlings of casts).
+    group: list[Pending] | None = None
+    #: The sender's pending span, while it is still kept anywhere (followed when this
+    #: one fails: the message that led to the failure).
+    sender: weakref.ref[Pending] | None = None
 
     def __init__(
         self,
@@ -188,13 +197,12 @@ class Tail:
         self.max_traces = max_traces
         self.per_trace = per_trace
         self.recent_size = recent
-        #: trace id -> its pending spans, oldest trace first.
-        self.store: dict[int, list[Pending]] = {}
         #: trace ids selected for export (bounded, oldest forgotten first).
         self.selected: OrderedDict[int, None] = OrderedDict()
         #: each process's recent handlings (its flight recorder, as spans).
         self.recent: dict[Any, deque[Pending]] = {}
-        #: Pending spans dropped unexported (their trace was evicted or too long).
+        #: Pending spans that fell out of a process's recent ring or a trace too long
+        #: to keep whole (exported only if their trace was already selected).
         self.evicted = 0
         #: Spans exported because their trace was selected.
         self.exported = 0
@@ -204,33 +212,25 @@ class Tail:
     # -- recording -----------------------------------------------------------------------
 
     def add(self, rec: Pending, owner: Any) -> None:
-        """Keep ``rec`` (just begun) with its trace and in ``owner``'s recent ring."""
-        tid = rec.trace_id
-        store = self.store
-        found = store.get(tid)
-        if found is None:
-            if tid not in self.selected:
-                store[tid] = [rec]
-                if len(store) > self.max_traces:
-                    self._evict()
-        elif len(found) < self.per_trace:
-            found.append(rec)
-        else:
-            self.evicted += 1
+        """Keep ``rec`` (just begun) in ``owner``'s recent ring."""
         if owner is not None:
             ring = self.recent.get(owner)
             if ring is None:
                 ring = self.recent[owner] = deque(maxlen=self.recent_size)
+            elif len(ring) == self.recent_size:
+                self.evicted += 1
             ring.append(rec)
 
-    def _evict(self) -> None:
-        """Drop the oldest quarter of the traces at once (a rebuilt dict stays compact:
-        popping from the front of one, one at a time, slows every later lookup)."""
-        items = list(self.store.items())
-        cut = len(items) - self.max_traces * 3 // 4
-        for _, recs in items[:cut]:
-            self.evicted += len(recs)
-        self.store = dict(items[cut:])
+    def join(self, parent: Pending, child: Pending) -> None:
+        """``child`` belongs to ``parent``'s trace: kept with it, exported with it."""
+        group = parent.group
+        if group is None:
+            group = parent.group = [parent]
+        if len(group) < self.per_trace:
+            group.append(child)
+            child.group = group
+        else:
+            self.evicted += 1
 
     def ended(self, rec: Pending) -> None:
         """``rec`` ended healthy: exported now only if its trace was selected meanwhile."""
@@ -246,29 +246,30 @@ class Tail:
         """A failure: export ``rec``'s trace, ``owner``'s recent handlings and their causes."""
         self.failures += 1
         if rec is not None:
-            self.select(rec.trace_id, link_depth)
+            self.select(rec, link_depth)
             self.emit(rec)
         ring = self.recent.get(owner) if owner is not None else None
         if ring:
             for r in list(ring):
-                self.select(r.trace_id, 1)
+                self.select(r, 1)
 
-    def select(self, trace_id: int, link_depth: int = 1) -> None:
-        """Export every pending span of a trace (now if ended, else when it ends)."""
+    def select(self, rec: Pending, link_depth: int = 1) -> None:
+        """Export every pending span of ``rec``'s trace (now if ended, else when it ends),
+        and, ``link_depth`` hops back, the traces of the messages that led to it."""
         selected = self.selected
-        if trace_id in selected:
+        tid = rec.trace_id
+        if tid in selected:
             return
-        selected[trace_id] = None
+        selected[tid] = None
         if len(selected) > self.max_traces:
             selected.popitem(last=False)
-        recs = self.store.pop(trace_id, None)
-        if not recs:
-            return
-        for r in recs:
+        for r in list(rec.group or (rec,)):
             if r.end_ns:
                 self.emit(r)
-            if link_depth > 0 and r.link is not None:
-                self.select(r.link[0], link_depth - 1)
+            if link_depth > 0 and r.sender is not None:
+                sender = r.sender()
+                if sender is not None:
+                    self.select(sender, link_depth - 1)
 
     # -- exporting -----------------------------------------------------------------------
 

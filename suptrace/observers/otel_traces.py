@@ -75,6 +75,7 @@ import asyncio
 import os
 import random
 import time
+import weakref
 from collections import OrderedDict
 from typing import Any
 
@@ -455,7 +456,9 @@ class Bridge:
     def _child(self, parent: Any, name: str, kind: SpanKind, info: Any) -> Any:
         """A span under ``parent`` (a pending span, an SDK span or another's span)."""
         if type(parent) is Pending:
-            return Pending(parent.trace_id, new_span_id(), parent.span_id, name, kind, info)
+            child = Pending(parent.trace_id, new_span_id(), parent.span_id, name, kind, info)
+            self.tail.join(parent, child)  # type: ignore[union-attr]
+            return child
         if parent.is_recording() or parent.get_span_context().trace_flags.sampled:
             return self.tracer.start_span(name, set_span_in_context(parent, _EMPTY), kind)
         sc = parent.get_span_context()
@@ -552,6 +555,8 @@ class Bridge:
                             if sc.is_valid:
                                 link = (sc.trace_id, sc.span_id)
                     span = self._root(name, _CONSUMER, link, info)
+                    if type(ctx) is Pending and type(span) is Pending:
+                        span.sender = weakref.ref(ctx)
                 if type(span) is Pending:
                     self.tail.add(span, proc)  # type: ignore[union-attr]
                 elif span.is_recording():
@@ -815,8 +820,12 @@ class Bridge:
             if crashed is not None:
                 sc = crashed.get_span_context()
                 rec = Pending(sc.trace_id, new_span_id(), sc.span_id, name, _INTERNAL, info, link)
+                if type(crashed) is Pending:
+                    self.tail.join(crashed, rec)  # type: ignore[union-attr]
             else:
                 rec = Pending(new_trace_id(), new_span_id(), 0, name, _INTERNAL, info, link)
+            if type(spawned) is Pending:
+                rec.sender = weakref.ref(spawned)
             rec.note("exit", attrs, status)
             rec.error = reason if isinstance(reason, BaseException) else None
             rec.end_ns = rec.start

@@ -28,19 +28,62 @@ def run_script(*args: str) -> subprocess.CompletedProcess[str]:
 def test_otel_bench_reports_every_configuration_and_the_export_thread(tmp_path: Path) -> None:
     out = tmp_path / "otel.json"
     done = run_script(
-        "bench/otel.py", "--n", "300", "--repeats", "1", "--only", "call", "--json", str(out)
+        "bench/otel.py",
+        "--section",
+        "permsg",
+        "--n",
+        "300",
+        "--repeats",
+        "1",
+        "--only",
+        "call",
+        "--json",
+        str(out),
     )
     assert done.returncode == 0, done.stderr
     assert "thread sleeps/1k msgs" in done.stdout
     data = json.loads(out.read_text())
     call = data["workloads"]["call"]
-    configs = {"off", "no SDK", "always-off", "full", "full+m", "bare", "bare in node"}
+    configs = {
+        "off",
+        "no SDK",
+        "always-off",
+        "no export",
+        "full",
+        "full+m",
+        "bare",
+        "bare in node",
+    }
     assert set(call["best_us_per_msg"]) == configs
     assert all(v > 0 for v in call["best_us_per_msg"].values())
     assert set(call["thread_switches"]) == configs
     # No SDK means no export thread: nothing of it can have slept.
     assert call["thread_switches"]["off"] == [0]
     assert all(isinstance(v, int) and v >= 0 for vs in call["thread_switches"].values() for v in vs)
+
+
+def test_otel_bench_modes_count_the_delivered_failure_traces(tmp_path: Path) -> None:
+    """The trace-mode sections against a receiver subprocess, one second each."""
+    out = tmp_path / "modes.json"
+    done = run_script(
+        "bench/otel.py",
+        "--section",
+        "failures",
+        "--section",
+        "paced",
+        "--seconds",
+        "1.5",
+        "--json",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "failure traces delivered complete" in done.stdout
+    data = json.loads(out.read_text())
+    failures = data["failures"]
+    # One crash a second was injected, and each arrived as a complete trace.
+    assert failures["injected"] >= 1 and failures["delivered"] == failures["injected"]
+    assert set(data["paced"]) == {"2000", "20000"}
+    assert all(p["exported"] > 0 and p["produced"] > 0 for p in data["paced"].values())
 
 
 def test_core_bench_quick_run_judges_the_call_targets(tmp_path: Path) -> None:

@@ -580,9 +580,9 @@ def test_traceql_and_jaeger_searches_use_emitted_attributes(path: Path) -> None:
     source = bridge_source()
     for where, query in traceql_queries(board):
         assert query.startswith("{") and query.endswith("}"), query
-        assert 'span.messaging.system = "suptrace"' in query or 'name =~ "lifetime ' in query
-        if 'name =~ "lifetime ' in query:
-            assert 'f"lifetime {' in source, "the lifetime spans were renamed"
+        assert 'span.messaging.system = "suptrace"' in query or 'name =~ "exit ' in query
+        if 'name =~ "exit ' in query:
+            assert 'f"exit {' in source, "the exit spans were renamed"
         attrs = re.findall(r"\b(?:span|resource)\.([a-z_][\w.]*)", query)
         assert attrs, where
         for attr in attrs:

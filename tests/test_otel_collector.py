@@ -19,6 +19,12 @@ DOWN = "cannot export"
 BACK = "works again"
 
 
+@pytest.fixture(autouse=True)
+def every_span(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests load the exporters: every message a span (``traces="all"``)."""
+    monkeypatch.setenv("SUPTRACE_TRACES", "all")
+
+
 @pytest.fixture
 def warnings_logged() -> Iterator[list[str]]:
     lines: list[str] = []

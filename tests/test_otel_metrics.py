@@ -99,8 +99,10 @@ async def test_dodos_counts_restarts_and_one_breach_exactly(
             assert not any("<0." in str(v) for v in p["attributes"].values()), (name, p)
 
 
-async def test_call_metrics_and_histogram_buckets(http_receiver: HttpReceiver) -> None:
-    await run_node(call_chain)
+@pytest.mark.parametrize("traces", ["failures", "all", "off"])
+async def test_call_metrics_and_histogram_buckets(http_receiver: HttpReceiver, traces: str) -> None:
+    """Exact in every trace mode: the durations are batched, never sampled."""
+    await run_node(call_chain, traces=traces)
     dump = http_receiver.dump()
     entry = dump.metrics["suptrace.call.duration"]
     assert entry["unit"] == "s" and entry["type"] == "histogram"
@@ -122,6 +124,13 @@ async def test_call_metrics_and_histogram_buckets(http_receiver: HttpReceiver) -
     handled = metric_points(dump, "suptrace.message.duration")
     assert dump.metrics["suptrace.message.duration"]["unit"] == "s"
     assert all(p["bounds"] == list(DURATION_BUCKETS) for p in handled)
+    # Every handling once: a, b, c each hello, the note cast and crash; b a sync call,
+    # c two (main's and b's).
+    by_dest: dict[str, int] = {}
+    for p in handled:
+        name = p["attributes"]["messaging.destination.name"]
+        by_dest[name] = by_dest.get(name, 0) + p["count"]
+    assert {k: by_dest.get(k) for k in "abc"} == {"a": 3, "b": 4, "c": 5}
     assert metric_total(dump, "suptrace.call.timeouts") == 0
 
 

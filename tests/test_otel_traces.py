@@ -1,8 +1,10 @@
 """Spans, links and span events, exported over OTLP to real receivers (SPEC §7).
 
 Each test runs a scenario from `otlp_receivers` in a node configured only by
-the standard ``OTEL_*`` variables (``telemetry`` left at ``auto``), then reads
-what the gRPC or HTTP receiver got once the node has shut down and flushed.
+the standard ``OTEL_*`` variables (``telemetry`` left at ``auto``) with
+``traces="all"`` (every span), then reads what the gRPC or HTTP receiver got
+once the node has shut down and flushed. The ``"failures"`` mode has its own
+tests in ``test_otel_failures.py``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from suptrace.cli.view import Dump, SpanRec
 async def run_node(main: Any, *args: Any, **opts: Any) -> Any:
     opts.setdefault("log_reports", False)
     opts.setdefault("control", False)
+    opts.setdefault("traces", "all")
     async with suptrace.Node("otel-test", **opts) as node:
         assert node.telemetry is not None
         return await node.run_root(main, *args)
@@ -82,11 +85,9 @@ def check_cast_links(dump: Dump) -> None:
     assert [link[1] for link in at_b.links] == [at_a.span_id]
     assert [link[1] for link in at_c.links] == [at_b.span_id]
     assert at_b.links[0][0] == at_a.trace_id
-    # main sent the first cast outside any span: the link names main's lifetime span.
-    (sender,) = [ids[link[1]] for link in at_a.links]
-    assert sender.name.startswith("lifetime ") and sender.attributes[
-        "suptrace.process.name"
-    ].endswith("call_chain")
+    # main sent the first cast outside any span: nothing to link to.
+    assert at_a.links == [] and at_a.parent_id == ""
+    assert at_b.links[0][1] in ids
 
 
 def check_call_failure(dump: Dump) -> None:
@@ -101,10 +102,12 @@ def check_call_failure(dump: Dump) -> None:
     assert exc_event["exception.type"].endswith("CallExit")
     call_a = one(spans_named(dump, "call a", "CLIENT"), **{"suptrace.message": crash})
     assert call_a.failed and call_a.parent_id == ""
-    # c's lifetime ended with the crash: ERROR, and an exit event with the reason.
-    (life_c,) = [s for s in spans_named(dump, "lifetime c") if s.failed]
-    exits = [a for name, _t, a in life_c.events if name == "exit"]
+    # c's exit: a zero-length ERROR span, the child of the handling that crashed.
+    (exit_c,) = [s for s in spans_named(dump, "exit c") if s.failed]
+    exits = [a for name, _t, a in exit_c.events if name == "exit"]
     assert exits and exits[0]["suptrace.exit.reason_class"] == "RuntimeError"
+    assert exit_c.parent_id == serve_c.span_id and exit_c.trace_id == call_a.trace_id
+    assert exit_c.start == exit_c.end
 
 
 async def test_call_chain_is_one_trace_over_grpc(grpc_receiver: GrpcReceiver) -> None:
@@ -139,43 +142,55 @@ async def test_dodos_restarts_and_breach_are_span_events(grpc_receiver: GrpcRece
     assert result["dodos"] is None and result["world"] is not None
     dump = grpc_receiver.dump()
 
-    dodo_lives = spans_named(dump, "lifetime dodo")
-    assert len(dodo_lives) == 4
-    crashed = [s for s in dodo_lives if s.failed]
+    # Each crash: an ERROR exit span under the failed handling of the meteor.
+    ids = by_id(dump)
+    crashed = [s for s in spans_named(dump, "exit dodo") if s.failed]
     assert len(crashed) == 4
-    for life in crashed:
-        (exit_event,) = [a for name, _t, a in life.events if name == "exit"]
+    for ex in crashed:
+        (exit_event,) = [a for name, _t, a in ex.events if name == "exit"]
         assert exit_event["suptrace.exit.reason_class"] == "RuntimeError"
-        assert "meteor strike" in life.status_message
+        assert "meteor strike" in ex.status_message
+        handling = ids[ex.parent_id]
+        assert handling.name == "process dodo" and handling.failed
+    # The restarted dodos link to the supervisor's handling that spawned them.
+    spawned = {
+        link[1]
+        for ex in crashed
+        for link in ex.links
+        if link[2].get("suptrace.link") == "spawned_during"
+    }
+    assert spawned and all(ids[s].name == "process dodos" for s in spawned)
 
-    (dodos_life,) = spans_named(dump, "lifetime dodos")
-    names = [name for name, _t, _a in dodos_life.events]
+    # The supervisor's handlings of the exits carry the supervision events.
+    handlings = spans_named(dump, "process dodos", "CONSUMER")
+    names = [name for s in handlings for name, _t, _a in s.events]
     assert names.count("restart") == 3
     assert names.count("child_terminated") == 4
     assert names.count("intensity") == 1
-    assert dodos_life.failed and "max restart intensity" in dodos_life.status_message
-    (breach,) = [a for name, _t, a in dodos_life.events if name == "intensity"]
+    assert names.count("spawn") == 3
+    breaking = [s for s in handlings if any(n == "intensity" for n, _t, _a in s.events)]
+    assert len(breaking) == 1 and breaking[0].failed
+    assert "max restart intensity" in breaking[0].status_message
+    (breach,) = [a for name, _t, a in breaking[0].events if name == "intensity"]
     assert breach["suptrace.child.id"] == "dodo"
     assert breach["suptrace.intensity"] == 3
-    # dodos itself exited "shutdown" (normal), yet its span stays failed.
-    assert dodos_life.attributes["suptrace.exit.reason"] == "shutdown"
-
-    (world_life,) = spans_named(dump, "lifetime world")
-    (gone,) = [a for name, _t, a in world_life.events if name == "not_restarted"]
-    assert gone["suptrace.child.id"] == "dodos"
-    assert "max restart intensity" in gone["suptrace.cause"]
-    assert world_life.failed
-
-    # The handling span of the crash that broke the camel's back carries the breach too.
-    breaking = [
-        s
-        for s in spans_named(dump, "process dodos", "CONSUMER")
-        if any(name == "intensity" for name, _t, _a in s.events)
-    ]
-    assert len(breaking) == 1 and breaking[0].failed
-    # ... and is linked to the lifetime of the dodo whose exit it handled.
+    # ... linked to the exit of the dodo whose exit signal it handled.
     linked = {link[1] for link in breaking[0].links}
     assert linked & {s.span_id for s in crashed}
+    # dodos itself exited "shutdown" (normal).
+    (dodos_exit,) = spans_named(dump, "exit dodos")
+    assert dodos_exit.attributes["suptrace.exit.reason"] == "shutdown"
+    assert not dodos_exit.failed
+
+    (gone,) = [
+        (s, a)
+        for s in spans_named(dump, "process world", "CONSUMER")
+        for name, _t, a in s.events
+        if name == "not_restarted"
+    ]
+    assert gone[1]["suptrace.child.id"] == "dodos"
+    assert "max restart intensity" in gone[1]["suptrace.cause"]
+    assert gone[0].failed
 
     # Reports as log records (SASL contexts in attributes).
     contexts = [
@@ -195,10 +210,10 @@ async def test_spans_of_a_killed_process_end(http_receiver: HttpReceiver) -> Non
     (handling,) = spans_named(dump, "process busy", "CONSUMER")
     assert handling.end >= handling.start > 0
     assert handling.failed and "killed" in handling.status_message
-    (life,) = spans_named(dump, "lifetime busy")
-    assert life.end > 0 and life.failed
-    assert life.attributes["suptrace.exit.reason"] == "killed"
-    assert life.attributes["suptrace.exit.by_signal"] is True
+    (ex,) = spans_named(dump, "exit busy")
+    assert ex.end > 0 and ex.failed and ex.parent_id == handling.span_id
+    assert ex.attributes["suptrace.exit.reason"] == "killed"
+    assert ex.attributes["suptrace.exit.by_signal"] is True
 
 
 async def test_sampler_from_environment_is_honoured(

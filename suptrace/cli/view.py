@@ -115,7 +115,8 @@ class SpanRec:
 
     @property
     def lifetime(self) -> bool:
-        return self.name.startswith("lifetime ")
+        """A process record: its ``exit`` span (older files: its ``lifetime`` span)."""
+        return self.name.startswith(("lifetime ", "exit ")) and self.kind == "INTERNAL"
 
 
 @dataclass
@@ -354,7 +355,8 @@ def _index(dump: Dump) -> dict[str, SpanRec]:
 def _label(s: SpanRec) -> str:
     a = s.attributes
     if s.lifetime:
-        return str(a.get("suptrace.process.name") or s.name.removeprefix("lifetime "))
+        name = s.name.removeprefix("lifetime ").removeprefix("exit ")
+        return str(a.get("suptrace.process.name") or name)
     return str(a.get("messaging.destination.name") or s.name)
 
 
@@ -374,11 +376,38 @@ def _sender(s: SpanRec, by_id: dict[str, SpanRec]) -> str | None:
     return None
 
 
+_SUPERVISION = frozenset(
+    {"restart", "child_terminated", "start_error", "intensity", "not_restarted", "shutdown_error"}
+)
+
+
+def _gather(lifetimes: list[SpanRec], dump: Dump) -> None:
+    """Give each process's exit span what its handlings saw: the supervision events,
+    their failures, and the time the process was first seen."""
+    by_pid = {s.attributes.get("suptrace.process.pid"): s for s in lifetimes}
+    for s in dump.spans:
+        if s.lifetime or s.kind not in ("SERVER", "CONSUMER"):
+            continue
+        proc = by_pid.get(s.attributes.get("suptrace.process.pid"))
+        if proc is None or not proc.name.startswith("exit "):
+            continue
+        proc.start = min(proc.start, s.start)
+        for event in s.events:
+            if event[0] in _SUPERVISION and event not in proc.events:
+                proc.events.append(event)
+                if s.failed and not proc.failed:
+                    proc.status, proc.status_message = s.status, s.status_message
+    for proc in lifetimes:
+        proc.events.sort(key=lambda e: e[1])
+
+
 def _process_forest(dump: Dump, by_id: dict[str, SpanRec]) -> list[SpanRec]:
     lifetimes = [s for s in dump.spans if s.lifetime]
+    _gather(lifetimes, dump)
+    by_pid = {s.attributes.get("suptrace.process.pid"): s for s in lifetimes}
     roots = []
     for s in lifetimes:
-        parent = None
+        parent = by_pid.get(s.attributes.get("suptrace.parent.pid"))
         for _trace, span_id, attrs in s.links:
             if attrs.get("suptrace.link") == "parent":
                 parent = by_id.get(span_id)

@@ -219,7 +219,7 @@ class Process:
         if instrument is None:
             mb.append(msg)
         else:
-            mb.append(Envelope(msg, instrument.capture()))
+            mb.append(Envelope(msg, instrument.capture(self, msg, sender)))
         self.messages_in += 1
         rec = self.recorder
         if rec is not None:

@@ -48,13 +48,14 @@ _localtime = time.localtime
 class Instrument(Protocol):
     """Per-message instrumentation, called on the hot path only when installed.
 
-    ``capture`` runs in the sender when a message is enqueued; its result comes
-    back as ``ctx`` when the receiver takes the message. A GenServer calls
+    ``capture`` runs in the sender when a message is enqueued (with the receiving
+    process, the message and the sender's pid); its result comes back as ``ctx``
+    when the receiver takes the message. A GenServer calls
     ``handle_begin``/``handle_end`` around each callback, and `call` calls
     ``call_begin``/``call_end`` around the whole request.
     """
 
-    def capture(self) -> Any: ...
+    def capture(self, dest: Process, msg: Any, sender: Pid | None) -> Any: ...
 
     def handle_begin(self, proc: Process, kind: str, msg: Any, ctx: Any) -> Any: ...
 

@@ -17,7 +17,9 @@ A node gets telemetry from its options (all optional)::
   default ``localhost:9464``), a port, ``"host:port"`` or ``(host, port)``; needs
   ``pip install 'suptrace[prometheus]'``.
 * ``telemetry_flush_timeout`` -- seconds the node waits for its exporters at shutdown (5).
-* ``lifetime_spans`` -- a span per process from spawn to death (True).
+* ``traces`` -- ``"failures"``, ``"all"`` or ``"off"`` (else ``SUPTRACE_TRACES``); see
+  `suptrace.observers.otel_traces`.
+* ``lifetime_spans`` -- ignored (no span measures a process's lifetime any more).
 * ``message_repr`` -- put a short repr of each message on its span (True).
 
 Each signal (traces, metrics, logs) is exported and watched on its own;
@@ -59,6 +61,7 @@ TELEMETRY_OPTIONS = (
     "telemetry_flush_timeout",
     "lifetime_spans",
     "message_repr",
+    "traces",
 )
 
 #: Providers given to `SuptraceInstrumentor.instrument` (None when not instrumented).
@@ -85,6 +88,14 @@ def _check_option(telemetry: Any) -> None:
     )
 
 
+def _check_traces(traces: Any) -> None:
+    """A bad ``traces=`` fails at Node(...); ``SUPTRACE_TRACES`` is checked at start."""
+    if traces is not None and not (
+        isinstance(traces, str) and traces.strip().lower() in ("failures", "all", "off")
+    ):
+        raise ValueError(f"traces must be 'failures', 'all' or 'off', got {traces!r}")
+
+
 def _off(value: Any) -> bool:
     return value is False or (isinstance(value, str) and value.strip().lower() == "off")
 
@@ -103,8 +114,11 @@ class Telemetry:
         telemetry_flush_timeout: float = 5.0,
         lifetime_spans: bool = True,
         message_repr: bool = True,
+        traces: str | None = None,
     ) -> None:
         _check_option(telemetry)  # a bad option fails at Node(...) rather than at start
+        _check_traces(traces)
+        self.traces = traces
         self.telemetry = telemetry
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
@@ -198,6 +212,8 @@ class Telemetry:
                 setup.logger_provider,
                 lifetime_spans=self.lifetime_spans,
                 message_repr=self.message_repr,
+                traces=self.traces,
+                export=setup.mode,
             )
             bridge.attach()
         except BaseException:
@@ -231,6 +247,7 @@ def _configure(
 def telemetry_service(options: dict[str, Any]) -> Telemetry | None:
     """Take the telemetry options out of a node's ``options``; None when telemetry is off."""
     found = {key: options.pop(key) for key in TELEMETRY_OPTIONS if key in options}
+    _check_traces(found.get("traces"))
     if _off(found.get("telemetry")):
         return None
     if found.get("telemetry") is None and not any(
@@ -305,7 +322,7 @@ class _Instrumentor:
 
 def _make_instrumentor() -> type:
     try:
-        from opentelemetry.instrumentation.instrumentor import (  # type: ignore[import-not-found,unused-ignore]
+        from opentelemetry.instrumentation.instrumentor import (  # type: ignore[import-not-found,attr-defined,unused-ignore]
             BaseInstrumentor,
         )
     except ImportError:

@@ -22,14 +22,19 @@ name, else the initial call (``module:function``) -- never a pid.
 
 from __future__ import annotations
 
+import asyncio
+import math
 import weakref
+from bisect import bisect_left
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
+from suptrace.core.errors import CallError, CallTimeout
 from suptrace.core.runtime import Runtime
-from suptrace.core.terms import Pid
+from suptrace.core.terms import Pid, reason_class
 
 __all__ = [
     "Metrics",
@@ -72,6 +77,14 @@ METRIC_NAMES = (
 
 #: Attribute caches are cleared when they grow past this (names can be dynamic).
 _CACHE_LIMIT = 4096
+#: Pending durations recorded on the hot path itself past this (no collection is running).
+_PENDING_LIMIT = 65536
+_MESSAGE, _CALL = 0, 1
+#: The attributes of each histogram, in the order of the keys in `_Observed.durations`.
+_DURATION_KEYS = (
+    ("messaging.destination.name", "messaging.operation.name", "error.type"),
+    ("messaging.destination.name", "error.type"),
+)
 
 
 def child_label(child_id: Any) -> str | None:
@@ -115,8 +128,66 @@ class _Observed:
             unit="{message}",
             description="Messages sent (send, cast and call requests).",
         )
+        #: Durations not yet recorded into the SDK histograms: (histogram, attributes
+        #: key, seconds), appended on the hot path and recorded in bulk at collection
+        #: time (`flush`). A deque: appends and pops are atomic, the collecting thread
+        #: takes exactly what was there and nothing is lost or counted twice.
+        self.durations: deque[tuple[int, tuple[str | None, ...], float]] = deque()
+        self.message_duration = meter.create_histogram(
+            "suptrace.message.duration",
+            unit="s",
+            description="Time a GenServer spent handling one message.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.call_duration = meter.create_histogram(
+            "suptrace.call.duration",
+            unit="s",
+            description="Time a call waited for its reply, as seen by the caller.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self._attrs: dict[tuple[int, tuple[str | None, ...]], dict[str, str]] = {}
+
+    def flush(self) -> None:
+        """Record the pending durations into the SDK histograms (exact: every one, once).
+
+        The first duration of each attribute set goes through ``Histogram.record``
+        (which creates the SDK's aggregation for it, honouring views and the
+        cardinality limit); the rest are merged into those aggregations in bulk: an
+        SDK ``record`` per message costs more than the message itself. When the
+        SDK's internals are not the ones expected, every duration is recorded one
+        by one instead: slower, as exact.
+        """
+        pending = self.durations
+        groups: dict[tuple[int, tuple[str | None, ...]], list[float]] = {}
+        for _ in range(len(pending)):
+            which, key, seconds = pending.popleft()
+            group = groups.get((which, key))
+            if group is None:
+                groups[(which, key)] = [seconds]
+            else:
+                group.append(seconds)
+        histograms = (self.message_duration, self.call_duration)
+        cache = self._attrs
+        for (which, key), values in groups.items():
+            attrs = cache.get((which, key))
+            if attrs is None:
+                if len(cache) > _CACHE_LIMIT:
+                    cache.clear()
+                names = _DURATION_KEYS[which]
+                attrs = cache[(which, key)] = {
+                    n: v for n, v in zip(names, key, strict=True) if v is not None
+                }
+            histogram = histograms[which]
+            histogram.record(values[0], attrs)
+            rest = values[1:]
+            if rest and not _merge(histogram, attrs, rest):
+                for seconds in rest:
+                    histogram.record(seconds, attrs)
 
     def _sent(self, options: CallbackOptions) -> Iterable[Observation]:
+        # Collection runs the callbacks before it reads the synchronous instruments:
+        # the durations recorded here are part of this very collection.
+        self.flush()
         for (label, op), count in list(self.sent.items()):
             yield Observation(
                 count, {"messaging.destination.name": label, "messaging.operation.name": op}
@@ -177,24 +248,14 @@ class Metrics:
             unit="{exit}",
             description="Process exits, by exit reason class.",
         )
-        self.message_duration = meter.create_histogram(
-            "suptrace.message.duration",
-            unit="s",
-            description="Time a GenServer spent handling one message.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
-        )
-        self.call_duration = meter.create_histogram(
-            "suptrace.call.duration",
-            unit="s",
-            description="Time a call waited for its reply, as seen by the caller.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
-        )
         self.call_timeouts = meter.create_counter(
             "suptrace.call.timeouts",
             unit="{timeout}",
             description="Calls that timed out.",
         )
         self.observed = _observed(provider, meter)
+        self.message_duration = self.observed.message_duration
+        self.call_duration = self.observed.call_duration
         self._handle_attrs: dict[tuple[str, str], dict[str, str]] = {}
         self._dest_attrs: dict[str, dict[str, str]] = {}
 
@@ -226,6 +287,29 @@ class Metrics:
             attrs = self._dest_attrs[label] = {"messaging.destination.name": label}
         return attrs
 
+    def flush(self) -> None:
+        """Record the pending durations now (collection does it; so does detaching)."""
+        self.observed.flush()
+
+    def record_handling(self, label: str, op: str, failed: str | None, seconds: float) -> None:
+        """One handling of ``op`` by ``label`` took ``seconds`` (``failed``: its error class)."""
+        pending = self.observed.durations
+        pending.append((_MESSAGE, (label, op, failed), seconds))
+        if len(pending) > _PENDING_LIMIT:
+            self.observed.flush()
+
+    def record_call(self, label: str, error: BaseException | None, seconds: float) -> None:
+        """A call to ``label`` returned (or failed with ``error``) after ``seconds``."""
+        pending = self.observed.durations
+        if error is None:
+            pending.append((_CALL, (label, None), seconds))
+        else:
+            if isinstance(error, CallTimeout):
+                self.call_timeouts.add(1, self.dest_attrs(label))
+            pending.append((_CALL, (label, _call_error_type(error)), seconds))
+        if len(pending) > _PENDING_LIMIT:
+            self.observed.flush()
+
     def count_sent(self, label: str, op: str) -> None:
         """One more message sent to ``label`` (cheap: a dict increment)."""
         tally = self.observed.sent
@@ -236,3 +320,58 @@ class Metrics:
                 return  # too many distinct destinations: keep the metric low-cardinality
             count = 0
         tally[key] = count + 1
+
+
+def _call_error_type(error: BaseException) -> str:
+    if isinstance(error, CallTimeout):
+        return "timeout"
+    if isinstance(error, CallError):
+        return reason_class(error.reason)
+    if isinstance(error, asyncio.CancelledError):
+        return "caller_exited"
+    return type(error).__name__
+
+
+def _merge(histogram: Any, attrs: dict[str, str], values: list[float]) -> bool:
+    """Add ``values`` to the SDK's explicit-bucket aggregations of ``histogram`` for
+    ``attrs`` in every reader, as ``record`` would one by one; False when the SDK
+    does not look as expected (nothing merged then)."""
+    try:
+        from opentelemetry.sdk.metrics._internal._view_instrument_match import _hash_attributes
+
+        targets = []
+        storages = histogram._measurement_consumer._reader_storages.values()
+        for storage in storages:
+            for match in storage._instrument_view_instrument_matches.get(histogram, ()):
+                keys = match._view._attribute_keys
+                view_attrs = attrs if keys is None else {k: v for k, v in attrs.items() if k in keys}
+                agg = match._attributes_aggregation.get(_hash_attributes(view_attrs))
+                if agg is None or type(agg).__name__ != "_ExplicitBucketHistogramAggregation":
+                    return False
+                if not (hasattr(agg, "_value") and hasattr(agg, "_boundaries")):
+                    return False
+                targets.append((match, agg))
+    except (AttributeError, ImportError, TypeError):
+        return False
+    if not targets:
+        return False
+    bounds = targets[0][1]._boundaries
+    if any(agg._boundaries != bounds for _, agg in targets):
+        return False
+    counts = [0] * (len(bounds) + 1)
+    for v in values:
+        counts[bisect_left(bounds, v)] += 1
+    total, low, high = math.fsum(values), min(values), max(values)
+    for match, agg in targets:
+        with match._lock, agg._lock:
+            if agg._value is None:
+                agg._value = agg._get_empty_bucket_counts()
+            value = agg._value
+            for i, c in enumerate(counts):
+                if c:
+                    value[i] += c
+            agg._sum += total
+            if agg._record_min_max:
+                agg._min = min(agg._min, low)
+                agg._max = max(agg._max, high)
+    return True

@@ -1,7 +1,32 @@
 """The OpenTelemetry bridge: every message, call, exit, restart and breach as spans.
 
 `Bridge` is the runtime's `Instrument` (see `suptrace.core.runtime`) and a
-subscriber of the event stream. It uses the OpenTelemetry API only.
+subscriber of the event stream. It uses the OpenTelemetry API only (and, in
+``"failures"`` mode, the SDK's span class to export the traces it selects).
+
+Trace modes
+-----------
+
+``traces="all"``
+    every handling and call is an SDK span (the provider's sampler still
+    applies). The default with the embedded OTLP-JSON file and with providers
+    passed to ``run``/``Node``.
+``traces="failures"``
+    in-process tail sampling (`suptrace.observers.otel_tail`): every handling
+    and call is recorded cheaply, with real trace and span ids; a failure
+    (crash, abnormal exit, `CallError` including `CallTimeout`, restart, start
+    error, intensity breach, ``not_restarted``) exports the complete trace that
+    led to it: the failing process's recent handlings, the call chain into it
+    across processes, the sends linked to them, with the ids the callers saw.
+    Healthy traffic is exported by a parent-based sample of new traces: the
+    application's sampler when it configured one (``OTEL_TRACES_SAMPLER`` or a
+    provider with a sampler of its own), else ``SUPTRACE_TRACES_SAMPLE``
+    (default 0.01). The default when spans go over OTLP (also with the global
+    or instrumented providers).
+``traces="off"``
+    no spans; metrics (exact in every mode) and logs only.
+
+``SUPTRACE_TRACES`` sets the mode when the keyword is not given.
 
 Spans
 -----
@@ -14,21 +39,27 @@ Spans
 ``call <dest>`` (CLIENT) and ``process <dest>`` (SERVER)
     a `call` is a CLIENT span (from the request to the reply, carried by the
     request's envelope); the server's handling of the request is its child, so
-    a call chain A -> B -> C is one trace. Timeouts and exits of the server end the CLIENT span with ERROR
-    status and an exception event.
-``lifetime <name>`` (INTERNAL)
-    one per process, from spawn to death; it ends when the process dies, even
-    when killed. Its ``exit`` event carries the reason, with ERROR status for
-    abnormal exits. A lifetime span starts its own trace, linked to the
-    parent's lifetime span (``suptrace.link="parent"``) and to the span that
-    was current when it was spawned (``"spawned_during"``), e.g. the
-    supervisor's handling of a crash that restarted it.
+    a call chain A -> B -> C is one trace. Timeouts and exits of the server end
+    the CLIENT span with ERROR status and an exception event.
+``exit <name>`` (INTERNAL)
+    a zero-length span when a process exits (only abnormal exits in
+    ``"failures"`` mode), with the reason, ERROR status for abnormal exits, the
+    child of the handling that crashed, linked to the span that was current
+    where the process was spawned (``suptrace.link="spawned_during"``: the
+    supervisor's handling that restarted it). The supervisor's handling of the
+    exit signal is linked to it. No span measures a process's lifetime.
+
+Handling spans are the current span while the callback runs, so spans made by
+other instrumentations inside it are their children and W3C ``traceparent``
+propagates downstream (in ``"failures"`` mode a non-recording span with the
+real ids). Spawns are ``spawn`` events on the spawner's current span.
 
 Supervision events (``restart``, ``child_terminated``, ``start_error``,
 ``intensity``, ``not_restarted``, ``shutdown_error``) are span events on the
-supervisor's lifetime span and on the span current when they happen (the
-supervisor handling the child's exit). The failures among them (start errors,
-intensity breaches, subtrees not restarted, shutdown errors) set ERROR status.
+span current when they happen (the supervisor handling the child's exit), or
+on a short span of their own outside any handling. The failures among them
+(start errors, intensity breaches, subtrees not restarted, shutdown errors)
+set ERROR status.
 
 With a logger provider, SASL-style reports also become OpenTelemetry log
 records, correlated with the span they were produced in.
@@ -41,7 +72,10 @@ parent-based always-off sampler only calls inside sampled traces are traced.
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import time
+import weakref
 from collections import OrderedDict
 from typing import Any
 
@@ -50,23 +84,36 @@ from opentelemetry.context import Context, attach, detach
 from opentelemetry.trace import (
     INVALID_SPAN,
     Link,
+    SpanContext,
     SpanKind,
     Status,
     StatusCode,
+    TraceFlags,
     get_current_span,
     set_span_in_context,
 )
 
-from suptrace.core.errors import CallError, CallTimeout, Exit
+from suptrace.behaviours.gen_server import _Call, _Cast, _System
+from suptrace.core.errors import Exit
 from suptrace.core.events import TraceEvent
 from suptrace.core.process import Process
 from suptrace.core.runtime import Runtime, _current_process
 from suptrace.core.saferepr import exception_str
-from suptrace.core.terms import Pid, is_normal_exit, reason_class
+from suptrace.core.terms import Down, ExitMsg, Pid, is_normal_exit, reason_class
 from suptrace.observers.format import short
 from suptrace.observers.otel_metrics import Metrics, child_label
+from suptrace.observers.otel_tail import Pending, Tail, new_span_id, new_trace_id
 
-__all__ = ["Bridge", "SCOPE", "SCHEMA_URL", "SUPERVISION_KINDS", "FAILURE_KINDS"]
+__all__ = [
+    "Bridge",
+    "SCOPE",
+    "SCHEMA_URL",
+    "SUPERVISION_KINDS",
+    "FAILURE_KINDS",
+    "TRACE_MODES",
+    "traces_setting",
+    "sample_setting",
+]
 
 #: Instrumentation scope name; the version is suptrace's.
 SCOPE = "suptrace"
@@ -83,15 +130,24 @@ SUPERVISION_KINDS = (
 )
 #: Supervision events that mean something failed (ERROR status on their spans).
 FAILURE_KINDS = frozenset({"start_error", "intensity", "not_restarted", "shutdown_error"})
+#: Supervision events that select their trace in ``"failures"`` mode.
+_SELECTING = FAILURE_KINDS | {"restart"}
+
+#: The values ``traces=`` and ``SUPTRACE_TRACES`` accept.
+TRACE_MODES = ("failures", "all", "off")
+#: The default share of healthy traces exported in ``"failures"`` mode.
+DEFAULT_SAMPLE = 0.01
 
 _EMPTY = Context()
-_OFF, _PARENT, _ON = 0, 1, 2
+_OFF, _PARENT, _ON, _TAIL = 0, 1, 2, 3
 _OPS = {"call": "handle_call", "cast": "handle_cast", "info": "handle_info"}
 _SERVER = SpanKind.SERVER
 _CLIENT = SpanKind.CLIENT
 _CONSUMER = SpanKind.CONSUMER
 _INTERNAL = SpanKind.INTERNAL
+_UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _perf = time.perf_counter
+_random = random.random
 _NAME_LIMIT = 4096
 
 
@@ -99,6 +155,55 @@ def _version() -> str:
     from suptrace import __version__
 
     return __version__
+
+
+def traces_setting(value: Any = None, export: str = "") -> str:
+    """The trace mode: the ``traces=`` keyword, else ``SUPTRACE_TRACES``, else the default.
+
+    The default is ``"all"`` for the embedded file (``export="file"``) and for
+    providers the application passed (``"explicit"``), ``"failures"`` otherwise.
+
+    >>> traces_setting("failures"), traces_setting(None, "file")
+    ('failures', 'all')
+    >>> traces_setting("some")
+    Traceback (most recent call last):
+      ...
+    ValueError: traces must be 'failures', 'all' or 'off', got 'some'
+    """
+    if value is not None:
+        if isinstance(value, str) and value.strip().lower() in TRACE_MODES:
+            return value.strip().lower()
+        raise ValueError(f"traces must be 'failures', 'all' or 'off', got {value!r}")
+    env = os.environ.get("SUPTRACE_TRACES", "").strip()
+    if env:
+        if env.lower() in TRACE_MODES:
+            return env.lower()
+        raise ValueError(
+            f"SUPTRACE_TRACES must be 'failures', 'all' or 'off', got {env!r}; fix or unset "
+            f"the variable"
+        )
+    return "all" if export in ("file", "explicit") else "failures"
+
+
+def sample_setting() -> float:
+    """``SUPTRACE_TRACES_SAMPLE``: the share of healthy traces exported in "failures" mode.
+
+    >>> sample_setting()
+    0.01
+    """
+    raw = os.environ.get("SUPTRACE_TRACES_SAMPLE", "").strip()
+    if not raw:
+        return DEFAULT_SAMPLE
+    try:
+        ratio = float(raw)
+    except ValueError:
+        ratio = -1.0
+    if not 0.0 <= ratio <= 1.0:  # also rejects nan
+        raise ValueError(
+            f"SUPTRACE_TRACES_SAMPLE must be a number between 0 and 1 (the share of healthy "
+            f"traces exported), got {raw!r}; fix or unset the variable"
+        )
+    return ratio
 
 
 def trace_mode(provider: Any, tracer: Any) -> int:
@@ -117,6 +222,25 @@ def trace_mode(provider: Any, tracer: Any) -> int:
     return _ON
 
 
+def _app_sampler(provider: Any) -> bool:
+    """Did the application configure a sampler (else ``SUPTRACE_TRACES_SAMPLE`` decides)?"""
+    if os.environ.get("OTEL_TRACES_SAMPLER", "").strip():
+        return True
+    sampler = getattr(provider, "sampler", None)
+    describe = getattr(sampler, "get_description", None)
+    desc = describe() if callable(describe) else ""
+    return not (
+        desc == "AlwaysOnSampler"
+        or (isinstance(desc, str) and desc.startswith("ParentBased{root:AlwaysOnSampler"))
+    )
+
+
+def _sdk_tracer(tracer: Any) -> bool:
+    """Can pending spans be exported through this tracer (an SDK tracer)?"""
+    return all(
+        hasattr(tracer, a)
+        for a in ("span_processor", "resource", "_instrumentation_scope", "_span_limits")
+    )
 def meter_on(provider: Any, meter: Any) -> bool:
     from opentelemetry import metrics
 
@@ -166,14 +290,6 @@ def _label(proc: Process) -> str:
     return proc.name or proc.initial_call
 
 
-def _pid_label(pid: Any) -> str:
-    if type(pid) is Pid:
-        proc = pid._proc
-        if proc is not None:
-            return _label(proc)
-    return "?"
-
-
 class Bridge:
     """One node's OpenTelemetry bridge: attach it to a runtime, detach to stop."""
 
@@ -184,17 +300,30 @@ class Bridge:
         meter_provider: Any = None,
         logger_provider: Any = None,
         *,
-        lifetime_spans: bool = True,
+        traces: str | None = None,
+        export: str = "explicit",
+        lifetime_spans: bool = False,
         message_repr: bool = True,
         repr_limit: int = 120,
     ) -> None:
         self.runtime = runtime
         version = _version()
+        #: The trace mode: "failures", "all" or "off" (see the module docs).
+        self.traces = traces_setting(traces, export)
+        ratio = sample_setting() if self.traces == "failures" else DEFAULT_SAMPLE
         self.tracer: Any = None
         self.mode = _OFF
-        if tracer_provider is not None:
+        self.tail: Tail | None = None
+        #: Share of new traces exported whole in "failures" mode (no sampler of the app's).
+        self.ratio = ratio
+        self.app_sampler = False
+        if tracer_provider is not None and self.traces != "off":
             self.tracer = tracer_provider.get_tracer(SCOPE, version, schema_url=SCHEMA_URL)
             self.mode = trace_mode(tracer_provider, self.tracer)
+            if self.mode and self.traces == "failures" and _sdk_tracer(self.tracer):
+                self.mode = _TAIL
+                self.app_sampler = _app_sampler(tracer_provider)
+                self.tail = Tail(self.tracer, self._describe, self._mark_pending)
         self.metrics: Metrics | None = None
         if meter_provider is not None:
             meter = meter_provider.get_meter(SCOPE, version, schema_url=SCHEMA_URL)
@@ -203,16 +332,18 @@ class Bridge:
         self.logger: Any = None
         if logger_provider is not None:
             self.logger = logger_provider.get_logger(SCOPE, version, schema_url=SCHEMA_URL)
-        self.lifetime_spans = lifetime_spans and self.mode == _ON
         self.message_repr = message_repr
         self.repr_limit = repr_limit
-        #: Lifetime span of each live process.
-        self.lives: dict[Process, Any] = {}
         #: The span that was current where each process was spawned. A process's task
         #: inherits its spawner's context; outside its own handlers that span is stale,
         #: so the bridge treats it as "no current span" (see `_current`).
         self.inherited: dict[Process, Any] = {}
-        #: Recently ended lifetime spans (pid -> span), to correlate crash reports.
+        #: The failed handling span of a process about to exit (its exit span's parent).
+        self._crashed: dict[Process, Any] = {}
+        #: (pid, exit span) of the process whose death is being notified right now:
+        #: the exit signals its links and monitors receive carry it (see `capture`).
+        self._dying: tuple[Pid, Any] | None = None
+        #: Recent exit spans (pid -> span), to correlate crash reports.
         self._dead: OrderedDict[Pid, Any] = OrderedDict()
         self._process_names: dict[str, str] = {}
         self._call_names: dict[str, str] = {}
@@ -229,6 +360,13 @@ class Bridge:
     def tracing(self) -> bool:
         return self.mode != _OFF
 
+    def stats(self) -> dict[str, int]:
+        """What "failures" mode did: failures seen, spans exported and evicted unexported."""
+        tail = self.tail
+        if tail is None:
+            return {}
+        return {"failures": tail.failures, "exported": tail.exported, "evicted": tail.evicted}
+
     # -- attaching ---------------------------------------------------------------------
 
     def attach(self) -> None:
@@ -241,13 +379,12 @@ class Bridge:
                     f"node {rt.name!r} already has an instrument installed ({rt.instrument!r})"
                 )
             rt.instrument = self
-        if self.mode == _ON:
+        if self.mode == _ON or self.mode == _TAIL:
             rt.spawn_hooks = (*rt.spawn_hooks, self._on_spawn)
-        if self.mode == _ON or self.metrics is not None:
+        if self.mode == _ON or self.mode == _TAIL or self.metrics is not None:
             rt.death_hooks = (*rt.death_hooks, self._on_death)
         kinds: list[str] = list(SUPERVISION_KINDS)
-        if self.metrics is not None:
-            kinds.append("send")
+        if self.metrics is not None:  # sends are counted in `capture`
             self.metrics.attach(rt)
         self._unsubscribe.append(rt.add_event_handler(self._on_event, kinds))
         reports = rt.services.get("reports")
@@ -256,7 +393,7 @@ class Bridge:
         self.attached = True
 
     def detach(self) -> None:
-        """Stop observing; lifetime spans of processes still alive end here."""
+        """Stop observing."""
         rt = self.runtime
         if not self.attached:
             return
@@ -268,12 +405,10 @@ class Bridge:
             rt.instrument = None
         rt.spawn_hooks = tuple(h for h in rt.spawn_hooks if h != self._on_spawn)
         rt.death_hooks = tuple(h for h in rt.death_hooks if h != self._on_death)
-        lives, self.lives = self.lives, {}
         self.inherited.clear()
-        for span in lives.values():
-            if span.is_recording():  # not ended yet: the process outlived the bridge
-                span.add_event("node_stopped")
-                span.end()
+        self._crashed.clear()
+        if self.metrics is not None:
+            self.metrics.flush()
 
     def release(self) -> None:
         """Stop feeding the observable gauges (after the last collection)."""
@@ -321,26 +456,89 @@ class Bridge:
             name = self._call_names[label] = f"call {label}"
         return name
 
+    # -- "failures" mode: new traces and pending spans -----------------------------------
+
+    def _root(self, name: str, kind: SpanKind, link: tuple[int, int] | None, info: Any) -> Any:
+        """A span starting a new trace: a real one if the trace is sampled, else pending."""
+        if self.app_sampler:
+            links = (Link(SpanContext(link[0], link[1], False, _UNSAMPLED)),) if link else None
+            span = self.tracer.start_span(name, _EMPTY, kind, links=links)
+            if span.is_recording():
+                return span
+            sc = span.get_span_context()
+            return Pending(sc.trace_id, sc.span_id, 0, name, kind, info, link)
+        if self.ratio and _random() < self.ratio:
+            links = (Link(SpanContext(link[0], link[1], False, _UNSAMPLED)),) if link else None
+            return self.tracer.start_span(name, _EMPTY, kind, links=links)
+        return Pending(new_trace_id(), new_span_id(), 0, name, kind, info, link)
+
+    def _child(self, parent: Any, name: str, kind: SpanKind, info: Any) -> Any:
+        """A span under ``parent`` (a pending span, an SDK span or another's span)."""
+        if type(parent) is Pending:
+            child = Pending(parent.trace_id, new_span_id(), parent.span_id, name, kind, info)
+            self.tail.join(parent, child)  # type: ignore[union-attr]
+            return child
+        if parent.is_recording() or parent.get_span_context().trace_flags.sampled:
+            return self.tracer.start_span(name, set_span_in_context(parent, _EMPTY), kind)
+        sc = parent.get_span_context()
+        if sc.is_valid:  # an unsampled span of the application's: keep its trace id
+            return Pending(sc.trace_id, new_span_id(), sc.span_id, name, kind, info)
+        return self._root(name, kind, None, info)
+
+    def _describe(self, rec: Pending) -> dict[str, Any]:
+        """The attributes of a pending span, built only when it is exported."""
+        info = rec.info
+        tag = info[0]
+        if tag == "handle":
+            _, proc, kind, msg = info
+            return self._handle_attributes(proc, _label(proc), kind, msg)
+        if tag == "call":
+            _, server, caller, request = info
+            return self._call_attributes(_label(server), server, caller, request)
+        return dict(info[1])
+
+    def _mark_pending(self, span: Any, rec: Pending) -> None:
+        error = rec.error
+        if error is None:
+            return
+        tag = rec.info[0]
+        if tag == "handle":
+            _mark(span, error, rec.failed)
+        elif tag == "call":
+            _call_failed(span, error, rec.info[2])
+        elif isinstance(error, BaseException):
+            _record_exception(span, error, {"suptrace.event": "exit"})
+
     # -- the Instrument protocol ---------------------------------------------------------
 
-    def capture(self) -> Any:
-        """The sender's span (or its lifetime span), stored with the message."""
+    def capture(self, dest: Process, msg: Any, sender: Pid | None) -> Any:
+        """The sender's current span, stored with the message (and the send counted)."""
         try:
+            m = self.metrics
+            if m is not None and sender is not None:
+                t = type(msg)
+                if t is _Cast:
+                    m.count_sent(dest.name or dest.initial_call, "cast")
+                elif t is not _Call and t is not ExitMsg and t is not Down and t is not _System:
+                    m.count_sent(dest.name or dest.initial_call, "send")
             if not self.mode:
                 return None
             span = self._outgoing
             if span is not None:  # the request of the call that `call_begin` just opened
                 self._outgoing = None
                 return span
+            dying = self._dying
+            if dying is not None and sender is dying[0]:  # its exit signals carry the exit
+                return dying[1]
             span = get_current_span()
-            if span is not INVALID_SPAN and not self.inherited:
+            if span is INVALID_SPAN:
+                return None
+            if not self.inherited:
                 return span
             proc = _current_process.get()
-            if proc is None:
-                return None if span is INVALID_SPAN else span
-            if span is not INVALID_SPAN and self.inherited.get(proc) is not span:
-                return span
-            return self.lives.get(proc)
+            if proc is not None and self.inherited.get(proc) is span:
+                return None
+            return span
         except Exception as exc:  # telemetry must never break the process it watches
             self._broken("capture", exc)
             return None
@@ -358,7 +556,32 @@ class Bridge:
             span = None
             token = None
             mode = self.mode
-            if mode:
+            if mode == _TAIL:
+                name = self._process_names.get(label) or self._process_name(label)
+                info = ("handle", proc, kind, msg)
+                if kind == "call":
+                    if ctx is not None:
+                        span = self._child(ctx, name, _SERVER, info)
+                    else:
+                        span = self._root(name, _SERVER, None, info)
+                else:
+                    link = None
+                    if ctx is not None:
+                        if type(ctx) is Pending:
+                            link = (ctx.trace_id, ctx.span_id)
+                        else:
+                            sc = ctx.get_span_context()
+                            if sc.is_valid:
+                                link = (sc.trace_id, sc.span_id)
+                    span = self._root(name, _CONSUMER, link, info)
+                    if type(ctx) is Pending and type(span) is Pending:
+                        span.sender = weakref.ref(ctx)
+                if type(span) is Pending:
+                    self.tail.add(span, proc)  # type: ignore[union-attr]
+                elif span.is_recording():
+                    span.set_attributes(self._handle_attributes(proc, label, kind, msg))
+                token = attach(set_span_in_context(span))
+            elif mode:
                 name = self._process_names.get(label) or self._process_name(label)
                 if kind == "call":
                     if ctx is not None:
@@ -421,17 +644,46 @@ class Bridge:
             if error is not None:
                 failed = _failure(error, proc)
             if span is not None:
-                if error is not None and span.is_recording():
-                    _mark(span, error, failed)
-                span.end()
+                if type(span) is Pending:
+                    span.end_ns = time.time_ns()
+                    if error is not None:
+                        span.error = error
+                        span.failed = failed
+                    tail = self.tail
+                    assert tail is not None
+                    if failed is not None:
+                        self._crashed[proc] = span
+                        tail.fail(span, proc)
+                    elif span.trace_id in tail.selected:
+                        tail.emit(span)
+                else:
+                    if error is not None and span.is_recording():
+                        _mark(span, error, failed)
+                        if failed is not None:
+                            self._crashed[proc] = span
+                    span.end()
             m = self.metrics
             if m is not None:
-                attrs = m.handle_attrs(label, _OPS.get(kind, kind))
-                if failed is not None:
-                    attrs = {**attrs, "error.type": failed}
-                m.message_duration.record(_perf() - t0, attrs)
+                m.record_handling(label, _OPS.get(kind, kind), failed, _perf() - t0)
         except Exception as exc:  # telemetry must never break the process it watches
             self._broken("handle_end", exc)
+
+    def _call_attributes(
+        self, label: str, server: Process, proc: Process | None, request: Any
+    ) -> dict[str, Any]:
+        attrs: dict[str, Any] = {
+            "messaging.system": "suptrace",
+            "messaging.operation.type": "send",
+            "messaging.operation.name": "call",
+            "messaging.destination.name": label,
+            "suptrace.destination.pid": self._pid_text(server.pid),
+        }
+        if proc is not None:
+            attrs["suptrace.caller.pid"] = self._pid_text(proc.pid)
+            attrs["suptrace.caller.name"] = proc.name or proc.initial_call
+        if self.message_repr:
+            attrs["suptrace.message"] = brief(request, self.repr_limit)
+        return attrs
 
     def call_begin(self, proc: Process | None, server: Process, request: Any) -> Any:
         try:
@@ -446,33 +698,27 @@ class Bridge:
                     and self.inherited.get(proc) is current
                 ):
                     current = INVALID_SPAN
-                if mode == _ON:
+                if mode == _TAIL:
+                    name = self._call_names.get(label) or self._call_name(label)
+                    info = ("call", server, proc, request)
                     if current is INVALID_SPAN:
-                        # A new trace, linked to the caller's lifetime when there is one.
-                        life = self.lives.get(proc) if proc is not None else None
-                        links = (Link(life.get_span_context()),) if life is not None else None
-                        span = self.tracer.start_span(
-                            self._call_name(label), _EMPTY, _CLIENT, links=links
-                        )
+                        span = self._root(name, _CLIENT, None, info)
+                    else:
+                        span = self._child(current, name, _CLIENT, info)
+                    if type(span) is Pending:
+                        self.tail.add(span, proc)  # type: ignore[union-attr]
+                        self._outgoing = span
+                        span = (span,)  # not a plain span: `call_end` tells them apart
+                elif mode == _ON:
+                    if current is INVALID_SPAN:
+                        span = self.tracer.start_span(self._call_name(label), _EMPTY, _CLIENT)
                     else:
                         span = self.tracer.start_span(self._call_name(label), kind=_CLIENT)
                 elif current.get_span_context().trace_flags.sampled:
                     span = self.tracer.start_span(self._call_name(label), kind=_CLIENT)
-            if span is not None:
+            if span is not None and type(span) is not tuple:
                 if span.is_recording():
-                    attrs: dict[str, Any] = {
-                        "messaging.system": "suptrace",
-                        "messaging.operation.type": "send",
-                        "messaging.operation.name": "call",
-                        "messaging.destination.name": label,
-                        "suptrace.destination.pid": self._pid_text(server.pid),
-                    }
-                    if proc is not None:
-                        attrs["suptrace.caller.pid"] = self._pid_text(proc.pid)
-                        attrs["suptrace.caller.name"] = proc.name or proc.initial_call
-                    if self.message_repr:
-                        attrs["suptrace.message"] = brief(request, self.repr_limit)
-                    span.set_attributes(attrs)
+                    span.set_attributes(self._call_attributes(label, server, proc, request))
                 # Not attached as the current context: the caller only waits until
                 # `call_end`, so the one reader is the request's envelope (`capture`).
                 self._outgoing = span
@@ -488,7 +734,20 @@ class Bridge:
     def call_end(self, token: Any, error: BaseException | None) -> None:
         try:
             span, _, t0, label, proc = token
-            if span is not None:
+            if type(span) is tuple:
+                rec = span[0]
+                if self._outgoing is rec:
+                    self._outgoing = None
+                rec.end_ns = time.time_ns()
+                if error is None:
+                    self.tail.ended(rec)  # type: ignore[union-attr]
+                else:
+                    rec.error = error
+                    if isinstance(error, asyncio.CancelledError):
+                        self.tail.ended(rec)  # type: ignore[union-attr]  # the caller's exit decides
+                    else:
+                        self.tail.fail(rec, None)  # type: ignore[union-attr]
+            elif span is not None:
                 if self._outgoing is span:  # the request was never enqueued
                     self._outgoing = None
                 if error is not None and span.is_recording():
@@ -496,48 +755,33 @@ class Bridge:
                 span.end()
             m = self.metrics
             if m is not None:
-                attrs = m.dest_attrs(label)
-                if error is not None:
-                    if isinstance(error, CallTimeout):
-                        m.call_timeouts.add(1, attrs)
-                    attrs = {**attrs, "error.type": _call_error_type(error)}
-                m.call_duration.record(_perf() - t0, attrs)
+                m.record_call(label, error, _perf() - t0)
         except Exception as exc:  # telemetry must never break the process it watches
             self._broken("call_end", exc)
 
-    # -- process lifetimes ---------------------------------------------------------------
+    # -- spawns and exits ----------------------------------------------------------------
 
     def _on_spawn(self, proc: Process, parent: Process | None) -> None:
         try:
             current = self._current(parent)
-            if current is not INVALID_SPAN:
-                self.inherited[proc] = current
-            if proc.system or not self.lifetime_spans:
+            if current is INVALID_SPAN:
                 return
-            label = proc.name or proc.initial_call
-            links = []
-            parent_span = self.lives.get(parent) if parent is not None else None
-            if parent_span is not None:
-                links.append(Link(parent_span.get_span_context(), {"suptrace.link": "parent"}))
-            if current is not INVALID_SPAN and current is not parent_span:
-                sc = current.get_span_context()
-                if sc.is_valid:
-                    links.append(Link(sc, {"suptrace.link": "spawned_during"}))
-            span = self.tracer.start_span(f"lifetime {label}", _EMPTY, _INTERNAL, links=links)
-            if span.is_recording():
-                attrs: dict[str, Any] = {
-                    "suptrace.process.pid": str(proc.pid),
-                    "suptrace.process.name": label,
-                    "suptrace.initial_call": proc.initial_call,
-                    "suptrace.node": self.runtime.name,
-                }
-                if parent is not None:
-                    attrs["suptrace.parent.pid"] = str(parent.pid)
-                    attrs["suptrace.parent.name"] = parent.name or parent.initial_call
-                span.set_attributes(attrs)
-            self.lives[proc] = span
+            self.inherited[proc] = current
+            if proc.system:
+                return
+            if type(current) is Pending:
+                current.note("spawn", self._spawn_attributes(proc))
+            elif current.is_recording():
+                current.add_event("spawn", self._spawn_attributes(proc))
         except Exception as exc:  # telemetry must never break the process it watches
             self._broken("spawn", exc)
+
+    def _spawn_attributes(self, proc: Process) -> dict[str, Any]:
+        return {
+            "suptrace.process.pid": str(proc.pid),
+            "suptrace.process.name": proc.name or proc.initial_call,
+            "suptrace.initial_call": proc.initial_call,
+        }
 
     def _on_death(self, proc: Process, reason: Any) -> None:
         m = self.metrics
@@ -549,40 +793,96 @@ class Bridge:
                     "suptrace.exit.reason": reason_class(reason),
                 },
             )
+        mode = self.mode
+        if not mode:
+            return
         # Forgotten on the next loop iteration: the links and monitors this death notifies
         # right after this hook still send from this process, in its context.
-        if proc in self.lives or proc in self.inherited:
-            self.runtime.loop.call_soon(self._forget, proc)
-        span = self.lives.get(proc)
-        if span is None:
+        self.runtime.loop.call_soon(self._forget, proc)
+        if proc.system or mode == _PARENT:
             return
-        if span.is_recording():
-            if proc.name and proc.initial_call != proc.name:
-                span.update_name(f"lifetime {proc.name}")
-                span.set_attribute("suptrace.process.name", proc.name)
-            normal = is_normal_exit(reason)
-            attrs = {
-                "suptrace.exit.reason": reason_text(reason),
-                "suptrace.exit.reason_class": reason_class(reason),
-                "suptrace.exit.by_signal": proc.pending_exit is not None,
-                "suptrace.messages_in": proc.messages_in,
-                "suptrace.messages_out": proc.messages_out,
-            }
-            span.set_attributes(attrs)
-            if isinstance(reason, BaseException):
-                _record_exception(span, reason, {"suptrace.event": "exit"})
-            span.add_event("exit", attrs)
-            if not normal:
-                span.set_status(Status(StatusCode.ERROR, f"exited {reason_text(reason, 200)}"))
-        span.end()
+        normal = is_normal_exit(reason)
+        if normal and mode == _TAIL:
+            return
+        try:
+            self._exit_span(proc, reason, normal)
+        except Exception as exc:  # telemetry must never break the process it watches
+            self._broken("exit", exc)
+
+    def _exit_span(self, proc: Process, reason: Any, normal: bool) -> None:
+        """A zero-length ``exit <name>`` span: the child of the handling that crashed."""
+        label = proc.name or proc.initial_call
+        attrs: dict[str, Any] = {
+            "suptrace.process.pid": str(proc.pid),
+            "suptrace.process.name": label,
+            "suptrace.initial_call": proc.initial_call,
+            "suptrace.node": self.runtime.name,
+            "suptrace.exit.reason": reason_text(reason),
+            "suptrace.exit.reason_class": reason_class(reason),
+            "suptrace.exit.by_signal": proc.pending_exit is not None,
+            "suptrace.messages_in": proc.messages_in,
+            "suptrace.messages_out": proc.messages_out,
+        }
+        if proc.parent is not None:
+            attrs["suptrace.parent.pid"] = str(proc.parent)
+        crashed = self._crashed.pop(proc, None)
+        spawned = self.inherited.get(proc)
+        name = f"exit {label}"
+        status = None if normal else f"exited {reason_text(reason, 200)}"
+        span: Any
+        if self.mode == _TAIL:
+            link = None
+            if spawned is not None:
+                sc = spawned.get_span_context()
+                link = (sc.trace_id, sc.span_id) if sc.is_valid else None
+            info = ("attrs", attrs)
+            if crashed is not None:
+                sc = crashed.get_span_context()
+                rec = Pending(sc.trace_id, new_span_id(), sc.span_id, name, _INTERNAL, info, link)
+                if type(crashed) is Pending:
+                    self.tail.join(crashed, rec)  # type: ignore[union-attr]
+            else:
+                rec = Pending(new_trace_id(), new_span_id(), 0, name, _INTERNAL, info, link)
+            if type(spawned) is Pending:
+                rec.sender = weakref.ref(spawned)
+            rec.note("exit", attrs, status)
+            rec.error = reason if isinstance(reason, BaseException) else None
+            rec.end_ns = rec.start
+            tail = self.tail
+            assert tail is not None
+            tail.add(rec, proc)
+            tail.fail(rec, proc)
+            span = rec
+        else:
+            links = []
+            if spawned is not None:
+                sc = spawned.get_span_context()
+                if sc.is_valid:
+                    links.append(Link(sc, {"suptrace.link": "spawned_during"}))
+            ctx = set_span_in_context(crashed, _EMPTY) if crashed is not None else _EMPTY
+            now = time.time_ns()
+            span = self.tracer.start_span(
+                name, ctx, _INTERNAL, links=links, attributes=attrs, start_time=now
+            )
+            if span.is_recording():
+                if isinstance(reason, BaseException):
+                    _record_exception(span, reason, {"suptrace.event": "exit"})
+                span.add_event("exit", attrs, now)
+                if status is not None:
+                    span.set_status(Status(StatusCode.ERROR, status))
+            span.end(now)
+        self._dying = (proc.pid, span)
         dead = self._dead
         dead[proc.pid] = span
         if len(dead) > 64:
             dead.popitem(last=False)
 
     def _forget(self, proc: Process) -> None:
-        self.lives.pop(proc, None)
+        self._dying = None
         self.inherited.pop(proc, None)
+        self._crashed.pop(proc, None)
+        if self.tail is not None:
+            self.tail.forget(proc)
 
     # -- supervision events ------------------------------------------------------------
 
@@ -590,11 +890,6 @@ class Bridge:
         kind = event.kind
         m = self.metrics
         d = event.data
-        if kind == "send":
-            if m is not None:
-                op = "cast" if type(d.get("msg")).__name__ == "_Cast" else "send"
-                m.count_sent(_pid_label(d.get("to")), op)
-            return
         proc = event.pid._proc if event.pid is not None else None
         sup = event.name or (proc.initial_call if proc is not None else "?")
         child = child_label(d.get("child_id"))
@@ -614,21 +909,46 @@ class Bridge:
                 m.intensity_breaches.add(1, attrs)
         if not self.mode:
             return
-        targets = []
-        life = self.lives.get(proc) if proc is not None else None
-        if life is not None and life.is_recording():
-            targets.append(life)
-        current = self._current(proc)
-        if current is not life and current.is_recording():
-            targets.append(current)
-        if not targets:
-            return
+        try:
+            self._supervision_span_event(kind, sup, proc, d)
+        except Exception as exc:  # telemetry must never break the process it watches
+            self._broken(kind, exc)
+
+    def _supervision_span_event(
+        self, kind: str, sup: str, proc: Process | None, d: dict[str, Any]
+    ) -> None:
+        failed = _failure_text(kind, d) if kind in FAILURE_KINDS else None
+        selecting = kind in _SELECTING or (
+            kind == "child_terminated" and not is_normal_exit(d.get("reason"))
+        )
         event_attrs = _supervision_attributes(kind, sup, d)
-        failed = kind in FAILURE_KINDS
-        for span in targets:
-            span.add_event(kind, event_attrs)
-            if failed:
-                span.set_status(Status(StatusCode.ERROR, _failure_text(kind, d)))
+        current = self._current(proc)
+        if type(current) is Pending:
+            current.note(kind, event_attrs, failed)
+            if selecting:
+                self.tail.fail(current, proc)  # type: ignore[union-attr]
+            return
+        if current.is_recording():
+            current.add_event(kind, event_attrs)
+            if failed is not None:
+                current.set_status(Status(StatusCode.ERROR, failed))
+            return
+        if self.mode == _PARENT or not (selecting or self.mode == _ON):
+            return
+        # Outside any handling (a supervisor's init, its shutdown): a short span of its own.
+        name = f"{kind} {sup}"
+        if self.mode == _TAIL:
+            rec = Pending(new_trace_id(), new_span_id(), 0, name, _INTERNAL, ("attrs", event_attrs))
+            rec.note(kind, event_attrs, failed)
+            rec.end_ns = rec.start
+            self.tail.add(rec, proc)  # type: ignore[union-attr]
+            self.tail.fail(rec, proc)  # type: ignore[union-attr]
+            return
+        span = self.tracer.start_span(name, _EMPTY, _INTERNAL, attributes=event_attrs)
+        span.add_event(kind, event_attrs)
+        if failed is not None:
+            span.set_status(Status(StatusCode.ERROR, failed))
+        span.end()
 
     # -- reports as log records ------------------------------------------------------------
 
@@ -720,16 +1040,6 @@ def _mark(span: Any, error: BaseException, failed: str | None) -> None:
 def _error_text(error: BaseException, limit: int = 300) -> str:
     text = exception_str(error, limit)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _call_error_type(error: BaseException) -> str:
-    if isinstance(error, CallTimeout):
-        return "timeout"
-    if isinstance(error, CallError):
-        return reason_class(error.reason)
-    if isinstance(error, asyncio.CancelledError):
-        return "caller_exited"
-    return type(error).__name__
 
 
 def _call_failed(span: Any, error: BaseException, proc: Process | None) -> None:

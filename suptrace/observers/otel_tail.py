@@ -1,0 +1,309 @@
+"""In-process tail sampling: the ``traces="failures"`` mode of the OpenTelemetry bridge.
+
+Every handling, call, and abnormal exit gets a `Pending` span: a small record
+with real trace and span ids (allocated as the SDK would, propagated exactly as
+real spans are) but no SDK span behind it. While a handler runs, its `Pending`
+is the current OpenTelemetry span: a non-recording span with a valid
+``SpanContext``, so the spans other instrumentations make inside it and the W3C
+``traceparent`` they send downstream carry the trace id a later export uses.
+
+Each process keeps its last handlings in a short ring; the spans of one trace
+(a call chain across processes) share a list, and a handling keeps a weak
+reference to the span that sent its message. Nothing else holds them: what
+falls out of the rings is freed (counted in `Tail.evicted`), so a flood never
+grows memory (at most ``recent`` handlings per live process, ``per_trace``
+spans per trace). When something fails, `Tail.select` turns the trace into real
+SDK spans (same ids, start and end times, links, attributes, status, events)
+and hands them to the tracer provider's span processors, exactly as if they had
+been recorded; spans of a selected trace still running are exported when they
+end.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import weakref
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from opentelemetry.trace import (
+    Link,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    TraceFlags,
+)
+from opentelemetry.util.types import Attributes
+
+__all__ = ["Pending", "Tail", "new_trace_id", "new_span_id"]
+
+_UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_bits = random.getrandbits
+_now = time.time_ns
+
+
+def new_trace_id() -> int:
+    """A random 128-bit trace id (never the invalid 0)."""
+    return _bits(128) or 1
+
+
+def new_span_id() -> int:
+    """A random 64-bit span id (never the invalid 0)."""
+    return _bits(64) or 1
+
+
+class Pending(Span):
+    """A span recorded cheaply, exported only if its trace is selected.
+
+    To OpenTelemetry it is a non-recording span with a valid context (the
+    sampled flag is off: downstream services sample it as their parent-based
+    rules say). The bridge fills in the rest; `Tail` turns it into an SDK span.
+
+    >>> p = Pending(5, 7, 0, "process worker", SpanKind.CONSUMER, None)
+    >>> p.get_span_context().trace_id, p.get_span_context().span_id, p.is_recording()
+    (5, 7, False)
+    """
+
+    # What most pending spans never set lives on the class (fewer stores per message).
+    end_ns = 0
+    #: (trace id, span id) of the span this one is linked to (the sender's).
+    link: tuple[int, int] | None = None
+    error: BaseException | None = None
+    failed: str | None = None
+    events: list[tuple[str, int, dict[str, Any]]] | None = None
+    #: An ERROR status description set by a supervision event.
+    status: str | None = None
+    sent = False
+    _sc: SpanContext | None = None
+    #: The spans of this trace recorded so far, shared by all of them; None while the
+    #: span is alone in its trace (most handlings of casts).
+    group: list[Pending] | None = None
+    #: The sender's pending span, while it is still kept anywhere (followed when this
+    #: one fails: the message that led to the failure).
+    sender: weakref.ref[Pending] | None = None
+
+    def __init__(
+        self,
+        trace_id: int,
+        span_id: int,
+        parent_id: int,
+        name: str,
+        kind: SpanKind,
+        info: Any,
+        link: tuple[int, int] | None = None,
+    ) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        #: The parent's span id within the same trace, 0 for a root.
+        self.parent_id = parent_id
+        self.name = name
+        self.kind = kind
+        #: What the bridge needs to build the attributes, only if exported.
+        self.info = info
+        self.start = _now()
+        if link is not None:
+            self.link = link
+
+    def __repr__(self) -> str:
+        return f"<Pending {self.name} {self.trace_id:032x}/{self.span_id:016x}>"
+
+    # -- the Span API: a non-recording span with a real context --------------------------
+
+    def get_span_context(self) -> SpanContext:
+        sc = self._sc
+        if sc is None:
+            sc = self._sc = SpanContext(self.trace_id, self.span_id, False, _UNSAMPLED)
+        return sc
+
+    def is_recording(self) -> bool:
+        return False
+
+    def end(self, end_time: int | None = None) -> None:
+        """Ended by the bridge only (as the SDK's non-recording spans, a no-op)."""
+
+    def set_attributes(self, attributes: Any) -> None:
+        pass
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        pass
+
+    def add_event(
+        self, name: str, attributes: Attributes = None, timestamp: int | None = None
+    ) -> None:
+        pass
+
+    def add_link(self, context: SpanContext, attributes: Attributes = None) -> None:
+        pass
+
+    def update_name(self, name: str) -> None:
+        pass
+
+    def set_status(self, status: Any, description: str | None = None) -> None:
+        pass
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: Attributes = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        pass
+
+    # -- what the bridge records ---------------------------------------------------------
+
+    def note(self, name: str, attributes: dict[str, Any], failure: str | None = None) -> None:
+        """A span event (and an ERROR status when ``failure``), kept for a later export."""
+        if self.events is None:
+            self.events = []
+        self.events.append((name, _now(), attributes))
+        if failure is not None:
+            self.status = failure
+
+
+#: Builds (attributes, error marker) for a pending span at export time.
+Describe = Callable[[Pending], dict[str, Any]]
+#: Marks an SDK span failed the way the bridge marks live spans.
+Mark = Callable[[Any, Pending], None]
+
+
+class Tail:
+    """Pending spans of one node, and the traces selected for export."""
+
+    def __init__(
+        self,
+        tracer: Any,
+        describe: Describe,
+        mark: Mark,
+        *,
+        max_traces: int = 4096,
+        per_trace: int = 256,
+        recent: int = 16,
+    ) -> None:
+        from opentelemetry.sdk.trace import Span as SdkSpan
+
+        class ExportedSpan(SdkSpan):
+            """An SDK span rebuilt from a pending one (the SDK only lets tracers make
+            its own class)."""
+
+        self._sdk_span = ExportedSpan
+        self.tracer = tracer
+        self.describe = describe
+        self.mark = mark
+        self.max_traces = max_traces
+        self.per_trace = per_trace
+        self.recent_size = recent
+        #: trace ids selected for export (bounded, oldest forgotten first).
+        self.selected: OrderedDict[int, None] = OrderedDict()
+        #: each process's recent handlings (its flight recorder, as spans).
+        self.recent: dict[Any, deque[Pending]] = {}
+        #: Pending spans that fell out of a process's recent ring or a trace too long
+        #: to keep whole (exported only if their trace was already selected).
+        self.evicted = 0
+        #: Spans exported because their trace was selected.
+        self.exported = 0
+        #: Failures that selected a trace.
+        self.failures = 0
+
+    # -- recording -----------------------------------------------------------------------
+
+    def add(self, rec: Pending, owner: Any) -> None:
+        """Keep ``rec`` (just begun) in ``owner``'s recent ring."""
+        if owner is not None:
+            ring = self.recent.get(owner)
+            if ring is None:
+                ring = self.recent[owner] = deque(maxlen=self.recent_size)
+            elif len(ring) == self.recent_size:
+                self.evicted += 1
+            ring.append(rec)
+
+    def join(self, parent: Pending, child: Pending) -> None:
+        """``child`` belongs to ``parent``'s trace: kept with it, exported with it."""
+        group = parent.group
+        if group is None:
+            group = parent.group = [parent]
+        if len(group) < self.per_trace:
+            group.append(child)
+            child.group = group
+        else:
+            self.evicted += 1
+
+    def ended(self, rec: Pending) -> None:
+        """``rec`` ended healthy: exported now only if its trace was selected meanwhile."""
+        if rec.trace_id in self.selected:
+            self.emit(rec)
+
+    def forget(self, owner: Any) -> None:
+        self.recent.pop(owner, None)
+
+    # -- selecting -----------------------------------------------------------------------
+
+    def fail(self, rec: Pending | None, owner: Any, link_depth: int = 2) -> None:
+        """A failure: export ``rec``'s trace, ``owner``'s recent handlings and their causes."""
+        self.failures += 1
+        if rec is not None:
+            self.select(rec, link_depth)
+            self.emit(rec)
+        ring = self.recent.get(owner) if owner is not None else None
+        if ring:
+            for r in list(ring):
+                self.select(r, 1)
+
+    def select(self, rec: Pending, link_depth: int = 1) -> None:
+        """Export every pending span of ``rec``'s trace (now if ended, else when it ends),
+        and, ``link_depth`` hops back, the traces of the messages that led to it."""
+        selected = self.selected
+        tid = rec.trace_id
+        if tid in selected:
+            return
+        selected[tid] = None
+        if len(selected) > self.max_traces:
+            selected.popitem(last=False)
+        for r in list(rec.group or (rec,)):
+            if r.end_ns:
+                self.emit(r)
+            if link_depth > 0 and r.sender is not None:
+                sender = r.sender()
+                if sender is not None:
+                    self.select(sender, link_depth - 1)
+
+    # -- exporting -----------------------------------------------------------------------
+
+    def emit(self, rec: Pending) -> None:
+        """Turn an ended pending span into an SDK span and hand it to the processors."""
+        if rec.sent or not rec.end_ns:
+            return
+        rec.sent = True
+        tracer = self.tracer
+        tid = rec.trace_id
+        links: Sequence[Link] = ()
+        if rec.link is not None:
+            links = (Link(SpanContext(rec.link[0], rec.link[1], False, _SAMPLED)),)
+        parent = SpanContext(tid, rec.parent_id, False, _SAMPLED) if rec.parent_id else None
+        span = self._sdk_span(
+            rec.name,
+            SpanContext(tid, rec.span_id, False, _SAMPLED),
+            parent=parent,
+            resource=tracer.resource,
+            attributes=self.describe(rec),
+            links=links,
+            kind=rec.kind,
+            span_processor=tracer.span_processor,
+            instrumentation_scope=tracer._instrumentation_scope,
+            limits=tracer._span_limits,
+        )
+        span.start(start_time=rec.start)
+        if rec.events:
+            for name, ts, attrs in rec.events:
+                span.add_event(name, attrs, ts)
+        self.mark(span, rec)
+        if rec.status is not None:
+            from opentelemetry.trace import StatusCode
+
+            span.set_status(Status(StatusCode.ERROR, rec.status))
+        span.end(end_time=rec.end_ns)
+        self.exported += 1

@@ -331,6 +331,7 @@ async def test_per_signal_endpoints_send_each_signal_to_its_own_backend(
             monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", metrics_backend.endpoint)
             monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "x-tenant=metrics-team")
             monkeypatch.setenv("OTEL_LOGS_EXPORTER", "none")
+            monkeypatch.setenv("SUPTRACE_TRACES", "all")  # healthy spans too, not only failures
             monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "20")
 
             async def main() -> None:

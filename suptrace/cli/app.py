@@ -13,7 +13,7 @@ app = typer.Typer(
     help="Erlang's dbg and SASL for Python: inspect and trace supervised asyncio services.",
     epilog="Short options mean the same in every command: -n/--node, -j/--json, "
     "-f/--follow, -k/--kind, -l/--limit, -s/--sort, -i/--interval, -a/--all; "
-    "attach: -t/--flags.",
+    "attach: -t/--flags (it follows a name across restarts unless --no-follow).",
     no_args_is_help=True,
     add_completion=False,
 )

@@ -670,7 +670,9 @@ def _check_spawnable(fn: Any) -> None:
 
 
 #: Task factories already probed: whether each runs a new task's first step at once.
-_EAGER: dict[Any, bool] = {}
+#: Probed task factories by id(), each kept alive beside its verdict (a factory may
+#: be unhashable: a dataclass instance with ``__call__``, say).
+_EAGER: dict[int, tuple[Any, bool]] = {}
 
 
 def _runs_eagerly(factory: Any, loop: asyncio.AbstractEventLoop) -> bool:
@@ -680,18 +682,39 @@ def _runs_eagerly(factory: Any, loop: asyncio.AbstractEventLoop) -> bool:
     Processes do not go through such a factory: spawn() promises that the new
     process starts on the next loop iteration, after the caller has its pid (and
     a link or monitor on it). Each factory is probed once, with a task that
-    does nothing.
+    does nothing (cancelled unstarted when the factory is not eager). A factory
+    that fails the probe is refused with a `NodeError` that says why.
     """
-    eager = _EAGER.get(factory)
-    if eager is None:
-        ran: list[bool] = []
+    known = _EAGER.get(id(factory))
+    if known is not None and known[0] is factory:
+        return known[1]
+    ran: list[bool] = []
 
-        async def probe() -> None:
-            ran.append(True)
+    async def probe() -> None:
+        ran.append(True)
 
-        factory(loop, probe())
-        eager = _EAGER[factory] = bool(ran)
+    coro = probe()
+    try:
+        task = factory(loop, coro)
+    except Exception as exc:
+        coro.close()
+        raise NodeError(
+            f"the event loop's task factory {factory!r} failed when given a task "
+            f"({type(exc).__name__}: {exc}); suptrace starts each process as a task, so "
+            "the loop needs a task factory that works (or none: loop.set_task_factory(None))"
+        ) from exc
+    eager = bool(ran)
+    if not eager and isinstance(task, asyncio.Future) and not task.done():
+        task.cancel()  # never started: its coroutine is closed, nothing runs
+    _EAGER[id(factory)] = (factory, eager)
     return eager
+
+
+def check_task_factory(loop: asyncio.AbstractEventLoop) -> None:
+    """Refuse, at node start, a task factory processes cannot run on (see `_runs_eagerly`)."""
+    factory = loop.get_task_factory()
+    if factory is not None:
+        _runs_eagerly(factory, loop)
 
 
 def spawn(
@@ -742,6 +765,9 @@ def _spawn(
         raise NodeError("a dead process cannot spawn linked or monitored processes")
     if name is not None:
         _check_name(rt, name)
+    loop = rt.loop
+    factory = loop.get_task_factory()
+    direct = factory is None or _runs_eagerly(factory, loop)  # may refuse the factory
     proc = Process(rt, initial_call or text, parent, trap)
     pid = proc.pid
     if system:
@@ -771,9 +797,7 @@ def _spawn(
     if rt.spawn_hooks:
         for hook in rt.spawn_hooks:
             hook(proc, parent)
-    loop = rt.loop
-    factory = loop.get_task_factory()
-    if factory is None or _runs_eagerly(factory, loop):
+    if direct:
         # What loop.create_task() does without a task factory, minus its checks
         # and naming (a process is named by its pid and initial call instead).
         # An eager factory is passed by: a process starts on the next iteration.

@@ -358,10 +358,12 @@ def not_the_process(proc: Process, what: str) -> NodeError:
     who = f"{proc.pid} ({proc.name})" if proc.name else str(proc.pid)
     return NodeError(
         f"{what} was called from {where}, which process {who} created with plain asyncio "
-        "(create_task, TaskGroup, gather, a server's connection handler): a task is not a "
-        "process and has neither its pid nor its mailbox. Pass the pid in "
-        "(pid = suptrace.self_pid() before creating the task) and send to it, or make the "
-        "concurrent work a process of its own with suptrace.spawn_link(fn, ...)"
+        "(create_task, TaskGroup, gather, a server's connection handler; on Python 3.11 "
+        "also asyncio.wait_for and shield, which run their awaitable in a task): a task is "
+        "not a process and has neither its pid nor its mailbox. Pass the pid in "
+        "(pid = suptrace.self_pid() before creating the task) and send to it, use "
+        "receive(timeout=...) and call(..., timeout=...) rather than asyncio.wait_for, or "
+        "make the concurrent work a process of its own with suptrace.spawn_link(fn, ...)"
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 from suptrace.behaviours.gen_server import parent_of
 from suptrace.core.errors import Exit, NodeError
-from suptrace.core.process import Process, spawn, watch
+from suptrace.core.process import Process, check_task_factory, spawn, watch
 from suptrace.core.runtime import Runtime
 from suptrace.core.terms import KILL, NORMAL, SHUTDOWN, Pid, Ref
 from suptrace.node.control import ControlServer
@@ -166,7 +166,11 @@ class Node:
             self.services.append(self.control)
         self._runtime: Runtime | None = None
         self._token: Any = None
-        self.handle_signals = bool(handle_signals)
+        if not isinstance(handle_signals, bool):
+            raise TypeError(
+                f"handle_signals must be True or False, got {handle_signals!r}"
+            )
+        self.handle_signals = handle_signals
         #: The signal that stopped the node (None while none came).
         self.stopped_by: int | None = None
         self._host: asyncio.Task[Any] | None = None
@@ -188,6 +192,7 @@ class Node:
                 f"{threading.current_thread().name!r}; leave handle_signals off and stop the "
                 "node from your own signal handling, or start it in the main thread"
             )
+        check_task_factory(loop)  # a factory processes cannot run on is refused here
         self._runtime = Runtime(self.name, loop)
         self._runtime.recorder_size = self.flight_recorder
         self._token = self._runtime.activate()

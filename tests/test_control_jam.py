@@ -162,7 +162,10 @@ def test_a_depth_bomb_before_auth_is_refused_cheaply(node: NodeProcess) -> None:
         _raw(c, b"[" * 4000)
         frames = _frames_until_eof(c)
     assert frames[0]["error"]["code"] == "unauthenticated"
-    assert "deeply" in frames[0]["error"]["message"]
+    # 4,000 brackets are too deep for the parser on 3.11/3.12 ("nested too deeply"); on
+    # 3.13 its limit is higher, and the cut frame is refused as malformed instead.
+    message = frames[0]["error"]["message"]
+    assert "deeply" in message or "not UTF-8 JSON" in message
 
 
 NAN = float("nan")

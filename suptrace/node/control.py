@@ -62,7 +62,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from suptrace.core.runtime import Runtime
 from suptrace.node import control_ops as ops
@@ -240,10 +240,10 @@ class _Conn(asyncio.Protocol):
     # -- asyncio protocol -----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport; uvloop's do not derive from asyncio.Transport.
+        self.transport = cast("asyncio.Transport", transport)
         if self.closed:  # closed while its socket was being handed over
-            transport.abort()
+            self.transport.abort()
         elif self not in self.server._conns:
             self.server._connected(self)
 

@@ -513,3 +513,35 @@ def test_status_and_doctor_show_each_signal_against_a_traces_only_backend(
     err = node.err.rest()
     assert sum("refuses metrics" in line for line in err) == 1, err
     assert sum("refuses logs" in line for line in err) == 1, err
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_collector_that_keeps_failing_does_not_hold_the_stop(
+    monkeypatch: pytest.MonkeyPatch, lines: list[str], protocol: str
+) -> None:
+    """SIGTERM meets a collector answering UNAVAILABLE / 503 to everything, with a 30 s
+    exporter timeout: the SDK's flush would wait for the export retrying inside it, so
+    the node stops the exporters when half its flush bound is spent and its stop ends
+    within the bound (no "did not finish" line)."""
+    receiver = receiver_for(protocol)
+    receiver.refuse = "unavailable"
+    try:
+        with otlp_env(monkeypatch, receiver, protocol):
+            monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "30")
+            monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "20")
+            monkeypatch.setenv("SUPTRACE_TRACES", "all")
+
+            async def main() -> None:
+                await Echo.start_link(name="echo")
+                while not await waiting(receiver, lambda: receiver.refused > 0, 0.2):
+                    await suptrace.call("echo", "x")
+                for i in range(20):  # more spans queued behind the retrying export
+                    await suptrace.call("echo", i)
+
+            async with suptrace.Node(
+                "failing", control=False, log_reports=False, telemetry_flush_timeout=3.0
+            ) as node:
+                await node.run_root(main)
+    finally:
+        receiver.close()
+    assert not [line for line in about(lines, receiver) if "did not finish" in line], lines

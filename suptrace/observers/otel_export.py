@@ -60,6 +60,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -192,6 +193,10 @@ class ExportGuard:
         self.state = "ok"
         self.last_error: str | None = None
         self.closed = False
+        #: Set when the node stops: a signal that is not healthy then gets no new attempt.
+        self.closing = False
+        #: Stops the real exporter (ends its retry waits); set by the guarded exporter.
+        self.stop_inner: Callable[[], None] | None = None
         self._initial_backoff = backoff
         self._backoff = backoff
         self._max_backoff = max_backoff
@@ -225,7 +230,15 @@ class ExportGuard:
         state = self.state
         if state == "ok":
             return True
-        return state == "backoff" and time.monotonic() >= self._retry_at
+        return state == "backoff" and not self.closing and time.monotonic() >= self._retry_at
+
+    def interrupt(self) -> None:
+        """Stop the real exporter now (at node stop): an export waiting between its
+        retries ends at once instead of holding the shutdown to its time bound."""
+        stop = self.stop_inner
+        if stop is not None:
+            with contextlib.suppress(Exception):
+                stop()
 
     def skip(self, count: int) -> None:
         """Count ``count`` items dropped without trying to export them (backoff, refusal)."""
@@ -567,6 +580,8 @@ class _GuardedSpanExporter(SpanExporter):
     def __init__(self, inner: SpanExporter, guard: ExportGuard) -> None:
         self.inner = inner
         self.guard = guard
+        self._stopped = False
+        guard.stop_inner = self._stop
         self._source = _guard_source(inner, guard)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
@@ -578,7 +593,12 @@ class _GuardedSpanExporter(SpanExporter):
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
-        self.inner.shutdown()
+        self._stop()
+
+    def _stop(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self.inner.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.inner.force_flush(timeout_millis)
@@ -592,6 +612,8 @@ class _GuardedMetricExporter(MetricExporter):
         )
         self.inner = inner
         self.guard = guard
+        self._stopped = False
+        guard.stop_inner = self._stop
         self._source = _guard_source(inner, guard)
 
     def export(
@@ -612,7 +634,12 @@ class _GuardedMetricExporter(MetricExporter):
         return self.inner.force_flush(timeout_millis)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        self.inner.shutdown(timeout_millis=timeout_millis)
+        self._stop(timeout_millis)
+
+    def _stop(self, timeout_millis: float = 1_000) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self.inner.shutdown(timeout_millis=timeout_millis)
 
 
 def _count_points(data: MetricsData) -> int:
@@ -628,6 +655,8 @@ class _GuardedLogExporter(LogRecordExporter):
     def __init__(self, inner: LogRecordExporter, guard: ExportGuard) -> None:
         self.inner = inner
         self.guard = guard
+        self._stopped = False
+        guard.stop_inner = self._stop
         self._source = _guard_source(inner, guard)
 
     def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
@@ -635,7 +664,12 @@ class _GuardedLogExporter(LogRecordExporter):
         return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
 
     def shutdown(self) -> None:
-        self.inner.shutdown()  # type: ignore[no-untyped-call]
+        self._stop()
+
+    def _stop(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self.inner.shutdown()  # type: ignore[no-untyped-call]
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.inner.force_flush(timeout_millis)
@@ -878,13 +912,27 @@ class Setup:
         self.closed = True
         ms = max(1, int(timeout * 1000))
         deadline = time.monotonic() + timeout
+        guards = list(self.guards.values())
+        for guard in guards:
+            # A signal already failing gets no new attempt, and an export waiting between
+            # its retries ends now: what it holds is lost either way.
+            guard.closing = True
+            if guard.state != "ok":
+                guard.interrupt()
+        # Half the time bound for flushing what a healthy collector takes; past that the
+        # collector is not taking it, and the exporters are stopped so shutdown is quick.
+        flush_by = time.monotonic() + timeout / 2
         for provider in self.owned:
             if _ours(provider):
                 provider._suptrace_closed = True  # the global stays, but is no one's to use
-            left = max(0.0, deadline - time.monotonic())
+            left = max(0.0, flush_by - time.monotonic())
             # Flushing and shutting down are best effort: the data is not worth a crash.
-            with contextlib.suppress(Exception):
-                provider.force_flush(int(left * 1000) or 1)
+            # The SDK's flush waits for an export in progress whatever its timeout (an
+            # exporter retrying a dead collector holds it up to its own timeout), so it
+            # runs on a thread of its own and the exporters are stopped when it overstays.
+            if not _within(left, functools.partial(provider.force_flush, int(left * 1000) or 1)):
+                for guard in guards:
+                    guard.interrupt()
             with contextlib.suppress(Exception):
                 try:
                     provider.shutdown(timeout_millis=ms)
@@ -932,6 +980,20 @@ class Setup:
                 timeout,
             )
             return False
+
+
+def _within(seconds: float, work: Callable[[], Any]) -> bool:
+    """Run ``work`` on a daemon thread; True when it returned True within ``seconds``."""
+    result: list[Any] = []
+
+    def run() -> None:
+        with contextlib.suppress(Exception):
+            result.append(work())
+
+    thread = threading.Thread(target=run, name="suptrace-telemetry-flush", daemon=True)
+    thread.start()
+    thread.join(max(seconds, 0.001))
+    return not thread.is_alive() and bool(result and result[0])
 
 
 def _settle(fut: asyncio.Future[bool], value: bool) -> None:

@@ -256,6 +256,10 @@ class Metrics:
         self.observed = _observed(provider, meter)
         self.message_duration = self.observed.message_duration
         self.call_duration = self.observed.call_duration
+        #: Durations to record at collection (`_Observed.durations`), for the hot path.
+        self.durations = self.observed.durations
+        #: Messages sent by (destination, operation) (`_Observed.sent`), for the hot path.
+        self.sent = self.observed.sent
         self._handle_attrs: dict[tuple[str, str], dict[str, str]] = {}
         self._dest_attrs: dict[str, dict[str, str]] = {}
 

@@ -188,8 +188,8 @@ class Current(Span):
         self.proc = proc
         #: The process's recent handlings (its ring in `Tail.recent`).
         self.ring: deque[Pending] = deque(maxlen=1)
-        #: Metric attribute keys by handling kind (the hot path reuses them).
-        self.keys: dict[str, tuple[str, str, None]] = {}
+        #: (label, durations list) by handling kind (the hot path reuses them).
+        self.keys: dict[str, tuple[str, list[float]]] = {}
         self.before = before
         self.fallback = fallback
 

@@ -758,13 +758,13 @@ class Bridge:
                         self.tail.emit(span)  # type: ignore[union-attr]
                     m = self.metrics
                     if m is not None:
-                        keys = ctx_token.keys
-                        key = keys.get(kind)
-                        if key is None or key[0] is not label:
-                            key = keys[kind] = (label, _OPS.get(kind, kind), None)
-                        pending = m.durations
-                        pending.append((_MESSAGE, key, _perf() - t0))
-                        if len(pending) > _PENDING_LIMIT:
+                        slot = ctx_token.keys.get(kind)
+                        if slot is None or slot[0] is not label:
+                            series = m.series_for(_MESSAGE, (label, _OPS.get(kind, kind), None))
+                            slot = ctx_token.keys[kind] = (label, series)
+                        series = slot[1]
+                        series.append(_perf() - t0)
+                        if len(series) > _PENDING_LIMIT:
                             m.flush()
                     return
             elif ctx_token is not None:

@@ -70,6 +70,9 @@ class Pending(Span):
 
     # What most pending spans never set lives on the class (fewer stores per message).
     end_ns = 0
+    #: A root's (see ``__init__``); the bridge's hot path makes consumer roots without it.
+    parent_id = 0
+    kind = SpanKind.CONSUMER
     #: (trace id, span id) of the span this one is linked to (the sender's).
     link: tuple[int, int] | None = None
     error: BaseException | None = None

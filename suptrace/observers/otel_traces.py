@@ -150,6 +150,7 @@ _perf = time.perf_counter
 _time_ns = time.time_ns
 _bits = random.getrandbits
 _weakref = weakref.ref
+_new_pending = Pending.__new__
 #: The trace id bits a trace-id ratio sampler compares (the W3C random part).
 _RATIO_MASK = (1 << 56) - 1
 _random = random.random
@@ -707,7 +708,14 @@ class Bridge:
             proxy = self._attach_current(proc)
         label = proc.name or proc.initial_call
         name = self._process_names.get(label) or self._process_name(label)
-        rec = Pending(tid, _bits(64) or 1, 0, name, _CONSUMER, ("handle", proc, kind, msg))
+        # Pending(tid, span id, 0, name, _CONSUMER, info) without the call: the parent id
+        # and the kind are the class's defaults.
+        rec = _new_pending(Pending)
+        rec.trace_id = tid
+        rec.span_id = _bits(64) or 1
+        rec.name = name
+        rec.info = ("handle", proc, kind, msg)
+        rec.start = _time_ns()
         if ctx is not None:
             if type(ctx) is Pending:
                 rec.link = (ctx.trace_id, ctx.span_id)

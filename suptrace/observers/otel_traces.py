@@ -635,7 +635,36 @@ class Bridge:
                 # the trace id falls in the sampled share (as a trace-id ratio sampler).
                 tid = _bits(128) or 1
                 if tid & _RATIO_MASK >= self._bound:
-                    return self._tail_begin(proc, kind, msg, ctx, tid)
+                    # The hot path, inline: a pending root span for a cast or a message.
+                    proxy = self._proxies.get(proc)
+                    if proxy is None:
+                        proxy = self._attach_current(proc)
+                    label = proc.name or proc.initial_call
+                    name = self._process_names.get(label) or self._process_name(label)
+                    # Pending(tid, span id, 0, name, _CONSUMER, info) without the call: the
+                    # parent id and the kind are the class's defaults.
+                    rec = _new_pending(Pending)
+                    rec.trace_id = tid
+                    rec.span_id = _bits(64) or 1
+                    rec.name = name
+                    rec.info = ("handle", proc, kind, msg)
+                    rec.start = _time_ns()
+                    if ctx is not None:
+                        if type(ctx) is Pending:
+                            rec.link = (ctx.trace_id, ctx.span_id)
+                            rec.sender = _weakref(ctx)
+                        else:
+                            sc = ctx.get_span_context()
+                            if sc.is_valid:
+                                rec.link = (sc.trace_id, sc.span_id)
+                    ring = proxy.ring
+                    if len(ring) == ring.maxlen:
+                        self.tail.evicted += 1  # type: ignore[union-attr]
+                    ring.append(rec)
+                    proxy.span = rec  # the current span while the callback runs
+                    if self.metrics is None:
+                        return (rec, proxy, 0.0, proc, label, kind)
+                    return (rec, proxy, _perf(), proc, label, kind)
                 sampled = True
             label = proc.name or proc.initial_call
             span = None
@@ -700,38 +729,6 @@ class Bridge:
         except Exception as exc:  # telemetry must never break the process it watches
             self._broken("handle_begin", exc)
             return None
-
-    def _tail_begin(self, proc: Process, kind: str, msg: Any, ctx: Any, tid: int) -> Any:
-        """The hot path of "failures" mode: a pending root span for a cast or a message."""
-        proxy = self._proxies.get(proc)
-        if proxy is None:
-            proxy = self._attach_current(proc)
-        label = proc.name or proc.initial_call
-        name = self._process_names.get(label) or self._process_name(label)
-        # Pending(tid, span id, 0, name, _CONSUMER, info) without the call: the parent id
-        # and the kind are the class's defaults.
-        rec = _new_pending(Pending)
-        rec.trace_id = tid
-        rec.span_id = _bits(64) or 1
-        rec.name = name
-        rec.info = ("handle", proc, kind, msg)
-        rec.start = _time_ns()
-        if ctx is not None:
-            if type(ctx) is Pending:
-                rec.link = (ctx.trace_id, ctx.span_id)
-                rec.sender = _weakref(ctx)
-            else:
-                sc = ctx.get_span_context()
-                if sc.is_valid:
-                    rec.link = (sc.trace_id, sc.span_id)
-        ring = proxy.ring
-        if len(ring) == ring.maxlen:
-            self.tail.evicted += 1  # type: ignore[union-attr]
-        ring.append(rec)
-        proxy.span = rec  # the current span while the callback runs
-        if self.metrics is None:
-            return (rec, proxy, 0.0, proc, label, kind)
-        return (rec, proxy, _perf(), proc, label, kind)
 
     def _handle_attributes(self, proc: Process, label: str, kind: str, msg: Any) -> dict[str, Any]:
         attrs: dict[str, Any] = {

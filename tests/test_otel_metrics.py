@@ -207,3 +207,41 @@ def _all_points(receiver: GrpcReceiver, metric: str, name: str | None = None) ->
                         if name is None or attrs.get("suptrace.process.name") == name:
                             values.append(p.as_int)
     return values
+
+
+def test_bulk_recorded_durations_fill_the_buckets_record_would() -> None:
+    """Durations are recorded in bulk at collection; the bucket counts, sum, min and max are
+    those of one SDK ``record`` per value, values on a bucket bound included."""
+    from bisect import bisect_left
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from suptrace.observers.otel_metrics import Metrics
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    metrics = Metrics(provider.get_meter("test"), provider)
+    bounds = list(DURATION_BUCKETS)
+    values = [*bounds, *(b / 2 for b in bounds), bounds[-1] * 3, 0.0] * 3
+    for v in values:
+        metrics.record_handling("w", "handle_cast", None, v)
+    data = reader.get_metrics_data()
+    points = [
+        p
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == "suptrace.message.duration"
+        for p in m.data.data_points
+    ]
+    assert len(points) == 1
+    expected = [0] * (len(bounds) + 1)
+    for v in values:
+        expected[bisect_left(bounds, v)] += 1
+    point = points[0]
+    assert list(point.bucket_counts) == expected
+    assert point.count == len(values)
+    assert point.min == 0.0 and point.max == bounds[-1] * 3
+    assert point.sum == pytest.approx(sum(values))
+    provider.shutdown()

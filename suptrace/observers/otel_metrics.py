@@ -25,8 +25,7 @@ from __future__ import annotations
 import asyncio
 import math
 import weakref
-from bisect import bisect_left
-from collections import deque
+from bisect import bisect_right
 from collections.abc import Iterable
 from typing import Any
 
@@ -128,11 +127,13 @@ class _Observed:
             unit="{message}",
             description="Messages sent (send, cast and call requests).",
         )
-        #: Durations not yet recorded into the SDK histograms: (histogram, attributes
-        #: key, seconds), appended on the hot path and recorded in bulk at collection
-        #: time (`flush`). A deque: appends and pops are atomic, the collecting thread
-        #: takes exactly what was there and nothing is lost or counted twice.
-        self.durations: deque[tuple[int, tuple[str | None, ...], float]] = deque()
+        #: Durations not yet recorded into the SDK histograms, one list per (histogram,
+        #: attributes key), appended on the hot path (the lists are never replaced, so
+        #: the hot path may keep them) and recorded in bulk at collection time
+        #: (`flush`). The collecting thread copies the first ``n`` values and deletes
+        #: exactly those (each one step under the interpreter lock): what is appended
+        #: meanwhile stays for the next collection, nothing is lost or counted twice.
+        self.series: dict[tuple[int, tuple[str | None, ...]], list[float]] = {}
         self.message_duration = meter.create_histogram(
             "suptrace.message.duration",
             unit="s",
@@ -157,18 +158,14 @@ class _Observed:
         SDK's internals are not the ones expected, every duration is recorded one
         by one instead: slower, as exact.
         """
-        pending = self.durations
-        groups: dict[tuple[int, tuple[str | None, ...]], list[float]] = {}
-        for _ in range(len(pending)):
-            which, key, seconds = pending.popleft()
-            group = groups.get((which, key))
-            if group is None:
-                groups[(which, key)] = [seconds]
-            else:
-                group.append(seconds)
         histograms = (self.message_duration, self.call_duration)
         cache = self._attrs
-        for (which, key), values in groups.items():
+        for (which, key), series in list(self.series.items()):
+            n = len(series)
+            if not n:
+                continue
+            values = series[:n]
+            del series[:n]
             attrs = cache.get((which, key))
             if attrs is None:
                 if len(cache) > _CACHE_LIMIT:
@@ -256,6 +253,10 @@ class Metrics:
         self.observed = _observed(provider, meter)
         self.message_duration = self.observed.message_duration
         self.call_duration = self.observed.call_duration
+        #: Durations to record at collection (`_Observed.series`), for the hot path.
+        self.series = self.observed.series
+        #: Messages sent by (destination, operation) (`_Observed.sent`), for the hot path.
+        self.sent = self.observed.sent
         self._handle_attrs: dict[tuple[str, str], dict[str, str]] = {}
         self._dest_attrs: dict[str, dict[str, str]] = {}
 
@@ -291,23 +292,32 @@ class Metrics:
         """Record the pending durations now (collection does it; so does detaching)."""
         self.observed.flush()
 
+    def series_for(self, which: int, key: tuple[str | None, ...]) -> list[float]:
+        """The list the durations of one histogram and attribute set are appended to
+        (``which``: `_MESSAGE` or `_CALL`); kept for good, the hot path may cache it."""
+        series = self.series
+        values = series.get((which, key))
+        if values is None:
+            values = series.setdefault((which, key), [])
+        return values
+
     def record_handling(self, label: str, op: str, failed: str | None, seconds: float) -> None:
         """One handling of ``op`` by ``label`` took ``seconds`` (``failed``: its error class)."""
-        pending = self.observed.durations
-        pending.append((_MESSAGE, (label, op, failed), seconds))
-        if len(pending) > _PENDING_LIMIT:
+        values = self.series_for(_MESSAGE, (label, op, failed))
+        values.append(seconds)
+        if len(values) > _PENDING_LIMIT:
             self.observed.flush()
 
     def record_call(self, label: str, error: BaseException | None, seconds: float) -> None:
         """A call to ``label`` returned (or failed with ``error``) after ``seconds``."""
-        pending = self.observed.durations
         if error is None:
-            pending.append((_CALL, (label, None), seconds))
+            values = self.series_for(_CALL, (label, None))
         else:
             if isinstance(error, CallTimeout):
                 self.call_timeouts.add(1, self.dest_attrs(label))
-            pending.append((_CALL, (label, _call_error_type(error)), seconds))
-        if len(pending) > _PENDING_LIMIT:
+            values = self.series_for(_CALL, (label, _call_error_type(error)))
+        values.append(seconds)
+        if len(values) > _PENDING_LIMIT:
             self.observed.flush()
 
     def count_sent(self, label: str, op: str) -> None:
@@ -358,9 +368,15 @@ def _merge(histogram: Any, attrs: dict[str, str], values: list[float]) -> bool:
     bounds = targets[0][1]._boundaries
     if any(agg._boundaries != bounds for _, agg in targets):
         return False
-    counts = [0] * (len(bounds) + 1)
-    for v in values:
-        counts[bisect_left(bounds, v)] += 1
+    # Bucket i holds bounds[i-1] < v <= bounds[i]: count the sorted values up to each bound.
+    ordered = sorted(values)
+    counts = []
+    below = 0
+    for bound in bounds:
+        upto = bisect_right(ordered, bound, below)
+        counts.append(upto - below)
+        below = upto
+    counts.append(len(ordered) - below)
     total, low, high = math.fsum(values), min(values), max(values)
     for match, agg in targets:
         with match._lock, agg._lock:

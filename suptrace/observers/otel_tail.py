@@ -38,7 +38,7 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import Attributes
 
-__all__ = ["Pending", "Tail", "new_trace_id", "new_span_id"]
+__all__ = ["Current", "Pending", "Tail", "new_trace_id", "new_span_id"]
 
 _UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
@@ -70,6 +70,9 @@ class Pending(Span):
 
     # What most pending spans never set lives on the class (fewer stores per message).
     end_ns = 0
+    #: A root's (see ``__init__``); the bridge's hot path makes consumer roots without it.
+    parent_id = 0
+    kind = SpanKind.CONSUMER
     #: (trace id, span id) of the span this one is linked to (the sender's).
     link: tuple[int, int] | None = None
     error: BaseException | None = None
@@ -163,6 +166,92 @@ class Pending(Span):
         self.events.append((name, _now(), attributes))
         if failure is not None:
             self.status = failure
+
+
+class Current(Span):
+    """A process's current span in ``"failures"`` mode, attached to its task's context once.
+
+    While the process handles a message, it stands for that handling's span
+    (``span``: a `Pending` or an SDK span); between handlings, for the span that
+    was current before it was attached (``before``). So no context is attached
+    and detached per message, and the spans other instrumentations make inside a
+    handler still get the handling's real ids. A task that inherited this
+    context from the process (a process it spawned) sees ``fallback(task's
+    process)`` instead: the span current where that process was spawned.
+
+    >>> c = Current(None, None, lambda proc: None)
+    >>> c.span = Pending(5, 7, 0, "process worker", SpanKind.CONSUMER, None)
+    >>> c.get_span_context().span_id
+    7
+    """
+
+    def __init__(self, proc: Any, before: Any, fallback: Callable[[Any], Any]) -> None:
+        #: The span of the handling in progress, None between handlings.
+        self.span: Any = None
+        self.proc = proc
+        #: The process's recent handlings (its ring in `Tail.recent`).
+        self.ring: deque[Pending] = deque(maxlen=1)
+        #: (label, durations list) by handling kind (the hot path reuses them).
+        self.keys: dict[str, tuple[str, list[float]]] = {}
+        self.before = before
+        self.fallback = fallback
+
+    def target(self) -> Any:
+        """The span this one stands for right now, in the running task."""
+        from opentelemetry.trace import INVALID_SPAN
+
+        from suptrace.core.runtime import _current_process
+
+        running = _current_process.get()
+        if running is self.proc:
+            span = self.span
+            if span is None:
+                span = self.before
+            return INVALID_SPAN if span is None else span
+        span = self.fallback(running)
+        return INVALID_SPAN if span is None else span
+
+    def __repr__(self) -> str:
+        return f"<Current {self.proc!r} {self.span!r}>"
+
+    def get_span_context(self) -> SpanContext:
+        result: SpanContext = self.target().get_span_context()
+        return result
+
+    def is_recording(self) -> bool:
+        return bool(self.target().is_recording())
+
+    def end(self, end_time: int | None = None) -> None:
+        """Never ends: the bridge ends the handling spans it stands for."""
+
+    def set_attributes(self, attributes: Any) -> None:
+        self.target().set_attributes(attributes)
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self.target().set_attribute(key, value)
+
+    def add_event(
+        self, name: str, attributes: Attributes = None, timestamp: int | None = None
+    ) -> None:
+        self.target().add_event(name, attributes, timestamp)
+
+    def add_link(self, context: SpanContext, attributes: Attributes = None) -> None:
+        self.target().add_link(context, attributes)
+
+    def update_name(self, name: str) -> None:
+        self.target().update_name(name)
+
+    def set_status(self, status: Any, description: str | None = None) -> None:
+        self.target().set_status(status, description)
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: Attributes = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        self.target().record_exception(exception, attributes, timestamp, escaped)
 
 
 #: Builds (attributes, error marker) for a pending span at export time.

@@ -76,7 +76,7 @@ import os
 import random
 import time
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any
 
 from opentelemetry import trace
@@ -101,8 +101,8 @@ from suptrace.core.runtime import Runtime, _current_process
 from suptrace.core.saferepr import exception_str
 from suptrace.core.terms import Down, ExitMsg, Pid, is_normal_exit, reason_class
 from suptrace.observers.format import short
-from suptrace.observers.otel_metrics import Metrics, child_label
-from suptrace.observers.otel_tail import Pending, Tail, new_span_id, new_trace_id
+from suptrace.observers.otel_metrics import _MESSAGE, _PENDING_LIMIT, Metrics, child_label
+from suptrace.observers.otel_tail import Current, Pending, Tail, new_span_id, new_trace_id
 
 __all__ = [
     "Bridge",
@@ -147,8 +147,37 @@ _CONSUMER = SpanKind.CONSUMER
 _INTERNAL = SpanKind.INTERNAL
 _UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _perf = time.perf_counter
+_time_ns = time.time_ns
+_bits = random.getrandbits
+_weakref = weakref.ref
+_new_pending = Pending.__new__
+#: The trace id bits a trace-id ratio sampler compares (the W3C random part).
+_RATIO_MASK = (1 << 56) - 1
 _random = random.random
 _NAME_LIMIT = 4096
+
+
+def _context_reader() -> Any:
+    """The running OpenTelemetry context's getter, read without the API's function layers
+    (a `ContextVar` holding a `Context` in the default runtime context), or None."""
+    import contextvars
+
+    from opentelemetry import context as otel_context
+
+    var = getattr(getattr(otel_context, "_RUNTIME_CONTEXT", None), "_current_context", None)
+    return var.get if isinstance(var, contextvars.ContextVar) else None
+
+
+def _span_key() -> str:
+    from opentelemetry.trace import propagation
+
+    return str(getattr(propagation, "_SPAN_KEY", ""))
+
+
+_context_now = _context_reader()
+_SPAN_KEY = _span_key()
+if not _SPAN_KEY:  # pragma: no cover - an API without the key: use the public functions
+    _context_now = None
 
 
 def _version() -> str:
@@ -316,6 +345,8 @@ class Bridge:
         self.tail: Tail | None = None
         #: Share of new traces exported whole in "failures" mode (no sampler of the app's).
         self.ratio = ratio
+        #: Trace ids whose low 56 bits are below this are sampled (``ratio`` of them).
+        self._bound = int(ratio * (1 << 56)) if ratio else 0
         self.app_sampler = False
         if tracer_provider is not None and self.traces != "off":
             self.tracer = tracer_provider.get_tracer(SCOPE, version, schema_url=SCHEMA_URL)
@@ -355,6 +386,8 @@ class Bridge:
         self._pids: dict[Pid, str] = {}
         #: Failures inside the bridge itself (see `_broken`).
         self.errors = 0
+        #: Each process's `Current` span ("failures" mode), attached to its task once.
+        self._proxies: dict[Process, Current] = {}
 
     @property
     def tracing(self) -> bool:
@@ -407,6 +440,7 @@ class Bridge:
         rt.death_hooks = tuple(h for h in rt.death_hooks if h != self._on_death)
         self.inherited.clear()
         self._crashed.clear()
+        self._proxies.clear()
         if self.metrics is not None:
             self.metrics.flush()
 
@@ -458,8 +492,16 @@ class Bridge:
 
     # -- "failures" mode: new traces and pending spans -----------------------------------
 
-    def _root(self, name: str, kind: SpanKind, link: tuple[int, int] | None, info: Any) -> Any:
-        """A span starting a new trace: a real one if the trace is sampled, else pending."""
+    def _root(
+        self,
+        name: str,
+        kind: SpanKind,
+        link: tuple[int, int] | None,
+        info: Any,
+        sampled: bool = False,
+    ) -> Any:
+        """A span starting a new trace: a real one if the trace is sampled (``sampled``:
+        already decided so), else pending."""
         if self.app_sampler:
             links = (Link(SpanContext(link[0], link[1], False, _UNSAMPLED)),) if link else None
             span = self.tracer.start_span(name, _EMPTY, kind, links=links)
@@ -467,7 +509,7 @@ class Bridge:
                 return span
             sc = span.get_span_context()
             return Pending(sc.trace_id, sc.span_id, 0, name, kind, info, link)
-        if self.ratio and _random() < self.ratio:
+        if sampled or (self.ratio and _random() < self.ratio):
             links = (Link(SpanContext(link[0], link[1], False, _UNSAMPLED)),) if link else None
             return self.tracer.start_span(name, _EMPTY, kind, links=links)
         return Pending(new_trace_id(), new_span_id(), 0, name, kind, info, link)
@@ -518,7 +560,13 @@ class Bridge:
             if m is not None and sender is not None:
                 t = type(msg)
                 if t is _Cast:
-                    m.count_sent(dest.name or dest.initial_call, "cast")
+                    key = (dest.name or dest.initial_call, "cast")
+                    tally = m.sent
+                    count = tally.get(key)
+                    if count is None:
+                        m.count_sent(*key)
+                    else:
+                        tally[key] = count + 1
                 elif t is not _Call and t is not ExitMsg and t is not Down and t is not _System:
                     m.count_sent(dest.name or dest.initial_call, "send")
             if not self.mode:
@@ -530,7 +578,16 @@ class Bridge:
             dying = self._dying
             if dying is not None and sender is dying[0]:  # its exit signals carry the exit
                 return dying[1]
-            span = get_current_span()
+            if _context_now is not None:
+                span = _context_now().get(_SPAN_KEY)
+                if span is None:
+                    return None
+                if type(span) is Current:  # "failures" mode: the handling in progress
+                    if span.proc is _current_process.get():
+                        return span.span
+                    return None  # a spawner's, inherited
+            else:
+                span = get_current_span()
             if span is INVALID_SPAN:
                 return None
             if not self.inherited:
@@ -546,17 +603,77 @@ class Bridge:
     def _current(self, proc: Process | None) -> Any:
         """The current span, unless it is the one ``proc`` merely inherited at spawn."""
         span = get_current_span()
+        if type(span) is Current:
+            if proc is None or span.proc is not proc:
+                return INVALID_SPAN  # a spawner's, inherited
+            span = span.span if span.span is not None else span.before
+            return INVALID_SPAN if span is None else span
         if proc is not None and span is not INVALID_SPAN and self.inherited.get(proc) is span:
             return INVALID_SPAN
         return span
 
+    def _attach_current(self, proc: Process) -> Current:
+        """``proc``'s `Current` span, attached to its task's context (once: the task's
+        context is its own, what it attaches stays until the task ends)."""
+        before = self._current(proc)
+        proxy = Current(proc, None if before is INVALID_SPAN else before, self.inherited.get)
+        tail = self.tail
+        if tail is not None:
+            ring = tail.recent.get(proc)
+            if ring is None:
+                ring = tail.recent[proc] = deque(maxlen=tail.recent_size)
+            proxy.ring = ring
+        attach(set_span_in_context(proxy))
+        self._proxies[proc] = proxy
+        return proxy
+
     def handle_begin(self, proc: Process, kind: str, msg: Any, ctx: Any) -> Any:
         try:
+            sampled = False
+            if self.mode == _TAIL and kind != "call" and not self.app_sampler:
+                # "failures" mode, a cast or a plain message: a new trace, pending unless
+                # the trace id falls in the sampled share (as a trace-id ratio sampler).
+                tid = _bits(128) or 1
+                if tid & _RATIO_MASK >= self._bound:
+                    # The hot path, inline: a pending root span for a cast or a message.
+                    proxy = self._proxies.get(proc)
+                    if proxy is None:
+                        proxy = self._attach_current(proc)
+                    label = proc.name or proc.initial_call
+                    name = self._process_names.get(label) or self._process_name(label)
+                    # Pending(tid, span id, 0, name, _CONSUMER, info) without the call: the
+                    # parent id and the kind are the class's defaults.
+                    rec = _new_pending(Pending)
+                    rec.trace_id = tid
+                    rec.span_id = _bits(64) or 1
+                    rec.name = name
+                    rec.info = ("handle", proc, kind, msg)
+                    rec.start = _time_ns()
+                    if ctx is not None:
+                        if type(ctx) is Pending:
+                            rec.link = (ctx.trace_id, ctx.span_id)
+                            rec.sender = _weakref(ctx)
+                        else:
+                            sc = ctx.get_span_context()
+                            if sc.is_valid:
+                                rec.link = (sc.trace_id, sc.span_id)
+                    ring = proxy.ring
+                    if len(ring) == ring.maxlen:
+                        self.tail.evicted += 1  # type: ignore[union-attr]
+                    ring.append(rec)
+                    proxy.span = rec  # the current span while the callback runs
+                    if self.metrics is None:
+                        return (rec, proxy, 0.0, proc, label, kind)
+                    return (rec, proxy, _perf(), proc, label, kind)
+                sampled = True
             label = proc.name or proc.initial_call
             span = None
-            token = None
+            token: Any = None
             mode = self.mode
             if mode == _TAIL:
+                token = self._proxies.get(proc)
+                if token is None:
+                    token = self._attach_current(proc)
                 name = self._process_names.get(label) or self._process_name(label)
                 info = ("handle", proc, kind, msg)
                 if kind == "call":
@@ -573,14 +690,14 @@ class Bridge:
                             sc = ctx.get_span_context()
                             if sc.is_valid:
                                 link = (sc.trace_id, sc.span_id)
-                    span = self._root(name, _CONSUMER, link, info)
+                    span = self._root(name, _CONSUMER, link, info, sampled)
                     if type(ctx) is Pending and type(span) is Pending:
                         span.sender = weakref.ref(ctx)
                 if type(span) is Pending:
                     self.tail.add(span, proc)  # type: ignore[union-attr]
                 elif span.is_recording():
                     span.set_attributes(self._handle_attributes(proc, label, kind, msg))
-                token = attach(set_span_in_context(span))
+                token.span = span  # the current span while the callback runs
             elif mode:
                 name = self._process_names.get(label) or self._process_name(label)
                 if kind == "call":
@@ -638,7 +755,24 @@ class Bridge:
     def handle_end(self, token: Any, error: BaseException | None) -> None:
         try:
             span, ctx_token, t0, proc, label, kind = token
-            if ctx_token is not None:
+            if type(ctx_token) is Current:
+                ctx_token.span = None
+                if error is None and type(span) is Pending:  # the hot path: a healthy handling
+                    span.end_ns = _time_ns()
+                    if span.trace_id in self.tail.selected:  # type: ignore[union-attr]
+                        self.tail.emit(span)  # type: ignore[union-attr]
+                    m = self.metrics
+                    if m is not None:
+                        slot = ctx_token.keys.get(kind)
+                        if slot is None or slot[0] is not label:
+                            series = m.series_for(_MESSAGE, (label, _OPS.get(kind, kind), None))
+                            slot = ctx_token.keys[kind] = (label, series)
+                        series = slot[1]
+                        series.append(_perf() - t0)
+                        if len(series) > _PENDING_LIMIT:
+                            m.flush()
+                    return
+            elif ctx_token is not None:
                 detach(ctx_token)
             failed = None
             if error is not None:
@@ -691,13 +825,7 @@ class Bridge:
             span = None
             mode = self.mode
             if mode:
-                current = get_current_span()
-                if (
-                    proc is not None
-                    and current is not INVALID_SPAN
-                    and self.inherited.get(proc) is current
-                ):
-                    current = INVALID_SPAN
+                current = self._current(proc)
                 if mode == _TAIL:
                     name = self._call_names.get(label) or self._call_name(label)
                     info = ("call", server, proc, request)
@@ -881,6 +1009,7 @@ class Bridge:
         self._dying = None
         self.inherited.pop(proc, None)
         self._crashed.pop(proc, None)
+        self._proxies.pop(proc, None)
         if self.tail is not None:
             self.tail.forget(proc)
 

@@ -312,7 +312,8 @@ class ExportGuard:
         outage now, so what arrives meanwhile is shed as an outage, not queued."""
         with self._lock:
             self.last_error = why
-            first = self.state == "ok"
+            # While the node stops, a failed last flush is counted, not called an outage.
+            first = self.state == "ok" and not self.closing
             if first:
                 self._open()
         if first:
@@ -324,7 +325,7 @@ class ExportGuard:
             self.dropped += count
             self._outage_drops += count
             self.last_error = why
-            first = self.state == "ok"
+            first = self.state == "ok" and not self.closing
             if first:
                 self._open()
             elif self.state == "backoff":
@@ -983,17 +984,16 @@ class Setup:
 
 
 def _within(seconds: float, work: Callable[[], Any]) -> bool:
-    """Run ``work`` on a daemon thread; True when it returned True within ``seconds``."""
-    result: list[Any] = []
+    """Run ``work`` on a daemon thread; True when it ended within ``seconds``."""
 
     def run() -> None:
         with contextlib.suppress(Exception):
-            result.append(work())
+            work()
 
     thread = threading.Thread(target=run, name="suptrace-telemetry-flush", daemon=True)
     thread.start()
     thread.join(max(seconds, 0.001))
-    return not thread.is_alive() and bool(result and result[0])
+    return not thread.is_alive()
 
 
 def _settle(fut: asyncio.Future[bool], value: bool) -> None:

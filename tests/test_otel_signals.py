@@ -31,6 +31,13 @@ from suptrace.node.control_doctor import check_telemetry
 PROTOCOLS = ["grpc", "http/protobuf"]
 
 
+@pytest.fixture(autouse=True)
+def every_span(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests load the exporters: every message a span (``traces="all"``), not the
+    1% sample of healthy traffic that the default over OTLP exports."""
+    monkeypatch.setenv("SUPTRACE_TRACES", "all")
+
+
 @pytest.fixture
 def lines() -> Iterator[list[str]]:
     got: list[str] = []

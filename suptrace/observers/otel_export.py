@@ -197,6 +197,8 @@ class ExportGuard:
         self.closing = False
         #: Stops the real exporter (ends its retry waits); set by the guarded exporter.
         self.stop_inner: Callable[[], None] | None = None
+        #: The node's stop stopped the real exporter (see `interrupt`).
+        self.interrupted = False
         self._initial_backoff = backoff
         self._backoff = backoff
         self._max_backoff = max_backoff
@@ -236,6 +238,7 @@ class ExportGuard:
         """Stop the real exporter now (at node stop): an export waiting between its
         retries ends at once instead of holding the shutdown to its time bound."""
         stop = self.stop_inner
+        self.interrupted = True
         if stop is not None:
             with contextlib.suppress(Exception):
                 stop()
@@ -312,8 +315,8 @@ class ExportGuard:
         outage now, so what arrives meanwhile is shed as an outage, not queued."""
         with self._lock:
             self.last_error = why
-            # While the node stops, a failed last flush is counted, not called an outage.
-            first = self.state == "ok" and not self.closing
+            # An export the node's stop cut short is counted, not called an outage.
+            first = self.state == "ok" and not self.interrupted
             if first:
                 self._open()
         if first:
@@ -325,7 +328,7 @@ class ExportGuard:
             self.dropped += count
             self._outage_drops += count
             self.last_error = why
-            first = self.state == "ok" and not self.closing
+            first = self.state == "ok" and not self.interrupted
             if first:
                 self._open()
             elif self.state == "backoff":

@@ -104,7 +104,6 @@ async def test_traces_only_backend_gets_every_span_and_turns_the_other_signals_o
     produced = _counter()
     try:
         with otlp_env(monkeypatch, receiver, protocol):
-            monkeypatch.setenv("SUPTRACE_TRACES", "all")  # every span, whatever the default
             monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "100")
             monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
             monkeypatch.setenv("OTEL_BLRP_SCHEDULE_DELAY", "50")
@@ -283,7 +282,6 @@ async def test_a_full_queue_is_overload_not_an_outage(
     receiver.stall = threading.Event()
     try:
         with otlp_env(monkeypatch, receiver, "http/protobuf"):
-            monkeypatch.setenv("SUPTRACE_TRACES", "all")
             monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "64")
             monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "32")
             monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "20")
@@ -338,7 +336,6 @@ async def test_per_signal_endpoints_send_each_signal_to_its_own_backend(
             monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", metrics_backend.endpoint)
             monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "x-tenant=metrics-team")
             monkeypatch.setenv("OTEL_LOGS_EXPORTER", "none")
-            monkeypatch.setenv("SUPTRACE_TRACES", "all")  # healthy spans too, not only failures
             monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "20")
 
             async def main() -> None:
@@ -536,7 +533,6 @@ async def test_a_collector_that_keeps_failing_does_not_hold_the_stop(
         with otlp_env(monkeypatch, receiver, protocol):
             monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "30")
             monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "20")
-            monkeypatch.setenv("SUPTRACE_TRACES", "all")
 
             async def main() -> None:
                 await Echo.start_link(name="echo")

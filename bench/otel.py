@@ -115,6 +115,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 
 import suptrace
 import suptrace.core.runtime
+from suptrace.node.parts import current_parts
 from suptrace.observers.otel_traces import brief
 
 #: CPU time of the whole process (all threads): steadier than wall time on a shared
@@ -558,7 +559,7 @@ async def mixed_workload(seconds: float, rate: float | None, injected: list[str]
     from suptrace import ChildSpec, Supervisor
 
     produced = _Produced()
-    telemetry = suptrace.core.runtime.current_runtime().services.get("telemetry")
+    telemetry = current_parts("bench").telemetry
     if telemetry is not None and telemetry.setup.tracer_provider is not None:
         telemetry.setup.tracer_provider.add_span_processor(produced)
     pid = await Sink.start_link(name="sink")

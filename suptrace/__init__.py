@@ -7,296 +7,128 @@ restart and restart-intensity breach is observable.
 
 # The package imports its parts on first use (PEP 562), so tools that need one
 # submodule -- the `suptrace` command line above all -- do not load the runtime.
-# A new public name goes in both places below: the TYPE_CHECKING import (for type
-# checkers and readers) and _EXPORTS (what `suptrace.<name>` imports at run time).
+# The public names are listed once: the TYPE_CHECKING imports below. Type checkers
+# and readers see them as explicit re-exports (``name as name``); at run time the
+# package reads the same block from its own source (`_public_names`) to know which
+# module holds each name. A new public name is one more line there.
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from suptrace._version import __version__
+
 if TYPE_CHECKING:
-    from suptrace.behaviours.childspec import ChildInfo, ChildSpec
-    from suptrace.behaviours.dynamic import DynamicSupervisor
-    from suptrace.behaviours.gen_server import (
-        NOREPLY,
-        Caller,
-        GenServer,
-        StartError,
-        call,
-        cast,
-        get_state,
-        reply,
-        statistics,
-        stop,
-    )
-    from suptrace.behaviours.intensity import add_restart
-    from suptrace.behaviours.supervisor import (
-        AlreadyPresent,
-        AlreadyStarted,
-        ChildNotFound,
-        ChildRestarting,
-        ChildRunning,
-        MaxChildren,
-        StartChildError,
-        Supervisor,
-        SupervisorError,
-        count_children,
-        delete_child,
-        describe,
-        get_childspec,
-        restart_child,
-        start_child,
-        terminate_child,
-        which_children,
-    )
-    from suptrace.core.errors import (
-        CallError,
-        CallExit,
-        CallTimeout,
-        Exit,
-        NodeError,
-        NoProc,
-        RegistrationError,
-    )
-    from suptrace.core.events import TraceEvent
-    from suptrace.core.process import (
-        demonitor,
-        exit,
-        is_alive,
-        link,
-        monitor,
-        process_info,
-        receive,
-        register,
-        registered,
-        self_pid,
-        send,
-        spawn,
-        spawn_link,
-        spawn_monitor,
-        trap_exit,
-        unlink,
-        unregister,
-        whereis,
-    )
-    from suptrace.core.terms import (
-        IGNORE,
-        KILL,
-        KILLED,
-        NOPROC,
-        NORMAL,
-        SHUTDOWN,
-        Down,
-        ExitMsg,
-        Pid,
-        Ref,
-        Shutdown,
-        is_normal_exit,
-    )
-    from suptrace.core.timer import TimerRef, cancel_timer, send_after
-    from suptrace.node.hooks import add_event_handler
-    from suptrace.node.node import Node, run
-    from suptrace.observers.calltrace import trace_calls
-    from suptrace.observers.format import event_to_json, format_event
-    from suptrace.observers.reports import (
-        CrashReport,
-        ProgressReport,
-        SupervisorReport,
-        TaskCrashReport,
-        add_report_handler,
-        format_report,
-        report_history,
-    )
-    from suptrace.observers.tracer import Tracer, trace
+    from suptrace.behaviours.childspec import ChildInfo as ChildInfo
+    from suptrace.behaviours.childspec import ChildSpec as ChildSpec
+    from suptrace.behaviours.dynamic import DynamicSupervisor as DynamicSupervisor
+    from suptrace.behaviours.gen_server import NOREPLY as NOREPLY
+    from suptrace.behaviours.gen_server import Caller as Caller
+    from suptrace.behaviours.gen_server import GenServer as GenServer
+    from suptrace.behaviours.gen_server import StartError as StartError
+    from suptrace.behaviours.gen_server import call as call
+    from suptrace.behaviours.gen_server import cast as cast
+    from suptrace.behaviours.gen_server import get_state as get_state
+    from suptrace.behaviours.gen_server import reply as reply
+    from suptrace.behaviours.gen_server import statistics as statistics
+    from suptrace.behaviours.gen_server import stop as stop
+    from suptrace.behaviours.intensity import add_restart as add_restart
+    from suptrace.behaviours.supervisor import AlreadyPresent as AlreadyPresent
+    from suptrace.behaviours.supervisor import AlreadyStarted as AlreadyStarted
+    from suptrace.behaviours.supervisor import ChildNotFound as ChildNotFound
+    from suptrace.behaviours.supervisor import ChildRestarting as ChildRestarting
+    from suptrace.behaviours.supervisor import ChildRunning as ChildRunning
+    from suptrace.behaviours.supervisor import MaxChildren as MaxChildren
+    from suptrace.behaviours.supervisor import StartChildError as StartChildError
+    from suptrace.behaviours.supervisor import Supervisor as Supervisor
+    from suptrace.behaviours.supervisor import SupervisorError as SupervisorError
+    from suptrace.behaviours.supervisor import count_children as count_children
+    from suptrace.behaviours.supervisor import delete_child as delete_child
+    from suptrace.behaviours.supervisor import describe as describe
+    from suptrace.behaviours.supervisor import get_childspec as get_childspec
+    from suptrace.behaviours.supervisor import restart_child as restart_child
+    from suptrace.behaviours.supervisor import start_child as start_child
+    from suptrace.behaviours.supervisor import terminate_child as terminate_child
+    from suptrace.behaviours.supervisor import which_children as which_children
+    from suptrace.core.errors import CallError as CallError
+    from suptrace.core.errors import CallExit as CallExit
+    from suptrace.core.errors import CallTimeout as CallTimeout
+    from suptrace.core.errors import Exit as Exit
+    from suptrace.core.errors import NodeError as NodeError
+    from suptrace.core.errors import NoProc as NoProc
+    from suptrace.core.errors import RegistrationError as RegistrationError
+    from suptrace.core.events import TraceEvent as TraceEvent
+    from suptrace.core.process import demonitor as demonitor
+    from suptrace.core.process import exit as exit
+    from suptrace.core.process import is_alive as is_alive
+    from suptrace.core.process import link as link
+    from suptrace.core.process import monitor as monitor
+    from suptrace.core.process import process_info as process_info
+    from suptrace.core.process import receive as receive
+    from suptrace.core.process import register as register
+    from suptrace.core.process import registered as registered
+    from suptrace.core.process import self_pid as self_pid
+    from suptrace.core.process import send as send
+    from suptrace.core.process import spawn as spawn
+    from suptrace.core.process import spawn_link as spawn_link
+    from suptrace.core.process import spawn_monitor as spawn_monitor
+    from suptrace.core.process import trap_exit as trap_exit
+    from suptrace.core.process import unlink as unlink
+    from suptrace.core.process import unregister as unregister
+    from suptrace.core.process import whereis as whereis
+    from suptrace.core.terms import IGNORE as IGNORE
+    from suptrace.core.terms import KILL as KILL
+    from suptrace.core.terms import KILLED as KILLED
+    from suptrace.core.terms import NOPROC as NOPROC
+    from suptrace.core.terms import NORMAL as NORMAL
+    from suptrace.core.terms import SHUTDOWN as SHUTDOWN
+    from suptrace.core.terms import Down as Down
+    from suptrace.core.terms import ExitMsg as ExitMsg
+    from suptrace.core.terms import Pid as Pid
+    from suptrace.core.terms import Ref as Ref
+    from suptrace.core.terms import Shutdown as Shutdown
+    from suptrace.core.terms import is_normal_exit as is_normal_exit
+    from suptrace.core.timer import TimerRef as TimerRef
+    from suptrace.core.timer import cancel_timer as cancel_timer
+    from suptrace.core.timer import send_after as send_after
+    from suptrace.node.hooks import add_event_handler as add_event_handler
+    from suptrace.node.node import Node as Node
+    from suptrace.node.node import run as run
+    from suptrace.observers.calltrace import trace_calls as trace_calls
+    from suptrace.observers.format import event_to_json as event_to_json
+    from suptrace.observers.format import format_event as format_event
+    from suptrace.observers.reports import CrashReport as CrashReport
+    from suptrace.observers.reports import ProgressReport as ProgressReport
+    from suptrace.observers.reports import SupervisorReport as SupervisorReport
+    from suptrace.observers.reports import TaskCrashReport as TaskCrashReport
+    from suptrace.observers.reports import add_report_handler as add_report_handler
+    from suptrace.observers.reports import format_report as format_report
+    from suptrace.observers.reports import report_history as report_history
+    from suptrace.observers.tracer import Tracer as Tracer
+    from suptrace.observers.tracer import trace as trace
 
-_EXPORTS: dict[str, str] = {
-    "ChildInfo": "suptrace.behaviours.childspec",
-    "ChildSpec": "suptrace.behaviours.childspec",
-    "DynamicSupervisor": "suptrace.behaviours.dynamic",
-    "NOREPLY": "suptrace.behaviours.gen_server",
-    "Caller": "suptrace.behaviours.gen_server",
-    "GenServer": "suptrace.behaviours.gen_server",
-    "StartError": "suptrace.behaviours.gen_server",
-    "call": "suptrace.behaviours.gen_server",
-    "cast": "suptrace.behaviours.gen_server",
-    "get_state": "suptrace.behaviours.gen_server",
-    "reply": "suptrace.behaviours.gen_server",
-    "statistics": "suptrace.behaviours.gen_server",
-    "stop": "suptrace.behaviours.gen_server",
-    "add_restart": "suptrace.behaviours.intensity",
-    "AlreadyPresent": "suptrace.behaviours.supervisor",
-    "AlreadyStarted": "suptrace.behaviours.supervisor",
-    "ChildNotFound": "suptrace.behaviours.supervisor",
-    "ChildRestarting": "suptrace.behaviours.supervisor",
-    "ChildRunning": "suptrace.behaviours.supervisor",
-    "MaxChildren": "suptrace.behaviours.supervisor",
-    "StartChildError": "suptrace.behaviours.supervisor",
-    "Supervisor": "suptrace.behaviours.supervisor",
-    "SupervisorError": "suptrace.behaviours.supervisor",
-    "count_children": "suptrace.behaviours.supervisor",
-    "delete_child": "suptrace.behaviours.supervisor",
-    "describe": "suptrace.behaviours.supervisor",
-    "get_childspec": "suptrace.behaviours.supervisor",
-    "restart_child": "suptrace.behaviours.supervisor",
-    "start_child": "suptrace.behaviours.supervisor",
-    "terminate_child": "suptrace.behaviours.supervisor",
-    "which_children": "suptrace.behaviours.supervisor",
-    "CallError": "suptrace.core.errors",
-    "CallExit": "suptrace.core.errors",
-    "CallTimeout": "suptrace.core.errors",
-    "Exit": "suptrace.core.errors",
-    "NodeError": "suptrace.core.errors",
-    "NoProc": "suptrace.core.errors",
-    "RegistrationError": "suptrace.core.errors",
-    "TraceEvent": "suptrace.core.events",
-    "demonitor": "suptrace.core.process",
-    "exit": "suptrace.core.process",
-    "is_alive": "suptrace.core.process",
-    "link": "suptrace.core.process",
-    "monitor": "suptrace.core.process",
-    "process_info": "suptrace.core.process",
-    "receive": "suptrace.core.process",
-    "register": "suptrace.core.process",
-    "registered": "suptrace.core.process",
-    "self_pid": "suptrace.core.process",
-    "send": "suptrace.core.process",
-    "spawn": "suptrace.core.process",
-    "spawn_link": "suptrace.core.process",
-    "spawn_monitor": "suptrace.core.process",
-    "trap_exit": "suptrace.core.process",
-    "unlink": "suptrace.core.process",
-    "unregister": "suptrace.core.process",
-    "whereis": "suptrace.core.process",
-    "IGNORE": "suptrace.core.terms",
-    "KILL": "suptrace.core.terms",
-    "KILLED": "suptrace.core.terms",
-    "NOPROC": "suptrace.core.terms",
-    "NORMAL": "suptrace.core.terms",
-    "SHUTDOWN": "suptrace.core.terms",
-    "Down": "suptrace.core.terms",
-    "ExitMsg": "suptrace.core.terms",
-    "Pid": "suptrace.core.terms",
-    "Ref": "suptrace.core.terms",
-    "Shutdown": "suptrace.core.terms",
-    "is_normal_exit": "suptrace.core.terms",
-    "TimerRef": "suptrace.core.timer",
-    "cancel_timer": "suptrace.core.timer",
-    "send_after": "suptrace.core.timer",
-    "add_event_handler": "suptrace.node.hooks",
-    "Node": "suptrace.node.node",
-    "run": "suptrace.node.node",
-    "trace_calls": "suptrace.observers.calltrace",
-    "event_to_json": "suptrace.observers.format",
-    "format_event": "suptrace.observers.format",
-    "CrashReport": "suptrace.observers.reports",
-    "ProgressReport": "suptrace.observers.reports",
-    "SupervisorReport": "suptrace.observers.reports",
-    "TaskCrashReport": "suptrace.observers.reports",
-    "add_report_handler": "suptrace.observers.reports",
-    "format_report": "suptrace.observers.reports",
-    "report_history": "suptrace.observers.reports",
-    "Tracer": "suptrace.observers.tracer",
-    "trace": "suptrace.observers.tracer",
-}
 
-__version__ = "0.1.0"
+def _public_names() -> dict[str, str]:
+    """Name -> module for every name the TYPE_CHECKING block above imports (read from
+    this file's text: a few hundred lines scanned, no parser imported)."""
+    names: dict[str, str] = {}
+    module = ""
+    with open(__file__, encoding="utf-8") as source:
+        lines = iter(source)
+        for line in lines:
+            if line.startswith("if TYPE_CHECKING:"):
+                break
+        for line in lines:
+            if line.strip() and not line.startswith("    "):
+                break  # the end of the block
+            words = line.replace(",", " ").split()
+            if words[:1] == ["from"]:
+                module, words = words[1], words[3:]
+            names.update((word, module) for word in words if word not in ("(", ")", "as"))
+    return names
 
-__all__ = [
-    # processes
-    "run",
-    "Node",
-    "spawn",
-    "spawn_link",
-    "spawn_monitor",
-    "self_pid",
-    "send",
-    "receive",
-    "link",
-    "unlink",
-    "monitor",
-    "demonitor",
-    "exit",
-    "trap_exit",
-    "register",
-    "unregister",
-    "whereis",
-    "registered",
-    "process_info",
-    "is_alive",
-    "send_after",
-    "cancel_timer",
-    # values
-    "Pid",
-    "Ref",
-    "TimerRef",
-    "ExitMsg",
-    "Down",
-    "Shutdown",
-    "is_normal_exit",
-    "NORMAL",
-    "SHUTDOWN",
-    "KILL",
-    "KILLED",
-    "NOPROC",
-    "IGNORE",
-    # errors
-    "Exit",
-    "CallError",
-    "CallTimeout",
-    "CallExit",
-    "NoProc",
-    "NodeError",
-    "RegistrationError",
-    "StartError",
-    # gen_server
-    "GenServer",
-    "Caller",
-    "NOREPLY",
-    "call",
-    "cast",
-    "reply",
-    "stop",
-    "get_state",
-    "statistics",
-    # supervisors
-    "Supervisor",
-    "DynamicSupervisor",
-    "ChildSpec",
-    "ChildInfo",
-    "add_restart",
-    "which_children",
-    "count_children",
-    "start_child",
-    "terminate_child",
-    "restart_child",
-    "delete_child",
-    "get_childspec",
-    "describe",
-    "SupervisorError",
-    "ChildNotFound",
-    "ChildRunning",
-    "ChildRestarting",
-    "AlreadyPresent",
-    "AlreadyStarted",
-    "StartChildError",
-    "MaxChildren",
-    # reports
-    "SupervisorReport",
-    "ProgressReport",
-    "CrashReport",
-    "TaskCrashReport",
-    "add_report_handler",
-    "report_history",
-    "format_report",
-    # tracing
-    "trace",
-    "Tracer",
-    "trace_calls",
-    "format_event",
-    "event_to_json",
-    # hooks
-    "TraceEvent",
-    "add_event_handler",
-    "__version__",
-]
+
+_EXPORTS = _public_names()
+
+__all__ = [*_EXPORTS, "__version__"]
 
 
 def __getattr__(name: str) -> Any:

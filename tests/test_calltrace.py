@@ -16,6 +16,7 @@ from trace_support import EventLog
 import suptrace
 from suptrace import Down, Pid
 from suptrace.core.runtime import current_runtime
+from suptrace.observers.tracer import running_tracers
 
 MODULE = "suptrace_calltrace_subject"
 
@@ -314,6 +315,6 @@ async def test_a_target_that_cannot_be_patched_leaves_nothing_patched(
         with pytest.raises(ValueError, match="does not let its attributes be replaced"):
             suptrace.trace_calls([f"{MODULE}:add", "contextvars:ContextVar.get"])
         assert subject.add is original
-        assert not rt.services.get("tracers")
+        assert not running_tracers(rt)
 
     await in_node(main)

@@ -90,7 +90,7 @@ async def test_a_node_serves_its_socket_and_removes_it_when_it_stops(run_dir: Pa
 async def test_control_false_serves_nothing(run_dir: Path) -> None:
     async with suptrace.Node("quiet", control=False, log_reports=False) as node:
         assert node.control is None
-        assert "control" not in node.runtime.services
+        assert node.parts.control is None
     assert not run_dir.exists() or os.listdir(run_dir) == []
     async with suptrace.Node("defaults", control={}, log_reports=False) as node:
         assert node.control is not None and node.control.id == "defaults"  # {}: all defaults

@@ -33,7 +33,7 @@ import pytest
 import suptrace
 from examples.dodos import world
 from suptrace import NOREPLY, ChildSpec, GenServer, Supervisor
-from suptrace.core.runtime import current_runtime
+from suptrace.node.parts import current_parts
 from suptrace.observers.otel_metrics import METRIC_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -225,7 +225,7 @@ def exposed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
         quiet_telemetry(mp, tmp)
 
         async def main() -> str:
-            port = current_runtime().services["telemetry"].prometheus_port
+            port = current_parts("test").telemetry.prometheus_port
 
             async def nothing() -> None:
                 pass

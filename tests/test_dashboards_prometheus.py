@@ -39,7 +39,7 @@ from test_dashboards import (
 )
 from test_prometheus_otel import PROMETHEUS, Scrapes, query, start_prometheus
 
-from suptrace.core.runtime import current_runtime
+from suptrace.node.parts import current_parts
 
 pytestmark = pytest.mark.skipif(
     PROMETHEUS is None,
@@ -114,7 +114,7 @@ async def test_every_dashboard_query_returns_data(
     outcome: dict[str, Any] = {}
 
     async def main() -> None:
-        telemetry = current_runtime().services["telemetry"]
+        telemetry = current_parts("test").telemetry
         telemetry.setup.prometheus_registry.register(scrapes)
         process, web_port = start_prometheus(tmp_path, telemetry.prometheus_port)
 

@@ -12,6 +12,7 @@ from trace_support import Echo
 import suptrace
 from suptrace import CrashReport, Down, Pid
 from suptrace.core.runtime import current_runtime
+from suptrace.observers.tracer import running_tracers
 
 
 async def _crasher(echo: Pid, peer: Pid) -> None:
@@ -31,7 +32,7 @@ async def _crash_once(name: str | None = None) -> tuple[Pid, list[CrashReport]]:
     ref = suptrace.monitor(pid)
     suptrace.send(pid, "job-7")
     await suptrace.receive(lambda m: isinstance(m, Down) and m.ref == ref)
-    assert not current_runtime().services.get("tracers")  # no tracer was ever attached
+    assert not running_tracers(current_runtime())  # no tracer was ever attached
     return pid, reports
 
 

@@ -24,6 +24,7 @@ from suptrace.node.control_doctor import (
     restart_key,
     summarize_reasons,
 )
+from suptrace.node.parts import parts_of
 from suptrace.observers.reports import Reports, format_report, start_text
 
 # -- restart counts -------------------------------------------------------------------------
@@ -240,11 +241,20 @@ async def test_doctor_on_the_runtime_finds_the_loop_and_the_timeouts() -> None:
         down = await suptrace.receive(lambda m: isinstance(m, suptrace.Down) and m.ref == ref)
         assert down.reason == "normal"
         rt = current_runtime()
-        dest = rt.services["call_timeouts"].by_dest["db"]
+        parts = parts_of(rt)
+        assert parts is not None and parts.call_timeouts is not None
+        dest = parts.call_timeouts.by_dest["db"]
         assert (dest.total, dict(dest.callers)) == (4, {"poller": 4})
-        reports = rt.services["reports"]
         return await ops.doctor(
-            rt, reports, samples=1, interval=0.1, stuck_after=60, mailbox_min=10, timeout=1.0
+            rt,
+            parts.reports,
+            samples=1,
+            interval=0.1,
+            stuck_after=60,
+            mailbox_min=10,
+            timeout=1.0,
+            call_timeouts=parts.call_timeouts,
+            telemetry=parts.telemetry,
         )
 
     result = await in_node(main)

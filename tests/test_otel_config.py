@@ -18,6 +18,7 @@ from otlp_receivers import Relay, call_chain
 
 import suptrace
 from suptrace.core.runtime import current_runtime
+from suptrace.node.parts import parts_of
 from suptrace.observers import otel
 from suptrace.observers.otel_export import configure, default_file
 
@@ -45,7 +46,7 @@ def in_memory() -> tuple[TracerProvider, InMemorySpanExporter, MeterProvider, In
 
 async def state() -> dict[str, Any]:
     rt = current_runtime()
-    telemetry = rt.services.get("telemetry")
+    telemetry = parts_of(rt).telemetry
     return {
         "instrument": rt.instrument,
         "telemetry": telemetry,

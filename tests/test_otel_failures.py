@@ -21,6 +21,7 @@ from otlp_receivers import GrpcReceiver, HttpReceiver, dodos, metric_total, span
 import suptrace
 from suptrace.cli.view import Dump, SpanRec
 from suptrace.core.runtime import current_runtime
+from suptrace.node.parts import current_parts
 
 
 async def run_node(main: Any, *args: Any, **opts: Any) -> Any:
@@ -294,7 +295,7 @@ class Fetcher(suptrace.GenServer):
 async def fetch(url: str, seen: dict[str, tuple[str, str]], requests: list[str]) -> list[Any]:
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
-    node_telemetry = current_runtime().services["telemetry"]
+    node_telemetry = current_parts("test").telemetry
     assert node_telemetry is not None and node_telemetry.setup is not None
     instrumentor = HTTPXClientInstrumentor()
     instrumentor.instrument(tracer_provider=node_telemetry.setup.tracer_provider)
@@ -390,7 +391,7 @@ async def test_traces_off_exports_no_spans_but_exact_metrics(grpc_receiver: Grpc
 
 
 async def flood(n: int) -> dict[str, int]:
-    node_telemetry = current_runtime().services["telemetry"]
+    node_telemetry = current_parts("test").telemetry
     assert node_telemetry is not None and node_telemetry.bridge is not None
     tail = node_telemetry.bridge.tail
     assert tail is not None
@@ -429,7 +430,7 @@ async def long_lived(receiver: GrpcReceiver) -> dict[str, int]:
     for i in range(5):
         assert await suptrace.call("a", i) == i
     done = time.time_ns()
-    telemetry = current_runtime().services["telemetry"]
+    telemetry = current_parts("test").telemetry
     await asyncio.to_thread(telemetry.setup.tracer_provider.force_flush)
     arrived = len(receiver.dump().spans)
     return {"done": done, "arrived": arrived}

@@ -26,6 +26,7 @@ import json, sys
 import suptrace
 from opentelemetry import metrics, propagate, trace
 from suptrace import GenServer
+from suptrace.node.parts import current_parts
 
 if "--own-provider" in sys.argv:
     from opentelemetry.sdk.trace import TracerProvider
@@ -47,7 +48,7 @@ class Svc(GenServer):
 async def main():
     await Svc.start_link(name="svc")
     got = await suptrace.call("svc", "go")
-    setup = suptrace.self_pid()._proc.runtime.services["telemetry"].setup
+    setup = current_parts("test").telemetry.setup
     got["installed"] = setup.installed_globals
     got["tracer_is_ours"] = trace.get_tracer_provider() is setup.tracer_provider
     got["tracer_provider"] = type(trace.get_tracer_provider()).__name__
@@ -63,7 +64,7 @@ metrics.get_meter("the.app").create_counter("late").add(1)
 
 
 async def second():
-    setup = suptrace.self_pid()._proc.runtime.services["telemetry"].setup
+    setup = current_parts("test").telemetry.setup
     return type(setup.tracer_provider).__name__
 
 

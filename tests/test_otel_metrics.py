@@ -15,6 +15,7 @@ from otlp_receivers import (
 )
 
 import suptrace
+from suptrace.node.parts import current_parts
 from suptrace.observers.otel_metrics import DURATION_BUCKETS, METRIC_NAMES
 
 
@@ -186,9 +187,8 @@ async def test_live_process_count_and_mailbox_gauges(grpc_receiver: GrpcReceiver
 
 
 def _telemetry() -> Any:
-    from suptrace.core.runtime import current_runtime
 
-    return current_runtime().services["telemetry"]
+    return current_parts("test").telemetry
 
 
 def _all_points(receiver: GrpcReceiver, metric: str, name: str | None = None) -> list[Any]:

@@ -175,10 +175,10 @@ async def test_a_handler_the_application_sets_after_the_start_wins_and_stays() -
 
     try:
         async with suptrace.Node("tasks-app-after", control=False, log_reports=False) as node:
-            assert ps(node.runtime, False, 10, tasks=True)["task_crash_reports"] is True
+            assert ps(node.runtime, False, 10, tasks=True, watch=node.parts.tasks)["task_crash_reports"] is True
             loop.set_exception_handler(late_handler)
             # The node says it no longer reports (ps --all prints a note about it).
-            listing = ps(node.runtime, False, 10, tasks=True)
+            listing = ps(node.runtime, False, 10, tasks=True, watch=node.parts.tasks)
             assert listing["task_crash_reports"] is False
             assert "replaced the loop's exception handler" in listing["task_crash_reports_off"]
             lost = asyncio.create_task(_boom(), name="lost-late")
@@ -195,7 +195,7 @@ async def test_a_node_without_reports_leaves_the_handler_alone() -> None:
     loop = asyncio.get_running_loop()
     async with suptrace.Node("tasks-noreports", control=False, reports=False) as node:
         assert loop.get_exception_handler() is None
-        listing = ps(node.runtime, False, 10, tasks=True)
+        listing = ps(node.runtime, False, 10, tasks=True, watch=node.parts.tasks)
         assert listing["task_crash_reports"] is False
         assert "reports=False" in listing["task_crash_reports_off"]
 
@@ -218,7 +218,7 @@ async def test_ps_lists_plain_tasks_with_where_they_await_and_on_what() -> None:
 
         suptrace.spawn(proc, name="a.process")
         await asyncio.sleep(0)  # let both tasks reach their first await
-        result = ps(node.runtime, False, 100, tasks=True)
+        result = ps(node.runtime, False, 100, tasks=True, watch=node.parts.tasks)
         rows = {t["task"]: t for t in result["tasks"]}
         assert {"fetcher", "waiter"} <= set(rows)
         # Processes are not listed as tasks.

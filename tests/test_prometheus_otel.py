@@ -22,7 +22,7 @@ import pytest
 from otlp_receivers import dodos, free_port
 
 import suptrace
-from suptrace.core.runtime import current_runtime
+from suptrace.node.parts import current_parts
 
 PROMETHEUS = shutil.which("prometheus") or (
     "/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None
@@ -98,7 +98,7 @@ async def test_prometheus_scrapes_the_pinned_metrics(
     results: dict[str, Any] = {}
 
     async def main() -> None:
-        telemetry = current_runtime().services["telemetry"]
+        telemetry = current_parts("test").telemetry
         telemetry.setup.prometheus_registry.register(scrapes)
         process, web_port = start_prometheus(tmp_path, telemetry.prometheus_port)
         try:

@@ -13,6 +13,7 @@ from trace_support import EventLog, hook_state, sink, traced_procs
 import suptrace
 from suptrace import ChildSpec, Down, NoProc, Pid, Supervisor, TraceEvent
 from suptrace.core.runtime import current_runtime, maybe_process
+from suptrace.observers.tracer import running_tracers
 
 
 async def _worker() -> None:
@@ -74,7 +75,7 @@ async def test_bad_arguments_are_refused() -> None:
                 suptrace.trace(me, **bad)
         with pytest.raises(TypeError, match="target"):
             suptrace.trace(42)  # type: ignore[arg-type]
-        assert not traced_procs() and not current_runtime().services.get("tracers")
+        assert not traced_procs() and not running_tracers(current_runtime())
 
     await in_node(main)
 
@@ -482,7 +483,7 @@ async def test_stop_removes_every_trace_hook() -> None:
             tracer.stop()
         assert traced_procs(rt) == []
         assert hook_state(rt) == before
-        assert not rt.services.get("tracers")
+        assert not running_tracers(rt)
         assert named and news
 
     await in_node(main)
@@ -512,7 +513,7 @@ async def test_node_shutdown_stops_tracers_and_removes_hooks() -> None:
     assert json.dumps is original
     # Reports detach too when the node closes: nothing at all is left hooked.
     assert hook_state(rt) == ((), frozenset(), ())
-    assert rt.procs == {} and not rt.services.get("tracers")
+    assert rt.procs == {} and not running_tracers(rt)
 
 
 # -- overload -----------------------------------------------------------------------------

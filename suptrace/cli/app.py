@@ -38,7 +38,7 @@ _flag_metavar_hidden()
 
 def _print_version(value: bool) -> None:
     if value:
-        from suptrace import __version__
+        from suptrace._version import __version__
 
         typer.echo(f"suptrace {__version__}")
         raise typer.Exit(0)
@@ -63,7 +63,7 @@ def _root(
 @app.command()
 def version() -> None:
     """Print the suptrace version."""
-    from suptrace import __version__
+    from suptrace._version import __version__
 
     typer.echo(__version__)
 

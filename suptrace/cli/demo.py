@@ -80,9 +80,9 @@ def _point_at_telemetry(name: str) -> None:
 
 
 def _node_id() -> str:
-    from suptrace.core.runtime import current_runtime
+    from suptrace.node.parts import current_parts
 
-    control = current_runtime().services.get("control")
+    control = current_parts("the demo").control
     return str(control.id) if control is not None and control.id else "?"
 
 
@@ -132,11 +132,11 @@ async def _tour(name: str) -> None:
     import asyncio
 
     from suptrace.cli import demo_scenario
-    from suptrace.core.runtime import current_runtime
+    from suptrace.node.parts import current_parts
 
     scenario = demo_scenario.Scenario(crash_delay=0.1)
     await demo_scenario.start(scenario)
-    control = current_runtime().services.get("control")
+    control = current_parts("the demo").control
     if control is None or control.path is None:
         raise typer.Exit(1)
     loop = asyncio.get_running_loop()

@@ -172,8 +172,6 @@ class Runtime:
         self.recorder_size = 16
         #: Timeouts of calls and receives.
         self.deadlines = Deadlines(loop)
-        #: Observers and services of the node, by name ("reports", "tracer", ...).
-        self.services: dict[str, Any] = {}
 
     # -- pids -------------------------------------------------------------------------
 

@@ -88,10 +88,10 @@ from suptrace.node.control_protocol import (
 )
 from suptrace.observers.calltrace import resolve_function, trace_calls
 from suptrace.observers.reports import Report, Reports
-from suptrace.observers.tracer import FLAGS, Tracer
+from suptrace.observers.tracer import FLAGS, Tracer, running_tracers
 
 if TYPE_CHECKING:
-    from suptrace.node.node import Node
+    from suptrace.node.parts import NodeParts
 
 __all__ = ["ControlServer"]
 
@@ -580,6 +580,7 @@ class ControlServer:
         self.timed_out = 0
         self.ops_cancelled = 0
         self._rt: Runtime | None = None
+        self._parts: NodeParts | None = None
         self._cookie: bytes | None = None
         self._listeners: list[_Listener] = []
         self._conns: set[_Conn] = set()
@@ -619,14 +620,18 @@ class ControlServer:
         assert self._rt is not None, "the control server is not started"
         return self._rt
 
+    @property
+    def parts(self) -> NodeParts:
+        assert self._parts is not None, "the control server is not started"
+        return self._parts
+
     # -- service protocol -------------------------------------------------------------
 
-    async def start(self, node: Node) -> None:
-        rt = node.runtime
-        self._rt = rt
-        self.node_name = node.name
+    async def start(self, parts: NodeParts) -> None:
+        self._rt = parts.runtime
+        self._parts = parts
+        self.node_name = parts.name
         self.started = time.time()
-        rt.services["control"] = self
         if self.tcp is not None:
             self._cookie = load_or_create_cookie(self.cookie_file or default_cookie_file())
         try:
@@ -669,8 +674,6 @@ class ControlServer:
         if running or self._opening:
             await asyncio.wait([*running, *self._opening], timeout=1.0)
         self._remove_files()
-        if self._rt is not None and self._rt.services.get("control") is self:
-            del self._rt.services["control"]
 
     # -- sockets ----------------------------------------------------------------------
 
@@ -1190,7 +1193,7 @@ class ControlServer:
         }
 
     async def _op_hello(self, conn: _Conn, req_id: Any, args: dict[str, Any]) -> Any:
-        from suptrace import __version__
+        from suptrace._version import __version__
 
         return {
             "protocol": PROTOCOL,
@@ -1207,7 +1210,7 @@ class ControlServer:
 
     async def _op_status(self, conn: _Conn, req_id: Any, args: dict[str, Any]) -> Any:
         rt = self.runtime
-        tracers = list(rt.services.get("tracers", ()))
+        tracers = running_tracers(rt)
         streams = [s for c in self._conns for s in c.streams.values()]
         stats = []
         for t in tracers:
@@ -1235,7 +1238,7 @@ class ControlServer:
             "connections": self._connections(),
             "allow_write": self.allow_write,
             "limits": self.limits(),
-            "telemetry": ops.telemetry_signals(rt),
+            "telemetry": ops.telemetry_signals(self.parts.telemetry),
         }
 
     def _connections(self) -> dict[str, Any]:
@@ -1253,15 +1256,14 @@ class ControlServer:
         system = _opt(args, "system", bool, False)
         limit = _opt(args, "limit", int, 10_000)
         tasks = _opt(args, "tasks", bool, False)
-        return ops.ps(self.runtime, system, max(1, limit), tasks)
+        return ops.ps(self.runtime, system, max(1, limit), tasks, self.parts.tasks)
 
     async def _op_info(self, conn: _Conn, req_id: Any, args: dict[str, Any]) -> Any:
         target = _req(args, "target", str)
         return await ops.info(self.runtime, target, self.call_timeout, 200)
 
     def _reports(self) -> Reports | None:
-        service = self.runtime.services.get("reports")
-        return service if isinstance(service, Reports) else None
+        return self.parts.reports
 
     async def _op_tree(self, conn: _Conn, req_id: Any, args: dict[str, Any]) -> Any:
         return await ops.tree(self.runtime, self._reports(), self.call_timeout)
@@ -1307,6 +1309,8 @@ class ControlServer:
             stuck_after=stuck_after,
             mailbox_min=mailbox_min,
             timeout=self.call_timeout,
+            call_timeouts=self.parts.call_timeouts,
+            telemetry=self.parts.telemetry,
         )
 
     async def _op_write(self, op: str, conn: _Conn, req_id: Any, args: dict[str, Any]) -> Any:

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from suptrace.behaviours.dynamic import DynamicSupervisor
 from suptrace.behaviours.gen_server import GenServer, get_state, statistics
@@ -55,6 +55,9 @@ from suptrace.observers.reports import (
     start_text,
 )
 from suptrace.observers.tasks import TaskCrashReport, TaskWatch, find_tasks, task_info, task_rows
+
+if TYPE_CHECKING:
+    from suptrace.observers.otel import Telemetry
 
 __all__ = [
     "OpError",
@@ -299,7 +302,11 @@ def proc_row(proc: Process) -> dict[str, Any]:
     }
 
 
-def ps(rt: Runtime, system: bool, limit: int, tasks: bool = False) -> dict[str, Any]:
+def ps(
+    rt: Runtime, system: bool, limit: int, tasks: bool = False, watch: TaskWatch | None = None
+) -> dict[str, Any]:
+    """The node's live processes (and, with ``tasks``, its plain asyncio tasks;
+    ``watch`` is the node's task watch, None when it keeps no reports)."""
     procs = [p for p in rt.procs.values() if p.alive and (system or not p.system)]
     procs.sort(key=lambda p: p.pid)
     out: dict[str, Any] = {
@@ -310,11 +317,10 @@ def ps(rt: Runtime, system: bool, limit: int, tasks: bool = False) -> dict[str, 
     }
     if tasks:  # the loop's plain asyncio tasks, which are not processes
         rows = task_rows(rt)
-        watch = rt.services.get("tasks")
         out["tasks"] = rows[:limit]
         out["tasks_total"] = len(rows)
-        out["task_crash_reports"] = isinstance(watch, TaskWatch) and watch.active
-        if not isinstance(watch, TaskWatch):
+        out["task_crash_reports"] = watch is not None and watch.active
+        if watch is None:
             out["task_crash_reports_off"] = "the node keeps no reports (reports=False)"
         elif not watch.active:
             out["task_crash_reports_off"] = (
@@ -588,9 +594,12 @@ async def doctor(
     stuck_after: float,
     mailbox_min: int,
     timeout: float,
+    call_timeouts: CallTimeouts | None,
+    telemetry: Telemetry | None,
 ) -> dict[str, Any]:
-    """Findings for a running node: its trees, vanished names, growing mailboxes
-    and processes stuck awaiting."""
+    """Findings for a running node: its trees, vanished names, growing mailboxes,
+    processes stuck awaiting, call timeouts (``call_timeouts``: the node's counts)
+    and telemetry that drops data (``telemetry``: the node's telemetry service)."""
     snapshots = [_sample(rt)]
     for _ in range(samples - 1):
         await asyncio.sleep(interval)  # sampling the node over time, not synchronising
@@ -602,7 +611,7 @@ async def doctor(
     reasons, gave_up = restart_history(reports)
     for root in trees["roots"]:
         found.extend(check_restart_loops(root, reasons, gave_up))
-    timeouts = call_timeout_rows(rt)
+    timeouts = call_timeout_rows(rt, call_timeouts)
     found.extend(check_call_timeouts(timeouts))
     for stone in trees["vanished"][:50]:
         gone_for_good = any("did not restart" in n for n in stone["notes"])
@@ -660,7 +669,7 @@ async def doctor(
                     f"see: suptrace inspect {proc.name or proc.pid}",
                 )
             )
-    found.extend(check_telemetry(telemetry_signals(rt)))
+    found.extend(check_telemetry(telemetry_signals(telemetry)))
     order = {"error": 0, "warning": 1}
     found.sort(key=lambda f: order.get(f["severity"], 2))
     return {
@@ -677,11 +686,9 @@ async def doctor(
     }
 
 
-def telemetry_signals(rt: Runtime) -> dict[str, dict[str, Any]] | None:
+def telemetry_signals(telemetry: Telemetry | None) -> dict[str, dict[str, Any]] | None:
     """The node's telemetry export per signal (None when telemetry is off)."""
-    service = rt.services.get("telemetry")
-    signals = getattr(service, "signals", None)
-    return signals() if callable(signals) else None
+    return telemetry.signals() if telemetry is not None else None
 
 
 def restart_history(
@@ -712,11 +719,11 @@ def restart_history(
     return reasons, gave_up
 
 
-def call_timeout_rows(rt: Runtime) -> list[dict[str, Any]]:
+def call_timeout_rows(rt: Runtime, service: CallTimeouts | None) -> list[dict[str, Any]]:
     """Per destination: timeouts (total and since the current process started),
-    the calls that process received (a GenServer's count), and the callers."""
-    service = rt.services.get("call_timeouts")
-    if not isinstance(service, CallTimeouts):
+    the calls that process received (a GenServer's count), and the callers
+    (``service``: the node's call-timeout counts, None when it keeps none)."""
+    if service is None:
         return []
     rows = []
     for dest in list(service.by_dest.values()):

@@ -21,10 +21,12 @@ from suptrace.core.process import Process, check_task_factory, spawn, watch
 from suptrace.core.runtime import Runtime
 from suptrace.core.terms import KILL, NORMAL, SHUTDOWN, Pid, Ref
 from suptrace.node.control import ControlServer
+from suptrace.node.parts import NodeParts, forget_parts, register_parts
 from suptrace.observers.call_timeouts import CallTimeouts
 from suptrace.observers.reports import Reports
 from suptrace.observers.sysmon import SystemMonitor
-from suptrace.observers.tasks import unwatch_tasks, watch_tasks
+from suptrace.observers.tasks import TaskWatch, unwatch_tasks, watch_tasks
+from suptrace.observers.tracer import running_tracers
 
 __all__ = ["Node", "run", "Service"]
 
@@ -68,7 +70,8 @@ T = TypeVar("T")
 
 
 class Service(Protocol):
-    """Something a node starts with it and stops after its processes (reports, control, telemetry)."""
+    """Something of the application's that a node starts with it (``Node(services=[...])``)
+    and closes after its processes; ``start`` is given the node."""
 
     def start(self, node: Node) -> Awaitable[None] | None: ...
 
@@ -155,16 +158,18 @@ class Node:
         #: Calls that timed out, by destination (what ``suptrace doctor`` reads); kept
         #: with the reports, so a node without them listens to no event at all.
         self.call_timeouts: CallTimeouts | None = CallTimeouts() if reports else None
+        #: The application's services (the node's own, telemetry and control, start
+        #: around them: telemetry first, control last).
         self.services: list[Service] = list(services or [])
-        if self.telemetry is not None:
-            self.services.insert(0, self.telemetry)
         # The control socket `suptrace` commands talk to: True (defaults), False (none),
         # or a dict of `ControlServer` options such as {"allow_write": True, "tcp": ...}.
         self.control: ControlServer | None = None
         if control is True or isinstance(control, dict):
             self.control = ControlServer(**(control if isinstance(control, dict) else {}))
-            self.services.append(self.control)
         self._runtime: Runtime | None = None
+        self._parts: NodeParts | None = None
+        self._tasks: TaskWatch | None = None
+        self._started: list[Any] = []
         self._token: Any = None
         if not isinstance(handle_signals, bool):
             raise TypeError(
@@ -183,6 +188,13 @@ class Node:
             raise NodeError(f"node {self.name!r} is not running (use `async with Node(...)`)")
         return self._runtime
 
+    @property
+    def parts(self) -> NodeParts:
+        """The parts this node gives its own services (see `NodeParts`)."""
+        if self._parts is None:
+            raise NodeError(f"node {self.name!r} is not running (use `async with Node(...)`)")
+        return self._parts
+
     async def __aenter__(self) -> Node:
         loop = asyncio.get_running_loop()
         if self.handle_signals and threading.current_thread() is not threading.main_thread():
@@ -198,22 +210,40 @@ class Node:
         self._token = self._runtime.activate()
         if self.reports is not None:
             self.reports.attach(self._runtime)
-            watch_tasks(self._runtime, self.reports.publish)  # plain tasks' lost exceptions
+            # plain tasks' lost exceptions
+            self._tasks = watch_tasks(self._runtime, self.reports.publish)
         if self.call_timeouts is not None:
             self.call_timeouts.attach(self._runtime)
         if self.system_monitor is not None:
             self.system_monitor.attach(self._runtime)
-        started: list[Service] = []
+        self._parts = parts = NodeParts(
+            runtime=self._runtime,
+            name=self.name,
+            reports=self.reports,
+            call_timeouts=self.call_timeouts,
+            tasks=self._tasks,
+            system_monitor=self.system_monitor,
+            telemetry=self.telemetry,
+            control=self.control,
+        )
+        register_parts(parts)
+        self._started = []
         try:
+            if self.telemetry is not None:
+                await self.telemetry.start(parts)
+                self._started.append(self.telemetry)
             for service in self.services:
                 result = service.start(self)
                 if result is not None:
                     await result
-                started.append(service)
+                self._started.append(service)
+            if self.control is not None:
+                await self.control.start(parts)
+                self._started.append(self.control)
         except BaseException:
-            self.services = started
             await self._close_services()
-            unwatch_tasks(self._runtime)
+            unwatch_tasks(self._tasks)
+            forget_parts(self._runtime)
             self._runtime.deactivate(self._token)
             raise
         if self.handle_signals:
@@ -267,12 +297,14 @@ class Node:
         try:
             await self.shutdown()
         finally:
-            for tracer in list(self.runtime.services.get("tracers", ())):
+            for tracer in running_tracers(self.runtime):
                 tracer.stop("node_stopped")
             await self._close_services()
             if self.system_monitor is not None:
                 self.system_monitor.detach()
-            unwatch_tasks(self.runtime)
+            unwatch_tasks(self._tasks)
+            self._tasks = None
+            forget_parts(self.runtime)
             if self.reports is not None:
                 self.reports.detach()
             if self.call_timeouts is not None:
@@ -284,7 +316,8 @@ class Node:
             raise _stop_exception(self.stopped_by) from None
 
     async def _close_services(self) -> None:
-        for service in reversed(self.services):
+        started, self._started = self._started, []
+        for service in reversed(started):
             try:
                 result = service.close()
                 if result is not None:

@@ -55,10 +55,10 @@ class DestinationTimeouts:
 
 
 class CallTimeouts:
-    """The node's per-destination call timeout counts (``runtime.services["call_timeouts"]``).
+    """The node's per-destination call timeout counts (``NodeParts.call_timeouts``).
 
     >>> import suptrace
-    >>> from suptrace.core.runtime import current_runtime
+    >>> from suptrace.node.parts import current_parts
     >>> class Silent(suptrace.GenServer):
     ...     async def handle_call(self, request, caller):
     ...         return suptrace.NOREPLY        # never answers
@@ -68,7 +68,7 @@ class CallTimeouts:
     ...         await suptrace.call("silent", "ping", timeout=0.01)
     ...     except suptrace.CallTimeout:
     ...         pass
-    ...     dest = current_runtime().services["call_timeouts"].by_dest["silent"]
+    ...     dest = current_parts("main()").call_timeouts.by_dest["silent"]
     ...     return dest.total, sum(dest.callers.values())
     >>> suptrace.run(main, log_reports=False)
     (1, 1)
@@ -83,7 +83,6 @@ class CallTimeouts:
         self._unsubscribe: Callable[[], None] | None = None
 
     def attach(self, runtime: Runtime) -> None:
-        runtime.services["call_timeouts"] = self
         self._unsubscribe = runtime.add_event_handler(self._on_event, ("call_timeout",))
 
     def detach(self) -> None:

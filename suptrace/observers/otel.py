@@ -44,7 +44,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from suptrace.node.node import Node
+    from suptrace.node.parts import NodeParts
     from suptrace.observers.otel_export import Setup
     from suptrace.observers.otel_traces import Bridge
 
@@ -185,7 +185,7 @@ class Telemetry:
 
     # -- service protocol ----------------------------------------------------------------
 
-    async def start(self, node: Node) -> None:
+    async def start(self, node: NodeParts) -> None:
         import asyncio
 
         # Importing the SDK and the exporters takes a while the first time: keep it
@@ -214,13 +214,13 @@ class Telemetry:
                 message_repr=self.message_repr,
                 traces=self.traces,
                 export=setup.mode,
+                reports=node.reports,
             )
             bridge.attach()
         except BaseException:
             setup.close_sync(0.5)
             raise
         self.bridge = bridge
-        node.runtime.services["telemetry"] = self
 
     async def close(self) -> None:
         bridge, self.bridge = self.bridge, None

@@ -103,6 +103,7 @@ from suptrace.core.terms import Down, ExitMsg, Pid, is_normal_exit, reason_class
 from suptrace.observers.format import short
 from suptrace.observers.otel_metrics import _MESSAGE, _PENDING_LIMIT, Metrics, child_label
 from suptrace.observers.otel_tail import Current, Pending, Tail, new_span_id, new_trace_id
+from suptrace.observers.reports import Reports
 
 __all__ = [
     "Bridge",
@@ -181,7 +182,7 @@ if not _SPAN_KEY:  # pragma: no cover - an API without the key: use the public f
 
 
 def _version() -> str:
-    from suptrace import __version__
+    from suptrace._version import __version__
 
     return __version__
 
@@ -334,8 +335,11 @@ class Bridge:
         lifetime_spans: bool = False,
         message_repr: bool = True,
         repr_limit: int = 120,
+        reports: Reports | None = None,
     ) -> None:
         self.runtime = runtime
+        #: The node's reports, logged as OpenTelemetry logs when there is a logger provider.
+        self.reports = reports
         version = _version()
         #: The trace mode: "failures", "all" or "off" (see the module docs).
         self.traces = traces_setting(traces, export)
@@ -420,9 +424,8 @@ class Bridge:
         if self.metrics is not None:  # sends are counted in `capture`
             self.metrics.attach(rt)
         self._unsubscribe.append(rt.add_event_handler(self._on_event, kinds))
-        reports = rt.services.get("reports")
-        if self.logger is not None and reports is not None and hasattr(reports, "add_handler"):
-            self._unsubscribe.append(reports.add_handler(self._on_report))
+        if self.logger is not None and self.reports is not None:
+            self._unsubscribe.append(self.reports.add_handler(self._on_report))
         self.attached = True
 
     def detach(self) -> None:

@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from suptrace.core.events import TraceEvent
 from suptrace.core.runtime import Runtime, current_runtime
@@ -387,13 +388,15 @@ class Reports:
 
     def attach(self, runtime: Runtime) -> None:
         self._runtime = runtime
-        runtime.services["reports"] = self
+        _ATTACHED[runtime] = self
         self._unsubscribe = runtime.add_event_handler(self._on_event, self.KINDS)
 
     def detach(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self._runtime is not None and _ATTACHED.get(self._runtime) is self:
+            del _ATTACHED[self._runtime]
 
     # -- subscribers ---------------------------------------------------------------------
 
@@ -535,10 +538,14 @@ def _log(report: Report, api: bool, log_progress: bool = False, crash_form: str 
     _report_logger.bind(suptrace_report=report).opt(depth=0).log(level, "{}", text)
 
 
+#: The reports each runtime's node keeps (set by `Reports.attach`).
+_ATTACHED: WeakKeyDictionary[Runtime, Reports] = WeakKeyDictionary()
+
+
 def _reports(what: str) -> Reports:
     rt = current_runtime(what)
-    service = rt.services.get("reports")
-    if not isinstance(service, Reports):
+    service = _ATTACHED.get(rt)
+    if service is None:
         raise RuntimeError(f"{what}: this node runs without the reports service (reports=False)")
     return service
 

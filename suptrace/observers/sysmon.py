@@ -77,7 +77,6 @@ class SystemMonitor:
 
     def attach(self, runtime: Runtime) -> None:
         self._rt = runtime
-        runtime.services["system_monitor"] = self
         self._loop_thread = threading.get_ident()
         self._beat = time.monotonic()
         self._last_scan = self._beat

@@ -342,15 +342,14 @@ class TaskWatch:
 
 
 def watch_tasks(rt: Runtime, publish: Callable[[TaskCrashReport], None]) -> TaskWatch:
-    """Install the node's task watch on its loop (``rt.services["tasks"]``)."""
+    """Install a task watch on the runtime's loop (the node keeps it, and gives it
+    back to `unwatch_tasks` when it stops)."""
     watch = TaskWatch(publish)
     watch.install(rt.loop)
-    rt.services["tasks"] = watch
     return watch
 
 
-def unwatch_tasks(rt: Runtime) -> None:
-    """Remove the node's task watch, giving the loop back the handler it had."""
-    watch = rt.services.pop("tasks", None)
-    if isinstance(watch, TaskWatch):
+def unwatch_tasks(watch: TaskWatch | None) -> None:
+    """Remove a task watch, giving the loop back the handler it had."""
+    if watch is not None:
         watch.uninstall()

@@ -46,6 +46,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Final
+from weakref import WeakKeyDictionary
 
 from suptrace.core.errors import NoProc
 from suptrace.core.events import KINDS, TraceEvent
@@ -115,6 +116,15 @@ def _kinds_for(flags: Iterable[str] | str) -> frozenset[str]:
 
 def _print_line(event: TraceEvent) -> None:
     print(format_event(event), flush=True)
+
+
+#: The tracers running on each runtime (what `running_tracers` answers).
+_RUNNING: WeakKeyDictionary[Runtime, set[Tracer]] = WeakKeyDictionary()
+
+
+def running_tracers(rt: Runtime) -> list[Tracer]:
+    """The trace sessions running on ``rt`` now (in no particular order)."""
+    return list(_RUNNING.get(rt, ()))
 
 
 class Tracer:
@@ -239,7 +249,7 @@ class Tracer:
         if self.duration is not None:
             handle = rt.loop.call_later(self.duration, self.stop, "duration", context=self._context)
             self._undo.append(handle.cancel)
-        rt.services.setdefault("tracers", set()).add(self)
+        _RUNNING.setdefault(rt, set()).add(self)
         return self
 
     def stop(self, reason: str = "stopped") -> None:
@@ -249,7 +259,7 @@ class Tracer:
             return
         self.stop_reason = self._limit or reason
         self._disarm()
-        tracers = self.runtime.services.get("tracers")
+        tracers = _RUNNING.get(self.runtime)
         if tracers is not None:
             tracers.discard(self)
         # Deliver what is buffered now, outside whatever process called stop(); what

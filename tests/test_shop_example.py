@@ -115,3 +115,19 @@ def test_ctrl_c_on_a_terminal_stops_the_shop_with_one_line(tmp_path: Path) -> No
     stopped = [line for line in after if line.startswith("terminate ")]
     assert stopped[:1] == ["terminate shop.front shutdown"] and len(stopped) == 5
     assert list(run_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [("abc", "not a port number: 'abc'"), ("70000", "a port is 0..65535")],
+)
+def test_shop_refuses_a_bad_port_in_one_line(value: str, said: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "examples.shop", "--port", value],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert said in done.stderr and "Traceback" not in done.stderr

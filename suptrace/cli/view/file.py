@@ -166,7 +166,19 @@ def load(path: Path) -> Dump:
 
 
 def load_lines(dump: Dump, lines: Iterable[str]) -> Dump:
-    """Add OTLP/JSON lines (``Export*ServiceRequest`` documents) to ``dump``."""
+    """Add OTLP/JSON lines (``Export*ServiceRequest`` documents) to ``dump``.
+
+    >>> import json
+    >>> span = {"traceId": "01", "spanId": "0a", "name": "exit worker", "kind": 1,
+    ...         "startTimeUnixNano": "1000", "endTimeUnixNano": "3000",
+    ...         "status": {"code": 2, "message": "boom"}}
+    >>> node = {"attributes": [{"key": "service.instance.id", "value": {"stringValue": "shop"}}]}
+    >>> line = json.dumps({"resourceSpans": [{"resource": node,
+    ...                                       "scopeSpans": [{"spans": [span]}]}]})
+    >>> dump = load_lines(Dump(Path("shop.otlp.jsonl")), [line, "not json", ""])
+    >>> [(s.name, s.kind, s.status, s.node) for s in dump.spans], dump.lines, dump.bad_lines
+    ([('exit worker', 'INTERNAL', 'ERROR', 'shop')], 2, 1)
+    """
     for raw in lines:
         raw = raw.strip()
         if not raw:

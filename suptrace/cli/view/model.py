@@ -25,6 +25,8 @@ __all__ = [
 
 
 def index(dump: Dump) -> dict[str, SpanRec]:
+    """The spans by id, each with its children cleared for `process_forest` and
+    `message_traces` to fill."""
     by_id: dict[str, SpanRec] = {}
     for s in dump.spans:
         s.children = []
@@ -33,6 +35,7 @@ def index(dump: Dump) -> dict[str, SpanRec]:
 
 
 def label(s: SpanRec) -> str:
+    """What a span is about: the process's name for a lifetime, else its destination."""
     a = s.attributes
     if s.lifetime:
         name = s.name.removeprefix("lifetime ").removeprefix("exit ")
@@ -82,6 +85,7 @@ def _gather(lifetimes: list[SpanRec], dump: Dump) -> None:
 
 
 def process_forest(dump: Dump, by_id: dict[str, SpanRec]) -> list[SpanRec]:
+    """The processes' lifetimes, each under its parent's, the roots oldest first."""
     lifetimes = [s for s in dump.spans if s.lifetime]
     _gather(lifetimes, dump)
     by_pid = {s.attributes.get("suptrace.process.pid"): s for s in lifetimes}
@@ -102,6 +106,7 @@ def process_forest(dump: Dump, by_id: dict[str, SpanRec]) -> list[SpanRec]:
 
 
 def message_traces(dump: Dump, by_id: dict[str, SpanRec]) -> list[list[SpanRec]]:
+    """The message spans as trees, one list of roots per trace, oldest trace first."""
     traces: dict[str, list[SpanRec]] = defaultdict(list)
     for s in dump.spans:
         if s.lifetime:
@@ -128,6 +133,7 @@ def _sort_tree(s: SpanRec) -> None:
 
 
 def tree_failed(s: SpanRec) -> bool:
+    """Whether the span or any span below it failed."""
     return s.failed or any(tree_failed(c) for c in s.children)
 
 
@@ -182,7 +188,14 @@ def summarize(dump: Dump) -> dict[str, Any]:
 
     A file several runs wrote (a node started again appends to it) is summarised
     run by run under ``runs``, oldest first; the top-level figures are those of
-    the latest run."""
+    the latest run.
+
+    >>> from pathlib import Path
+    >>> dump = Dump(Path("empty.otlp.jsonl"))
+    >>> summary = summarize(dump)
+    >>> summary["file"], summary["spans"], summary["processes"], len(summary["runs"])
+    ('empty.otlp.jsonl', 0, [], 1)
+    """
     runs = split_runs(dump)
     per_run = []
     for run in runs:
@@ -201,6 +214,7 @@ def summarize(dump: Dump) -> dict[str, Any]:
 
 
 def summarize_run(dump: Dump) -> dict[str, Any]:
+    """The summary of one run: its processes, failed spans, metrics and reports."""
     by_id = index(dump)
     forest = process_forest(dump, by_id)
     traces = message_traces(dump, by_id)

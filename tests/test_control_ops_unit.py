@@ -149,7 +149,7 @@ async def test_ps_with_tasks_lists_plain_tasks_and_says_when_task_reports_are_of
         gate = asyncio.Event()
         task = asyncio.create_task(gate.wait(), name="refresher")
         try:
-            return ops.ps(node.runtime, False, 100, tasks=True)
+            return ops.ps(node.runtime, False, 100, tasks=True, watch=node.parts.tasks)
         finally:
             task.cancel()
 
@@ -357,7 +357,7 @@ async def test_tree_marks_a_supervisor_too_busy_to_answer_and_goes_on() -> None:
 
 async def test_status_telemetry_is_each_signals_health_or_none_when_off(tmp_path: Path) -> None:
     async def main(node: suptrace.Node) -> Any:
-        return ops.telemetry_signals(node.runtime)
+        return ops.telemetry_signals(node.telemetry)
 
     assert await on_node(main) is None
     signals = await on_node(main, telemetry=str(tmp_path / "node.otlp.jsonl"))
@@ -429,6 +429,8 @@ async def test_doctor_says_what_it_checked_and_lists_errors_before_warnings() ->
             stuck_after=3600.0,
             mailbox_min=10,
             timeout=ASK,
+            call_timeouts=node.call_timeouts,
+            telemetry=node.telemetry,
         )
 
     result = await on_node(main)

@@ -72,6 +72,8 @@ async def doctor(node: suptrace.Node, **kw: Any) -> list[dict[str, Any]]:
         stuck_after=args["stuck_after"],
         mailbox_min=args.get("mailbox_min", 10),
         timeout=ASK,
+        call_timeouts=node.call_timeouts,
+        telemetry=node.telemetry,
     )
     findings: list[dict[str, Any]] = result["findings"]
     return findings
@@ -306,11 +308,11 @@ async def test_call_timeouts_names_the_destination_its_rate_and_callers() -> Non
         await Silent.start_link(name="silent")
         await Echo.start_link(name="echo")
         await _call_and_time_out("silent", 2)
-        below = check_call_timeouts(ops.call_timeout_rows(node.runtime))
+        below = check_call_timeouts(ops.call_timeout_rows(node.runtime, node.call_timeouts))
         await _call_and_time_out("silent", 1)
         for n in range(20):
             assert await suptrace.call("echo", n) == n
-        rows = ops.call_timeout_rows(node.runtime)
+        rows = ops.call_timeout_rows(node.runtime, node.call_timeouts)
         return below, rows, check_call_timeouts(rows)
 
     below, rows, found = await on_node(main)
@@ -330,7 +332,7 @@ async def test_calls_that_answer_give_no_call_timeout_rows() -> None:
         await Echo.start_link(name="echo")
         for n in range(50):
             await suptrace.call("echo", n)
-        return ops.call_timeout_rows(node.runtime)
+        return ops.call_timeout_rows(node.runtime, node.call_timeouts)
 
     assert await on_node(main) == []
 
@@ -454,7 +456,7 @@ async def test_telemetry_dropped_when_the_backend_refuses_a_signal(
         await Echo.start_link(name="echo")
         while not await asyncio.to_thread(told.wait, 0.2):
             await suptrace.call("echo", "x")
-        signals = ops.telemetry_signals(node.runtime)
+        signals = ops.telemetry_signals(node.telemetry)
         return signals, by_rule(await doctor(node), "telemetry_dropped")
 
     try:
@@ -482,7 +484,7 @@ async def test_telemetry_that_gets_through_or_is_off_gives_no_finding(
         await suptrace.call("echo", "x")
         got = await asyncio.to_thread(receiver.wait_for, lambda: bool(receiver.dump().spans), 10)
         assert got, "the receiver got no span"
-        return ops.telemetry_signals(node.runtime)
+        return ops.telemetry_signals(node.telemetry)
 
     try:
         with otlp_env(monkeypatch, receiver, "http/protobuf"):
@@ -494,7 +496,7 @@ async def test_telemetry_that_gets_through_or_is_off_gives_no_finding(
     assert check_telemetry(signals) == []
 
     async def off(node: suptrace.Node) -> Any:
-        return ops.telemetry_signals(node.runtime)
+        return ops.telemetry_signals(node.telemetry)
 
     assert await on_node(off) is None
     assert check_telemetry(None) == []

@@ -172,7 +172,28 @@ async def _down(ref: Any, timeout: float | None) -> Any:
 
 
 class SupervisorBase(GenServer):
-    """What both supervisors share: starting, stopping, counting and reporting."""
+    """What both supervisors share: starting, stopping, counting and reporting.
+
+    The tooling API reads a live supervisor in place (from its node's loop):
+
+    >>> import suptrace
+    >>> from suptrace.core.runtime import process_of
+    >>> async def worker():
+    ...     await suptrace.receive()
+    >>> async def start_worker():
+    ...     return suptrace.spawn_link(worker)
+    >>> async def main():
+    ...     spec = suptrace.ChildSpec(id="w", start=(start_worker, ()))
+    ...     sup = await suptrace.Supervisor.start_link([spec], intensity=3, period=5)
+    ...     server = process_of(sup).behaviour
+    ...     [child] = await suptrace.which_children(sup)
+    ...     return server.intensity_use(), server.restarts_of(child.pid)
+    >>> use, counts = suptrace.run(main)
+    >>> use
+    IntensityUse(strategy='one_for_one', intensity=3, period=5, restarts_in_window=0, children=1)
+    >>> counts
+    ChildRestarts(total=0, in_window=0)
+    """
 
     #: ``kind`` in `describe`.
     describe_kind: ClassVar[str] = "supervisor"

@@ -257,6 +257,7 @@ class DynamicSupervisor(SupervisorBase):
     # -- admin requests (the handler table is `admin_handlers`, below) ------------------
 
     async def start_child_request(self, arg: Any) -> Pid | None:
+        """``start_child``: start a child from a spec, ``extra_args`` first."""
         spec = as_childspec(arg)
         if spec.significant:
             raise ValueError(
@@ -283,6 +284,7 @@ class DynamicSupervisor(SupervisorBase):
         return value  # type: ignore[no-any-return]
 
     async def terminate_child_request(self, arg: Any) -> None:
+        """``terminate_child``: stop the child running as pid ``arg`` and forget it."""
         child = self.children.get(arg) if isinstance(arg, Pid) else None
         if child is None:
             raise ChildNotFound(
@@ -295,6 +297,7 @@ class DynamicSupervisor(SupervisorBase):
             await self.shutdown_child(child.spec, arg)
 
     async def get_childspec_request(self, arg: Any) -> ChildSpec:
+        """``get_childspec``: the spec of the child running as pid ``arg``."""
         if isinstance(arg, Pid) and arg in self.children:
             return self.children[arg].spec
         raise self._unsupported("get_childspec", arg)

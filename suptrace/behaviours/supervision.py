@@ -256,6 +256,7 @@ class SupervisorBase(GenServer):
         return await answer(self.admin_handlers, self, request)
 
     async def which_children_request(self) -> list[ChildInfo]:
+        """``which_children``: one `ChildInfo` per child, newest first."""
         with_ids = self.children_have_ids
         return [
             ChildInfo(
@@ -265,6 +266,7 @@ class SupervisorBase(GenServer):
         ]
 
     async def count_children_request(self) -> dict[str, int]:
+        """``count_children``: specs, active children, supervisors and workers."""
         kids = self.child_records()
         return {
             "specs": len(kids),
@@ -274,6 +276,7 @@ class SupervisorBase(GenServer):
         }
 
     async def describe_request(self) -> dict[str, Any]:
+        """``describe``: flags, restart-window use and children, newest first."""
         proc = self._proc
         return {
             "kind": self.describe_kind,

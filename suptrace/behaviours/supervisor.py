@@ -356,6 +356,7 @@ class Supervisor(SupervisorBase):
     # -- admin requests (the handler table is `admin_handlers`, below) ------------------
 
     async def start_child_request(self, spec: Any) -> Pid | None:
+        """``start_child``: add a spec and start it (OTP's error cases, no report)."""
         spec = as_childspec(spec)
         _check_id(spec)
         _check_significant(spec, self.auto_shutdown)
@@ -393,9 +394,12 @@ class Supervisor(SupervisorBase):
         return None
 
     async def get_childspec_request(self, key: Any) -> ChildSpec:
+        """``get_childspec``: the spec of the child with id ``key``."""
         return self._need(key).spec
 
     async def terminate_child_request(self, key: Any) -> None:
+        """``terminate_child``: stop the child (a retry pending is cancelled); a
+        temporary child's spec goes too."""
         child = self._need(key)
         if child.restarting:
             child.restarting = False
@@ -406,6 +410,7 @@ class Supervisor(SupervisorBase):
             self._remove(child)
 
     async def restart_child_request(self, key: Any) -> Pid | None:
+        """``restart_child``: start a stopped child from its spec."""
         child = self._need(key)
         self._check_stopped(child)
         status, value = await self.start_spec(child.spec)
@@ -423,6 +428,7 @@ class Supervisor(SupervisorBase):
         return None
 
     async def delete_child_request(self, key: Any) -> None:
+        """``delete_child``: remove a stopped child's spec."""
         child = self._need(key)
         self._check_stopped(child)
         self._remove(child)

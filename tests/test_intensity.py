@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sup_support import Lab, ReportLog, exit_and_wait, exit_from, in_node
 
 import suptrace
-import suptrace.behaviours.supervisor as supervisor_module
+import suptrace.behaviours.supervision as supervision_module
 from suptrace import Supervisor, add_restart
 from suptrace.behaviours.intensity import RestartWindow
 
@@ -95,7 +95,7 @@ def test_restart_window_agrees_with_add_restart(
 
 
 class Clock:
-    """Stands in for the `time` module inside suptrace.behaviours.supervisor."""
+    """Stands in for the `time` module inside suptrace.behaviours.supervision (the restart clock)."""
 
     def __init__(self, now: float) -> None:
         self.now = now
@@ -107,7 +107,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock(1000.0)
-    monkeypatch.setattr(supervisor_module, "time", fake)
+    monkeypatch.setattr(supervision_module, "time", fake)
     return fake
 
 

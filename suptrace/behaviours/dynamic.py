@@ -9,21 +9,24 @@ in parallel when the supervisor stops.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import deque
-from typing import Any
+from collections.abc import Collection
+from typing import Any, ClassVar
 
-from suptrace.behaviours.childspec import ChildInfo, ChildSpec, as_childspec, check_flags
-from suptrace.behaviours.intensity import RestartWindow
-from suptrace.behaviours.supervisor import (
+from suptrace.behaviours.admin import (
+    AdminHandlers,
     ChildNotFound,
     MaxChildren,
     StartChildError,
     SupervisorError,
-    _expected_shutdown,
-    _reason_text,
-    _SupervisorBase,
-    _TryAgain,
+)
+from suptrace.behaviours.childspec import ChildSpec, as_childspec, check_flags
+from suptrace.behaviours.intensity import RestartWindow
+from suptrace.behaviours.supervision import (
+    Child,
+    SupervisorBase,
+    TryAgain,
+    expected_shutdown,
+    reason_text,
 )
 from suptrace.core.process import exit, monitor, receive, trap_exit, unlink
 from suptrace.core.terms import KILL, NOPROC, SHUTDOWN, Down, ExitMsg, Pid, is_normal_exit
@@ -31,24 +34,7 @@ from suptrace.core.terms import KILL, NOPROC, SHUTDOWN, Down, ExitMsg, Pid, is_n
 __all__ = ["DynamicSupervisor"]
 
 
-class _Dyn:
-    __slots__ = ("failure", "pid", "proc", "restart_times", "restarting", "restarts", "spec")
-
-    def __init__(self, spec: ChildSpec, pid: Pid) -> None:
-        self.spec = spec
-        self.pid = pid
-        #: Kept to read a dead child supervisor's exit cause (for not_restarted).
-        self.proc = pid._proc
-        self.restarting = False
-        #: Why the last restart failed, while ``restarting``.
-        self.failure: Any = None
-        #: Restarts counted against the intensity because of this child (see
-        #: `_SupervisorBase.restarts_of`), and their times within the period.
-        self.restarts = 0
-        self.restart_times: deque[int] | None = None
-
-
-class DynamicSupervisor(_SupervisorBase):
+class DynamicSupervisor(SupervisorBase):
     """Start children on demand with `start_child`.
 
     >>> import suptrace
@@ -69,6 +55,11 @@ class DynamicSupervisor(_SupervisorBase):
     pool already runs max_children=2 children
     {'specs': 2, 'active': 2, 'supervisors': 0, 'workers': 2}
     """
+
+    describe_kind: ClassVar[str] = "dynamic_supervisor"
+    children_have_ids: ClassVar[bool] = False
+    #: Always one_for_one (a class attribute: no per-instance state to show).
+    strategy = "one_for_one"
 
     max_children: int | None
     extra_args: tuple[Any, ...]
@@ -117,7 +108,7 @@ class DynamicSupervisor(_SupervisorBase):
             "max_children": max_children,
             "extra_args": tuple(extra_args),
         }
-        return await cls._start((), opts, name, timeout, link=link)
+        return await cls.start_server(link, (), opts, name, timeout)
 
     async def init(
         self, intensity: int, period: int, max_children: int | None, extra_args: tuple[Any, ...]
@@ -130,7 +121,7 @@ class DynamicSupervisor(_SupervisorBase):
         self.window = RestartWindow(intensity, period)
         self.exit_cause = None
         #: Children by current pid (or by their old pid while restarting), in start order.
-        self.children: dict[Pid, _Dyn] = {}
+        self.children: dict[Pid, Child] = {}
 
     # -- exits and restarts --------------------------------------------------------------
 
@@ -139,50 +130,44 @@ class DynamicSupervisor(_SupervisorBase):
             child = self.children.get(msg.pid)
             if child is not None and not child.restarting:
                 await self._child_exited(msg.pid, child, msg.reason)
-        elif type(msg) is _TryAgain:
+        elif type(msg) is TryAgain:
             child = self.children.get(msg.key)
             if child is not None and child.restarting:
                 await self._restart(msg.key, child, child.failure, retry=True)
 
-    async def _child_exited(self, pid: Pid, child: _Dyn, reason: Any) -> None:
+    async def _child_exited(self, pid: Pid, child: Child, reason: Any) -> None:
         spec = child.spec
         normal = is_normal_exit(reason)
         if spec.restart == "temporary" or (spec.restart == "transient" and normal):
             if not normal:
-                self._report("child_terminated", spec, pid, reason)
+                self.report("child_terminated", spec, pid, reason)
             del self.children[pid]
             if normal and spec.type == "supervisor":
-                self._not_restarted(spec, child.proc, pid, reason)
+                self.not_restarted(spec, child.proc, pid, reason)
             return
-        self._report("child_terminated", spec, pid, reason)
+        self.report("child_terminated", spec, pid, reason)
         await self._restart(pid, child, reason)
 
-    async def _restart(self, key: Pid, child: _Dyn, reason: Any, retry: bool = False) -> None:
-        if not self._count_restart(child):
+    async def _restart(self, key: Pid, child: Child, reason: Any, retry: bool = False) -> None:
+        if not self.count_restart(child):
             del self.children[key]
-            self._give_up(child.spec, key, reason, retry)
-        status, value = await self._start_spec(child.spec, self.extra_args)
+            self.give_up(child.spec, key, reason, retry)
+        status, value = await self.start_spec(child.spec, self.extra_args)
         if status == "error":
             # The offender still holds the pid that died, as OTP's simple_one_for_one.
-            self._report("start_error", child.spec, key, value)
+            self.report("start_error", child.spec, key, value)
             child.restarting = True
             child.failure = value
-            self._try_again_later(key)
+            self.try_again_later(key)
             return
         del self.children[key]
         if status == "ok":
             child.restarting = False
             child.pid = value
-            child.proc = value._proc
+            child.proc = self.process_of(value)
             self.children[value] = child
-            self._event(
-                "restart", child_id=child.spec.id, old_pid=key, new_pid=value, reason=reason
-            )
-            self._progress(child.spec, value)
-
-    def restarts_of(self, pid: Pid) -> tuple[int, int] | None:
-        child = self.children.get(pid)
-        return None if child is None else self._child_restarts(child)
+            self.event("restart", child_id=child.spec.id, old_pid=key, new_pid=value, reason=reason)
+            self.progress(child.spec, value)
 
     # -- stopping ------------------------------------------------------------------------
 
@@ -196,7 +181,7 @@ class DynamicSupervisor(_SupervisorBase):
         for pid, child in live:
             ref = monitor(pid)
             unlink(pid)
-            early = self._flush_exit(pid)
+            early = self.flush_exit(pid)
             refs[ref] = (pid, child, early)
             exit(pid, KILL if child.spec.shutdown == "brutal_kill" else SHUTDOWN)
         # Children's specs differ here, unlike OTP's simple_one_for_one (one spec, one
@@ -229,102 +214,116 @@ class DynamicSupervisor(_SupervisorBase):
                 if isinstance(msg.reason, str) and msg.reason == NOPROC and early is not None
                 else msg.reason
             )
-            if not _expected_shutdown(child.spec, got):
-                self._report("shutdown_error", child.spec, pid, got)
+            if not expected_shutdown(child.spec, got):
+                self.report("shutdown_error", child.spec, pid, got)
 
-    # -- admin ---------------------------------------------------------------------------
+    # -- tooling API --------------------------------------------------------------------
 
-    async def _admin(self, op: Any, request: tuple[Any, ...]) -> Any:
-        if op == "which_children":
-            return [
-                ChildInfo(
-                    None,
-                    "restarting" if c.restarting else c.pid,
-                    c.spec.type,
-                    c.spec.module_names(),
-                )
-                for c in reversed(list(self.children.values()))
-            ]
-        if op == "count_children":
-            kids = list(self.children.values())
-            return {
-                "specs": len(kids),
-                "active": sum(1 for c in kids if not c.restarting),
-                "supervisors": sum(1 for c in kids if c.spec.type == "supervisor"),
-                "workers": sum(1 for c in kids if c.spec.type == "worker"),
-            }
-        if op == "describe":
-            return {
-                "kind": "dynamic_supervisor",
-                "name": self._proc.name,
-                "pid": self._proc.pid,
-                "strategy": "one_for_one",
-                "intensity": self.intensity,
-                "period": self.period,
-                "restarts_in_window": self.window.used(int(time.monotonic())),
-                "max_children": self.max_children,
-                "children": [
-                    {
-                        "id": c.spec.id,
-                        "pid": "restarting" if c.restarting else c.pid,
-                        "restart": c.spec.restart,
-                        "type": c.spec.type,
-                        "shutdown": c.spec.shutdown,
-                        "significant": False,
-                        "restarts": c.restarts,
-                        "restarts_window": self._child_restarts(c)[1],
-                        "start": c.spec.start,
-                    }
-                    for c in reversed(list(self.children.values()))
-                ],
-            }
-        arg = request[1]
-        if op == "start_child":
-            spec = as_childspec(arg)
-            if spec.significant:
-                raise ValueError(
-                    f"child spec {spec.id!r}: a DynamicSupervisor has no significant children"
-                )
-            if self.max_children is not None and len(self.children) >= self.max_children:
-                raise MaxChildren(
-                    f"{self.sup_name} already runs max_children={self.max_children} children",
-                    self.sup_name,
-                    spec.id,
-                )
-            status, value = await self._start_spec(spec, self.extra_args)
-            if status == "error":
-                raise StartChildError(
-                    f"starting child {spec.id!r} under {self.sup_name} failed: {_reason_text(value)}",
-                    self.sup_name,
-                    spec.id,
-                    value,
-                )
-            if status == "ignore":
-                return None
-            self.children[value] = _Dyn(spec, value)
-            self._progress(spec, value, api=True)
-            return value
-        if op == "terminate_child":
-            child = self.children.get(arg) if isinstance(arg, Pid) else None
-            if child is None:
-                raise ChildNotFound(
-                    f"{arg!r} is not a child of {self.sup_name} (a DynamicSupervisor terminates children by pid)",
-                    self.sup_name,
-                    arg,
-                )
-            del self.children[arg]
-            if not child.restarting:
-                await self._shutdown_child(child.spec, arg)
+    def child_records(self) -> Collection[Child]:
+        return self.children.values()
+
+    def child_by_pid(self, pid: Pid) -> Child | None:
+        return self.children.get(pid)
+
+    def child_key(self, text: str) -> Any:
+        """The pid ``text`` names: a DynamicSupervisor knows its children by pid only.
+        `ValueError` (naming this supervisor) when ``text`` is not a pid.
+
+        >>> import suptrace
+        >>> from suptrace.core.runtime import process_of
+        >>> async def main():
+        ...     pool = await suptrace.DynamicSupervisor.start_link(name="pool")
+        ...     server = process_of(pool).behaviour
+        ...     print(server.child_key("<0.42.0>"))
+        ...     try:
+        ...         server.child_key("worker")
+        ...     except ValueError as e:
+        ...         print(e)
+        >>> suptrace.run(main)
+        <0.42.0>
+        pool is a DynamicSupervisor: name the child by pid (got 'worker', expected the form <0.42.0>)
+        """
+        try:
+            return Pid.parse(text)
+        except ValueError:
+            raise ValueError(
+                f"{self.sup_name} is a DynamicSupervisor: name the child by pid "
+                f"(got {text!r}, expected the form <0.42.0>)"
+            ) from None
+
+    def describe_flags(self) -> dict[str, Any]:
+        return {"max_children": self.max_children}
+
+    # -- admin requests (the handler table is `admin_handlers`, below) ------------------
+
+    async def start_child_request(self, arg: Any) -> Pid | None:
+        """``start_child``: start a child from a spec, ``extra_args`` first."""
+        spec = as_childspec(arg)
+        if spec.significant:
+            raise ValueError(
+                f"child spec {spec.id!r}: a DynamicSupervisor has no significant children"
+            )
+        if self.max_children is not None and len(self.children) >= self.max_children:
+            raise MaxChildren(
+                f"{self.sup_name} already runs max_children={self.max_children} children",
+                self.sup_name,
+                spec.id,
+            )
+        status, value = await self.start_spec(spec, self.extra_args)
+        if status == "error":
+            raise StartChildError(
+                f"starting child {spec.id!r} under {self.sup_name} failed: {reason_text(value)}",
+                self.sup_name,
+                spec.id,
+                value,
+            )
+        if status == "ignore":
             return None
-        if op in ("restart_child", "delete_child", "get_childspec"):
-            if op == "get_childspec" and isinstance(arg, Pid) and arg in self.children:
-                return self.children[arg].spec
-            raise SupervisorError(
-                f"{op} is not supported by a DynamicSupervisor (its children have no ids)",
+        self.children[value] = Child(spec, value, self.process_of(value))
+        self.progress(spec, value, api=True)
+        return value  # type: ignore[no-any-return]
+
+    async def terminate_child_request(self, arg: Any) -> None:
+        """``terminate_child``: stop the child running as pid ``arg`` and forget it."""
+        child = self.children.get(arg) if isinstance(arg, Pid) else None
+        if child is None:
+            raise ChildNotFound(
+                f"{arg!r} is not a child of {self.sup_name} (a DynamicSupervisor terminates children by pid)",
                 self.sup_name,
                 arg,
             )
-        raise ValueError(f"unknown supervisor request {request!r}")
+        del self.children[arg]
+        if not child.restarting:
+            await self.shutdown_child(child.spec, arg)
+
+    async def get_childspec_request(self, arg: Any) -> ChildSpec:
+        """``get_childspec``: the spec of the child running as pid ``arg``."""
+        if isinstance(arg, Pid) and arg in self.children:
+            return self.children[arg].spec
+        raise self._unsupported("get_childspec", arg)
+
+    async def restart_child_request(self, arg: Any) -> None:
+        raise self._unsupported("restart_child", arg)
+
+    async def delete_child_request(self, arg: Any) -> None:
+        raise self._unsupported("delete_child", arg)
+
+    #: The admin handler table: request kind -> the method that answers it.
+    admin_handlers: ClassVar[AdminHandlers] = {
+        **SupervisorBase.admin_handlers,
+        "start_child": start_child_request,
+        "get_childspec": get_childspec_request,
+        "terminate_child": terminate_child_request,
+        "restart_child": restart_child_request,
+        "delete_child": delete_child_request,
+    }
+
+    def _unsupported(self, kind: str, arg: Any) -> SupervisorError:
+        return SupervisorError(
+            f"{kind} is not supported by a DynamicSupervisor (its children have no ids)",
+            self.sup_name,
+            arg,
+        )
 
 
 def _check(intensity: Any, period: Any, max_children: Any, extra_args: Any) -> None:

@@ -13,48 +13,43 @@ OTP's rules (``supervisor.erl``), kept case by case:
   in reverse start order and exits ``"shutdown"``;
 * reports (as events the reports observer turns into SASL reports) are emitted
   exactly where OTP logs them -- plus ``not_restarted`` where OTP is silent.
+
+What both supervisors share (child records, starting and stopping one child,
+intensity bookkeeping, reports) is in `suptrace.behaviours.supervision`; the
+admin requests and their client functions are in `suptrace.behaviours.admin`
+(their names are also importable from here).
 """
 
 from __future__ import annotations
 
-import inspect
-import time
-from collections import deque
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Collection
+from typing import Any, ClassVar
 
-from suptrace.behaviours.childspec import (
-    ChildInfo,
-    ChildSpec,
-    as_childspec,
-    check_flags,
+from suptrace.behaviours.admin import (
+    AdminHandlers,
+    AlreadyPresent,
+    AlreadyStarted,
+    ChildNotFound,
+    ChildRestarting,
+    ChildRunning,
+    MaxChildren,
+    StartChildError,
+    SupervisorError,
+    count_children,
+    delete_child,
+    describe,
+    get_childspec,
+    restart_child,
+    start_child,
+    terminate_child,
+    which_children,
 )
-from suptrace.behaviours.gen_server import Caller, GenServer, StartError, call
+from suptrace.behaviours.childspec import ChildSpec, as_childspec, check_flags
 from suptrace.behaviours.intensity import RestartWindow
+from suptrace.behaviours.supervision import Child, SupervisorBase, TryAgain, reason_text
 from suptrace.core.errors import Exit
-from suptrace.core.process import (
-    Process,
-    exit,
-    link,
-    monitor,
-    receive,
-    trap_exit,
-    unlink,
-)
-from suptrace.core.saferepr import exception_str, safe_repr, safe_str
-from suptrace.core.terms import (
-    IGNORE,
-    KILL,
-    KILLED,
-    NOPROC,
-    NORMAL,
-    SHUTDOWN,
-    Down,
-    ExitMsg,
-    Pid,
-    Shutdown,
-    is_normal_exit,
-)
+from suptrace.core.process import trap_exit
+from suptrace.core.terms import SHUTDOWN, ExitMsg, Pid, Shutdown, is_normal_exit
 
 __all__ = [
     "Supervisor",
@@ -77,348 +72,7 @@ __all__ = [
 ]
 
 
-# -- errors --------------------------------------------------------------------------------
-
-
-class SupervisorError(Exception):
-    """An admin request to a supervisor was refused."""
-
-    def __init__(self, message: str, supervisor: Any = None, child_id: Any = None) -> None:
-        super().__init__(message)
-        self.supervisor = supervisor
-        self.child_id = child_id
-
-
-class ChildNotFound(SupervisorError):
-    """No child with that id (or pid)."""
-
-
-class ChildRunning(SupervisorError):
-    """The child is running; terminate it first."""
-
-
-class ChildRestarting(SupervisorError):
-    """The child is between a failed restart and its retry."""
-
-
-class AlreadyPresent(SupervisorError):
-    """A spec with that id exists (not running)."""
-
-
-class AlreadyStarted(SupervisorError):
-    """A child with that id is running; ``.pid`` is its pid."""
-
-    def __init__(
-        self, message: str, supervisor: Any = None, child_id: Any = None, pid: Pid | None = None
-    ) -> None:
-        super().__init__(message, supervisor, child_id)
-        self.pid = pid
-
-
-class StartChildError(SupervisorError):
-    """The child's start function failed; ``.reason`` says how."""
-
-    def __init__(
-        self, message: str, supervisor: Any = None, child_id: Any = None, reason: Any = None
-    ) -> None:
-        super().__init__(message, supervisor, child_id)
-        self.reason = reason
-
-
-class MaxChildren(SupervisorError):
-    """A DynamicSupervisor already runs ``max_children`` children."""
-
-
-# -- children ------------------------------------------------------------------------------
-
-
-class _Child:
-    __slots__ = (
-        "dead",
-        "failure",
-        "pid",
-        "proc",
-        "restart_times",
-        "restarting",
-        "restarts",
-        "spec",
-    )
-
-    def __init__(self, spec: ChildSpec) -> None:
-        self.spec = spec
-        self.pid: Pid | None = None
-        self.proc: Process | None = None
-        self.restarting = False
-        #: Why the last restart failed, while ``restarting``.
-        self.failure: Any = None
-        #: Restarts counted against the intensity because this child exited (or its
-        #: restart failed), over the supervisor's life; see `_SupervisorBase.restarts_of`.
-        self.restarts = 0
-        #: Their whole-second monotonic times within the period (oldest first), or None.
-        self.restart_times: deque[int] | None = None
-        #: The pid that died, while a one_for_one restart fails (OTP's {restarting, Pid}).
-        self.dead: Pid | None = None
-
-    def state(self) -> Pid | str | None:
-        return "restarting" if self.restarting else self.pid
-
-
-@dataclass(frozen=True, slots=True)
-class _TryAgain:
-    key: Any
-
-
-def offender(spec: ChildSpec, pid: Pid | None) -> dict[str, Any]:
-    """OTP's offender keys for a child."""
-    start: Any = spec.start
-    if spec.restart == "temporary":
-        start = (spec.func, None)  # OTP keeps no start args for temporary children
-    return {
-        "pid": pid,
-        "id": spec.id,
-        "start": start,
-        "restart_type": spec.restart,
-        "shutdown": spec.shutdown,
-        "child_type": spec.type,
-        "significant": spec.significant,
-    }
-
-
-def _reason_text(reason: Any) -> str:
-    if isinstance(reason, BaseException):  # total and bounded, whatever the reason is
-        message = exception_str(reason, 1000)
-        return f"{type(reason).__name__}({message})" if message else type(reason).__name__
-    return safe_str(reason, 1000) if isinstance(reason, str) else safe_repr(reason, 1000)
-
-
-class _SupervisorBase(GenServer):
-    """What both supervisors share: starting, stopping, counting and reporting."""
-
-    intensity: int
-    period: int
-    window: RestartWindow
-    exit_cause: dict[str, Any] | None
-
-    # -- admin requests -----------------------------------------------------------------
-
-    async def handle_call(self, request: Any, caller: Caller) -> Any:
-        """Admin requests answer ``("ok", value)`` or ``("error", exc)``; the client
-        functions raise the error in the caller, and the supervisor keeps running."""
-        op = request[0] if isinstance(request, tuple) and request else request
-        try:
-            return ("ok", await self._admin(op, request))
-        except (SupervisorError, ValueError) as e:
-            return ("error", e)
-
-    async def _admin(self, op: Any, request: tuple[Any, ...]) -> Any:
-        raise NotImplementedError
-
-    # -- reporting ----------------------------------------------------------------------
-
-    @property
-    def sup_name(self) -> Any:
-        return self._proc.name or self._proc.pid
-
-    def _event(self, kind: str, **data: Any) -> None:
-        proc = self._proc
-        rt = proc.runtime
-        if kind in rt.watch or proc.tracers:
-            rt.emit(proc, kind, {"supervisor": self.sup_name, **data})
-
-    def _report(self, context: str, spec: ChildSpec, pid: Pid | None, reason: Any) -> None:
-        self._event(context, child_id=spec.id, reason=reason, offender=offender(spec, pid))
-
-    def _progress(self, spec: ChildSpec, pid: Pid, api: bool = False) -> None:
-        """A child started; ``api`` marks starts requested through the admin API
-        (logged at DEBUG rather than INFO, as current OTP does)."""
-        if api:
-            self._event("progress", child_id=spec.id, started=offender(spec, pid), api=True)
-        else:
-            self._event("progress", child_id=spec.id, started=offender(spec, pid))
-
-    # -- starting -----------------------------------------------------------------------
-
-    async def _start_spec(self, spec: ChildSpec, extra: tuple[Any, ...] = ()) -> tuple[str, Any]:
-        """Run a start function: ``("ok", pid)``, ``("ignore", None)`` or ``("error", reason)``."""
-        try:
-            result = spec.func(*extra, *spec.args, **spec.kwargs)
-            if inspect.isawaitable(result):
-                result = await result
-        except (Exit, StartError) as e:
-            # A child's failed init (``StartError``) reports its own reason, as
-            # OTP's ``{error, Reason}`` from ``start_link``.
-            return "error", e.reason
-        except Exception as e:
-            return "error", e
-        if result is IGNORE:
-            return "ignore", None
-        if type(result) is not Pid:
-            return "error", TypeError(
-                f"start function {spec.start_text()} of child {spec.id!r} returned "
-                f"{result!r}; it must return a Pid linked to the supervisor, or IGNORE"
-            )
-        me = self._proc
-        if me.links is None or result not in me.links:
-            # OTP assumes the start function linked the child; an unlinked child
-            # would die unseen, so link it here.
-            link(result)
-        return "ok", result
-
-    def _try_again_later(self, key: Any) -> None:
-        """Schedule a retry of a failed restart (OTP's ``try_again_restart`` cast).
-
-        The retry arrives on a later loop iteration, so requests from other
-        processes (terminate_child, shutdown) get in between even when the
-        start function fails without ever awaiting.
-        """
-        proc = self._proc
-        proc.runtime.loop.call_soon(proc.deliver, _TryAgain(key), proc.pid)
-
-    def _count_restart(self, child: Any) -> bool:
-        """Count a restart against the intensity, and against ``child`` (the child
-        whose exit, or failed restart, caused it): O(1) amortised."""
-        now = int(time.monotonic())
-        child.restarts += 1
-        times = child.restart_times
-        if times is None:
-            child.restart_times = times = deque()
-        times.append(now)
-        horizon = now - self.period
-        while times[0] < horizon:
-            times.popleft()
-        return self.window.add(now)
-
-    def _child_restarts(self, child: Any) -> tuple[int, int]:
-        """``(total, within the intensity window now)`` for one child."""
-        times = child.restart_times
-        if not times:
-            return child.restarts, 0
-        horizon = int(time.monotonic()) - self.period
-        return child.restarts, sum(1 for t in times if t >= horizon)
-
-    def restarts_of(self, pid: Pid) -> tuple[int, int] | None:
-        """How often this supervisor restarted the child now running as ``pid``:
-        ``(total, within the intensity window)``, or None if ``pid`` is not its child.
-
-        Only restarts counted against the intensity are counted, each against the
-        child whose exit caused it (siblings a one_for_all restart takes along are not)."""
-        raise NotImplementedError
-
-    def _give_up(self, spec: ChildSpec, pid: Pid | None, reason: Any, retry: bool = False) -> None:
-        """Restart intensity reached: report, remember why, and exit ``shutdown``.
-
-        ``reason`` is the child's exit reason, or with ``retry`` the reason its
-        last restart failed."""
-        used = self.window.used(int(time.monotonic()))
-        self._event(
-            "intensity",
-            child_id=spec.id,
-            reason="reached_max_restart_intensity",
-            offender=offender(spec, pid),
-            child_reason=reason,
-            restarts=used,
-            intensity=self.intensity,
-            period=self.period,
-        )
-        what = "failed to restart:" if retry else "exited"
-        last = f"last offender {spec.id!r} {what} {_reason_text(reason)}"
-        detail = f"{used} restarts in {self.period}s exceeded max restart intensity {self.intensity}; {last}"
-        cause = (
-            f"after reaching max restart intensity ({used} restarts in {self.period}s, "
-            f"intensity {self.intensity}; {last})"
-        )
-        self.exit_cause = {
-            "cause": "reached_max_restart_intensity",
-            "offender": offender(spec, pid),
-            "offender_reason": reason,
-            "detail": detail,
-            "text": cause,
-        }
-        self._proc.notes = [cause]
-        raise Exit(SHUTDOWN)
-
-    def _not_restarted(
-        self, spec: ChildSpec, dead: Process | None, pid: Pid | None, reason: Any
-    ) -> None:
-        """Beyond OTP: say out loud that a whole subtree is gone for good."""
-        cause = None
-        if dead is not None and isinstance(dead.behaviour, _SupervisorBase):
-            cause = dead.behaviour.exit_cause
-        rule = (
-            f"{spec.restart} child exited {_reason_text(reason)}, which counts as a normal "
-            f"exit: a {spec.restart} child is only restarted after an abnormal exit"
-            if spec.restart == "transient"
-            else f"temporary child: never restarted (exited {_reason_text(reason)})"
-        )
-        self._event(
-            "not_restarted",
-            child_id=spec.id,
-            reason=reason,
-            restart_type=spec.restart,
-            cause=cause,
-            rule=rule,
-            offender=offender(spec, pid),
-        )
-        name = dead.name if dead is not None else None
-        if name is not None:
-            stone = self._proc.runtime.tombstones.get(name)
-            if stone is not None and stone.pid == pid:
-                stone.notes.append(
-                    f"{spec.restart}, so its parent {self.sup_name} did not restart it"
-                )
-
-    # -- stopping ----------------------------------------------------------------------
-
-    def _flush_exit(self, pid: Pid) -> Any:
-        """Take a queued ``ExitMsg`` from ``pid`` out of the mailbox; its reason or None."""
-        msg, _ = self._proc.extract(lambda m: type(m) is ExitMsg and m.pid == pid)
-        return msg.reason if type(msg) is ExitMsg else None
-
-    async def _shutdown_child(self, spec: ChildSpec, pid: Pid) -> None:
-        """Stop one child per its shutdown spec; report an unexpected exit reason."""
-        ref = monitor(pid)
-        unlink(pid)
-        early = self._flush_exit(pid)
-        sd = spec.shutdown
-        if sd == "brutal_kill":
-            exit(pid, KILL)
-            reason = await _down(ref, None)
-        else:
-            exit(pid, SHUTDOWN)
-            try:
-                reason = await _down(ref, None if sd == "infinity" else float(sd))
-            except TimeoutError:
-                exit(pid, KILL)
-                reason = await _down(ref, None)
-        if isinstance(reason, str) and reason == NOPROC and early is not None:
-            reason = early
-        if not _expected_shutdown(spec, reason):
-            self._report("shutdown_error", spec, pid, reason)
-
-    # -- admin helpers ------------------------------------------------------------------
-
-    def _window_text(self) -> str:
-        return f"{self.window.used(int(time.monotonic()))}/{self.intensity} in {self.period}s"
-
-
-def _expected_shutdown(spec: ChildSpec, reason: Any) -> bool:
-    # Only strings are compared: a reason's own __eq__ (user data) never runs here.
-    if spec.shutdown == "brutal_kill":
-        if isinstance(reason, str) and reason == KILLED:
-            return True
-    elif isinstance(reason, str) and reason == SHUTDOWN:
-        return True
-    if spec.restart != "permanent":
-        return (isinstance(reason, str) and reason in (NORMAL, SHUTDOWN)) or type(reason) is Shutdown
-    return False
-
-
-async def _down(ref: Any, timeout: float | None) -> Any:
-    msg = await receive(lambda m: type(m) is Down and m.ref == ref, timeout)
-    return msg.reason
-
-
-class Supervisor(_SupervisorBase):
+class Supervisor(SupervisorBase):
     """A supervisor with static children.
 
     >>> import suptrace
@@ -495,7 +149,7 @@ class Supervisor(_SupervisorBase):
             "period": period,
             "auto_shutdown": auto_shutdown,
         }
-        return await cls._start((specs,), flags, name, timeout, link=link)
+        return await cls.start_server(link, (specs,), flags, name, timeout)
 
     async def init(
         self,
@@ -512,44 +166,40 @@ class Supervisor(_SupervisorBase):
         self.auto_shutdown = auto_shutdown
         self.window = RestartWindow(intensity, period)
         self.exit_cause = None
-        self.children: list[_Child] = []
-        self.by_id: dict[Any, _Child] = {}
-        self.by_pid: dict[Pid, _Child] = {}
+        self.children: list[Child] = []
+        self.by_id: dict[Any, Child] = {}
+        self.by_pid: dict[Pid, Child] = {}
         for spec in specs:
-            status, value = await self._start_spec(spec)
+            status, value = await self.start_spec(spec)
             if status == "error":
-                self._report("start_error", spec, None, value)
+                self.report("start_error", spec, None, value)
                 await self._stop_children(self.children)
                 raise Exit(Shutdown(("failed_to_start_child", spec.id, value)))
             if status == "ignore" and spec.restart == "temporary":
                 continue
-            child = _Child(spec)
+            child = Child(spec)
             self._add(child)
             if status == "ok":
                 self._set_pid(child, value)
-                self._progress(spec, value)
+                self.progress(spec, value)
 
     # -- bookkeeping --------------------------------------------------------------------
 
-    def _add(self, child: _Child) -> None:
+    def _add(self, child: Child) -> None:
         self.children.append(child)
         self.by_id[child.spec.id] = child
 
-    def _remove(self, child: _Child) -> None:
+    def _remove(self, child: Child) -> None:
         self.children.remove(child)
         self.by_id.pop(child.spec.id, None)
         if child.pid is not None:
             self.by_pid.pop(child.pid, None)
 
-    def restarts_of(self, pid: Pid) -> tuple[int, int] | None:
-        child = self.by_pid.get(pid)
-        return None if child is None else self._child_restarts(child)
-
-    def _set_pid(self, child: _Child, pid: Pid | None) -> None:
+    def _set_pid(self, child: Child, pid: Pid | None) -> None:
         if child.pid is not None:
             self.by_pid.pop(child.pid, None)
         child.pid = pid
-        child.proc = pid._proc if pid is not None else None
+        child.proc = self.process_of(pid) if pid is not None else None
         if pid is not None:
             self.by_pid[pid] = child
 
@@ -560,33 +210,33 @@ class Supervisor(_SupervisorBase):
             child = self.by_pid.get(msg.pid)
             if child is not None:
                 await self._child_exited(child, msg.reason)
-        elif type(msg) is _TryAgain:
+        elif type(msg) is TryAgain:
             child = self.by_id.get(msg.key)
             if child is not None and child.restarting:
                 await self._restart(child, child.failure, None, retry=True)
 
-    async def _child_exited(self, child: _Child, reason: Any) -> None:
+    async def _child_exited(self, child: Child, reason: Any) -> None:
         spec = child.spec
         pid = child.pid
         dead = child.proc
         restart = spec.restart
         if restart == "permanent" or (not is_normal_exit(reason) and restart == "transient"):
-            self._report("child_terminated", spec, pid, reason)
+            self.report("child_terminated", spec, pid, reason)
             self._set_pid(child, None)
             await self._restart(child, reason, pid)
             return
         if restart == "temporary":
             if not is_normal_exit(reason):
-                self._report("child_terminated", spec, pid, reason)
+                self.report("child_terminated", spec, pid, reason)
             self._remove(child)
         else:
             self._set_pid(child, None)
         if is_normal_exit(reason) and spec.type == "supervisor":
-            self._not_restarted(spec, dead, pid, reason)
+            self.not_restarted(spec, dead, pid, reason)
         if spec.significant:
             self._check_auto_shutdown(child, reason)
 
-    def _check_auto_shutdown(self, child: _Child, reason: Any) -> None:
+    def _check_auto_shutdown(self, child: Child, reason: Any) -> None:
         if self.auto_shutdown == "never":
             return
         # A child between a failed restart and its retry still counts: OTP keeps
@@ -597,21 +247,22 @@ class Supervisor(_SupervisorBase):
             return
         text = (
             f"auto_shutdown={self.auto_shutdown}: significant child {child.spec.id!r} "
-            f"exited {_reason_text(reason)}"
+            f"exited {reason_text(reason)}"
         )
-        self.exit_cause = {"cause": "auto_shutdown", "child_id": child.spec.id, "text": text}
-        self._proc.notes = [f"by {text}"]
+        self.record_exit_cause(
+            {"cause": "auto_shutdown", "child_id": child.spec.id, "text": text}, f"by {text}"
+        )
         raise Exit(SHUTDOWN)
 
     # -- restarts -----------------------------------------------------------------------
 
     async def _restart(
-        self, child: _Child, reason: Any, old: Pid | None, retry: bool = False
+        self, child: Child, reason: Any, old: Pid | None, retry: bool = False
     ) -> None:
-        if not self._count_restart(child):
+        if not self.count_restart(child):
             child.restarting = False
             self._remove(child)
-            self._give_up(child.spec, old, reason, retry)
+            self.give_up(child.spec, old, reason, retry)
         if self.strategy == "one_for_one":
             group = [child]
         else:
@@ -622,13 +273,13 @@ class Supervisor(_SupervisorBase):
             for other in reversed(group):
                 if other is not child and other.pid is not None:
                     pid = other.pid
-                    await self._shutdown_child(other.spec, pid)
+                    await self.shutdown_child(other.spec, pid)
                     self._set_pid(other, None)
                     if other.spec.restart == "temporary":
                         self._remove(other)
             group = [c for c in group if c.spec.id in self.by_id]
         for member in group:
-            status, value = await self._start_spec(member.spec)
+            status, value = await self.start_spec(member.spec)
             if status == "error":
                 # As OTP's supervisor:restart/3: a one_for_one start_error names the
                 # child record still holding the pid that died (also on a retry); the
@@ -636,119 +287,78 @@ class Supervisor(_SupervisorBase):
                 if self.strategy == "one_for_one" and old is not None:
                     member.dead = old
                 dead = member.dead if self.strategy == "one_for_one" else None
-                self._report("start_error", member.spec, dead, value)
+                self.report("start_error", member.spec, dead, value)
                 member.restarting = True
                 member.failure = value
-                self._try_again_later(member.spec.id)
+                self.try_again_later(member.spec.id)
                 return
             member.restarting = False
             if status == "ok":
                 self._set_pid(member, value)
-                self._event(
+                self.event(
                     "restart",
                     child_id=member.spec.id,
                     old_pid=old if member is child else None,
                     new_pid=value,
                     reason=reason,
                 )
-                self._progress(member.spec, value)
+                self.progress(member.spec, value)
             else:
                 self._set_pid(member, None)
 
     # -- stopping -----------------------------------------------------------------------
 
-    async def _stop_children(self, children: list[_Child]) -> None:
+    async def _stop_children(self, children: list[Child]) -> None:
         for child in reversed(list(children)):
             if child.pid is not None:
-                await self._shutdown_child(child.spec, child.pid)
+                await self.shutdown_child(child.spec, child.pid)
                 self._set_pid(child, None)
             child.restarting = False
 
     async def terminate(self, reason: Any) -> None:
         await self._stop_children(self.children)
 
-    # -- admin --------------------------------------------------------------------------
+    # -- tooling API --------------------------------------------------------------------
 
-    async def _admin(self, op: Any, request: tuple[Any, ...]) -> Any:
-        if op == "which_children":
-            return [
-                ChildInfo(c.spec.id, c.state(), c.spec.type, c.spec.module_names())
-                for c in reversed(self.children)
-            ]
-        if op == "count_children":
-            return {
-                "specs": len(self.children),
-                "active": sum(1 for c in self.children if c.pid is not None and not c.restarting),
-                "supervisors": sum(1 for c in self.children if c.spec.type == "supervisor"),
-                "workers": sum(1 for c in self.children if c.spec.type == "worker"),
-            }
-        if op == "describe":
-            return self._describe()
-        key = request[1]
-        if op == "start_child":
-            return await self._api_start_child(as_childspec(key))
-        child = self.by_id.get(key)
-        if op == "get_childspec":
-            return self._need(child, key).spec
-        if op == "terminate_child":
-            child = self._need(child, key)
-            if child.restarting:
-                child.restarting = False
-            elif child.pid is not None:
-                await self._shutdown_child(child.spec, child.pid)
-                self._set_pid(child, None)
-            if child.spec.restart == "temporary":
-                self._remove(child)
-            return None
-        if op == "restart_child":
-            child = self._need(child, key)
-            self._check_stopped(child)
-            status, value = await self._start_spec(child.spec)
-            if status == "error":
-                raise StartChildError(
-                    f"restarting child {key!r} of {self.sup_name} failed: {_reason_text(value)}",
-                    self.sup_name,
-                    key,
-                    value,
-                )
-            if status == "ok":
-                self._set_pid(child, value)
-                self._progress(child.spec, value, api=True)
-                return value
-            return None
-        if op == "delete_child":
-            child = self._need(child, key)
-            self._check_stopped(child)
-            self._remove(child)
-            return None
-        raise ValueError(f"unknown supervisor request {request!r}")
+    def child_records(self) -> Collection[Child]:
+        return self.children
 
-    def _need(self, child: _Child | None, key: Any) -> _Child:
-        if child is None:
-            raise ChildNotFound(
-                f"supervisor {self.sup_name} has no child {key!r} "
-                f"(children: {[c.spec.id for c in self.children]})",
-                self.sup_name,
-                key,
-            )
-        return child
+    def child_by_pid(self, pid: Pid) -> Child | None:
+        return self.by_pid.get(pid)
 
-    def _check_stopped(self, child: _Child) -> None:
-        key = child.spec.id
-        if child.restarting:
-            raise ChildRestarting(
-                f"child {key!r} of {self.sup_name} is restarting (a restart failed and will be retried)",
-                self.sup_name,
-                key,
-            )
-        if child.pid is not None:
-            raise ChildRunning(
-                f"child {key!r} of {self.sup_name} is running as {child.pid}; terminate_child it first",
-                self.sup_name,
-                key,
-            )
+    def child_key(self, text: str) -> Any:
+        """The id of the child whose id is ``text`` or prints as ``text`` (its str
+        or repr); ``text`` itself when no child matches.
 
-    async def _api_start_child(self, spec: ChildSpec) -> Pid | None:
+        >>> import suptrace
+        >>> from suptrace.core.runtime import process_of
+        >>> async def worker():
+        ...     await suptrace.receive()
+        >>> async def start_worker():
+        ...     return suptrace.spawn_link(worker)
+        >>> async def main():
+        ...     spec = suptrace.ChildSpec(id=("db", 1), start=(start_worker, ()))
+        ...     sup = await suptrace.Supervisor.start_link([spec])
+        ...     server = process_of(sup).behaviour
+        ...     return server.child_key("('db', 1)"), server.child_key("cache")
+        >>> suptrace.run(main)
+        (('db', 1), 'cache')
+        """
+        for c in self.children:
+            cid = c.spec.id
+            if cid == text or str(cid) == text or repr(cid) == text:
+                return cid
+        return text
+
+    def describe_flags(self) -> dict[str, Any]:
+        return {"auto_shutdown": self.auto_shutdown}
+
+    # -- admin requests (the handler table is `admin_handlers`, below) ------------------
+
+    async def start_child_request(self, spec: Any) -> Pid | None:
+        """``start_child``: add a spec and start it (OTP's error cases, no report)."""
+        spec = as_childspec(spec)
+        _check_id(spec)
         _check_significant(spec, self.auto_shutdown)
         existing = self.by_id.get(spec.id)
         if existing is not None:
@@ -765,49 +375,102 @@ class Supervisor(_SupervisorBase):
                 self.sup_name,
                 spec.id,
             )
-        status, value = await self._start_spec(spec)
+        status, value = await self.start_spec(spec)
         if status == "error":
             raise StartChildError(
-                f"starting child {spec.id!r} under {self.sup_name} failed: {_reason_text(value)}",
+                f"starting child {spec.id!r} under {self.sup_name} failed: {reason_text(value)}",
                 self.sup_name,
                 spec.id,
                 value,
             )
         if status == "ignore" and spec.restart == "temporary":
             return None
-        child = _Child(spec)
+        child = Child(spec)
         self._add(child)
         if status == "ok":
             self._set_pid(child, value)
-            self._progress(spec, value, api=True)
+            self.progress(spec, value, api=True)
             return value  # type: ignore[no-any-return]
         return None
 
-    def _describe(self) -> dict[str, Any]:
-        return {
-            "kind": "supervisor",
-            "name": self._proc.name,
-            "pid": self._proc.pid,
-            "strategy": self.strategy,
-            "intensity": self.intensity,
-            "period": self.period,
-            "restarts_in_window": self.window.used(int(time.monotonic())),
-            "auto_shutdown": self.auto_shutdown,
-            "children": [
-                {
-                    "id": c.spec.id,
-                    "pid": c.state(),
-                    "restart": c.spec.restart,
-                    "type": c.spec.type,
-                    "shutdown": c.spec.shutdown,
-                    "significant": c.spec.significant,
-                    "restarts": c.restarts,
-                    "restarts_window": self._child_restarts(c)[1],
-                    "start": c.spec.start,
-                }
-                for c in reversed(self.children)
-            ],
-        }
+    async def get_childspec_request(self, key: Any) -> ChildSpec:
+        """``get_childspec``: the spec of the child with id ``key``."""
+        return self._need(key).spec
+
+    async def terminate_child_request(self, key: Any) -> None:
+        """``terminate_child``: stop the child (a retry pending is cancelled); a
+        temporary child's spec goes too."""
+        child = self._need(key)
+        if child.restarting:
+            child.restarting = False
+        elif child.pid is not None:
+            await self.shutdown_child(child.spec, child.pid)
+            self._set_pid(child, None)
+        if child.spec.restart == "temporary":
+            self._remove(child)
+
+    async def restart_child_request(self, key: Any) -> Pid | None:
+        """``restart_child``: start a stopped child from its spec."""
+        child = self._need(key)
+        self._check_stopped(child)
+        status, value = await self.start_spec(child.spec)
+        if status == "error":
+            raise StartChildError(
+                f"restarting child {key!r} of {self.sup_name} failed: {reason_text(value)}",
+                self.sup_name,
+                key,
+                value,
+            )
+        if status == "ok":
+            self._set_pid(child, value)
+            self.progress(child.spec, value, api=True)
+            return value  # type: ignore[no-any-return]
+        return None
+
+    async def delete_child_request(self, key: Any) -> None:
+        """``delete_child``: remove a stopped child's spec."""
+        child = self._need(key)
+        self._check_stopped(child)
+        self._remove(child)
+
+    #: The admin handler table: request kind -> the method that answers it.
+    admin_handlers: ClassVar[AdminHandlers] = {
+        **SupervisorBase.admin_handlers,
+        "start_child": start_child_request,
+        "get_childspec": get_childspec_request,
+        "terminate_child": terminate_child_request,
+        "restart_child": restart_child_request,
+        "delete_child": delete_child_request,
+    }
+
+    def _need(self, key: Any) -> Child:
+        try:
+            child = self.by_id.get(key)
+        except TypeError:  # an unhashable key: no child has it as its id
+            child = None
+        if child is None:
+            raise ChildNotFound(
+                f"supervisor {self.sup_name} has no child {key!r} "
+                f"(children: {[c.spec.id for c in self.children]})",
+                self.sup_name,
+                key,
+            )
+        return child
+
+    def _check_stopped(self, child: Child) -> None:
+        key = child.spec.id
+        if child.restarting:
+            raise ChildRestarting(
+                f"child {key!r} of {self.sup_name} is restarting (a restart failed and will be retried)",
+                self.sup_name,
+                key,
+            )
+        if child.pid is not None:
+            raise ChildRunning(
+                f"child {key!r} of {self.sup_name} is running as {child.pid}; terminate_child it first",
+                self.sup_name,
+                key,
+            )
 
 
 def _check_all(
@@ -819,6 +482,7 @@ def _check_all(
     specs = [as_childspec(c) for c in children]
     seen: set[Any] = set()
     for spec in specs:
+        _check_id(spec)
         if spec.id in seen:
             raise ValueError(f"child specs: duplicate child id {spec.id!r}")
         seen.add(spec.id)
@@ -835,62 +499,12 @@ def _check_significant(spec: ChildSpec, auto_shutdown: str) -> None:
         )
 
 
-# -- admin API (callable from any process or plain task) -----------------------------------
-
-
-async def _admin_call(sup: Pid | str, request: tuple[Any, ...]) -> Any:
-    status, value = await call(sup, request, timeout=None)
-    if status == "error":
-        raise value
-    return value
-
-
-async def which_children(sup: Pid | str) -> list[ChildInfo]:
-    """The children, newest first: ``ChildInfo(id, pid | None | "restarting", type, modules)``."""
-    result: list[ChildInfo] = await _admin_call(sup, ("which_children",))
-    return result
-
-
-async def count_children(sup: Pid | str) -> dict[str, int]:
-    """``{"specs", "active", "supervisors", "workers"}`` as OTP counts them."""
-    result: dict[str, int] = await _admin_call(sup, ("count_children",))
-    return result
-
-
-async def start_child(sup: Pid | str, spec: Any) -> Pid | None:
-    """Add and start a child (a `ChildSpec`, or for a DynamicSupervisor a spec or
-    extra args). Returns its pid, or None when the start function returned IGNORE."""
-    result: Pid | None = await _admin_call(sup, ("start_child", spec))
-    return result
-
-
-async def terminate_child(sup: Pid | str, id_or_pid: Any) -> None:
-    """Stop a child by id (by pid for a DynamicSupervisor); its spec stays unless temporary."""
-    await _admin_call(sup, ("terminate_child", id_or_pid))
-
-
-async def restart_child(sup: Pid | str, child_id: Any) -> Pid | None:
-    """Start a stopped child again from its spec."""
-    result: Pid | None = await _admin_call(sup, ("restart_child", child_id))
-    return result
-
-
-async def delete_child(sup: Pid | str, child_id: Any) -> None:
-    """Remove a stopped child's spec."""
-    await _admin_call(sup, ("delete_child", child_id))
-
-
-async def get_childspec(sup: Pid | str, child_id: Any) -> ChildSpec:
-    """The spec of a child."""
-    result: ChildSpec = await _admin_call(sup, ("get_childspec", child_id))
-    return result
-
-
-async def describe(sup: Pid | str) -> dict[str, Any]:
-    """Flags, restart-window use and children of a supervisor (for tooling).
-
-    Each child also says how often this supervisor restarted it: ``restarts``
-    (over the supervisor's life) and ``restarts_window`` (those still inside the
-    intensity window), counted against the child whose exit caused each restart."""
-    result: dict[str, Any] = await _admin_call(sup, ("describe",))
-    return result
+def _check_id(spec: ChildSpec) -> None:
+    """A Supervisor finds its children by id: the id must be hashable."""
+    try:
+        hash(spec.id)
+    except TypeError:
+        raise ValueError(
+            f"child spec {spec.id!r}: invalid id: a Supervisor keys its children by id, "
+            "so the id must be hashable (use a str, a number or a tuple)"
+        ) from None

@@ -19,15 +19,15 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from suptrace.behaviours.dynamic import DynamicSupervisor
-from suptrace.behaviours.gen_server import GenServer, get_state, statistics
-from suptrace.behaviours.supervisor import (
-    Supervisor,
+from suptrace.behaviours.admin import (
+    ChildNotFound,
     SupervisorError,
     describe,
     restart_child,
     terminate_child,
 )
+from suptrace.behaviours.gen_server import GenServer, get_state, statistics
+from suptrace.behaviours.supervision import SupervisorBase
 from suptrace.core.errors import CallError
 from suptrace.core.events import TraceEvent
 from suptrace.core.process import Process
@@ -275,7 +275,7 @@ def restarts(proc: Process) -> tuple[int, int, Process | None]:
     supervisor watches it. Read from the supervisor's own counters, O(1)."""
     parent = proc.parent._proc if proc.parent is not None else None
     sup = parent.behaviour if parent is not None else None
-    if isinstance(sup, (Supervisor, DynamicSupervisor)):
+    if isinstance(sup, SupervisorBase):
         counts = sup.restarts_of(proc.pid)
         if counts is not None:
             return counts[0], counts[1], parent
@@ -329,11 +329,8 @@ def ps(
     return out
 
 
-_SUPERVISORS = (Supervisor, DynamicSupervisor)
-
-
 def _is_supervisor(proc: Process | None) -> bool:
-    return proc is not None and isinstance(proc.behaviour, _SUPERVISORS)
+    return proc is not None and isinstance(proc.behaviour, SupervisorBase)
 
 
 async def info(rt: Runtime, target: str, timeout: float, limit: int) -> dict[str, Any]:
@@ -376,8 +373,8 @@ async def info(rt: Runtime, target: str, timeout: float, limit: int) -> dict[str
     out["restarts"] = total
     out["restarts_window"] = window
     out["restarted_by"] = None if parent is None else (parent.name or str(parent.pid))
-    if parent is not None and isinstance(parent.behaviour, (Supervisor, DynamicSupervisor)):
-        out["restart_period"] = parent.behaviour.period
+    if parent is not None and isinstance(parent.behaviour, SupervisorBase):
+        out["restart_period"] = parent.behaviour.intensity_use().period
     if _is_supervisor(proc):
         out["supervisor"] = await _describe(proc, timeout)
     elif isinstance(proc.behaviour, GenServer):
@@ -814,18 +811,17 @@ def memory_estimate(proc: Process) -> int:
     return total
 
 
-def _sup_row(proc: Process) -> dict[str, Any]:
+def _sup_row(proc: Process, sup: SupervisorBase) -> dict[str, Any]:
     """Restart intensity use of a supervisor, read in place (no request to it)."""
-    b: Any = proc.behaviour
-    used = b.window.used(int(time.monotonic()))
+    use = sup.intensity_use()
     return {
         "pid": str(proc.pid),
         "name": proc.name,
-        "strategy": getattr(b, "strategy", "one_for_one"),
-        "intensity": b.intensity,
-        "period": b.period,
-        "restarts_in_window": used,
-        "children": len(b.children),
+        "strategy": use.strategy,
+        "intensity": use.intensity,
+        "period": use.period,
+        "restarts_in_window": use.restarts_in_window,
+        "children": use.children,
     }
 
 
@@ -862,8 +858,8 @@ def top(
             continue
         procs.append(p)
         counts[p] = p.messages_in + p.messages_out
-        if p.behaviour is not None and isinstance(p.behaviour, _SUPERVISORS):
-            sups.append(_sup_row(p))
+        if p.behaviour is not None and isinstance(p.behaviour, SupervisorBase):
+            sups.append(_sup_row(p, p.behaviour))
 
     def rate(p: Process) -> float | None:
         old = counts_before.get(p)
@@ -918,19 +914,12 @@ def _supervisor(rt: Runtime, target: str) -> Process:
 
 def _child_key(sup: Process, child: str) -> Any:
     """The child id (or, for a DynamicSupervisor, pid) the text ``child`` names."""
-    if isinstance(sup.behaviour, DynamicSupervisor):
-        try:
-            return Pid.parse(child)
-        except ValueError:
-            raise OpError(
-                "bad_args", f"{sup.name or sup.pid} is a DynamicSupervisor: name the child by pid"
-            ) from None
-    behaviour: Any = sup.behaviour
-    for c in getattr(behaviour, "children", []):
-        cid = c.spec.id
-        if cid == child or str(cid) == child or repr(cid) == child:
-            return cid
-    return child
+    behaviour = sup.behaviour
+    assert isinstance(behaviour, SupervisorBase)  # _supervisor() checked it
+    try:
+        return behaviour.child_key(child)
+    except ValueError as exc:
+        raise OpError("bad_args", str(exc)) from None
 
 
 async def write_op(rt: Runtime, op: str, args: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -953,7 +942,7 @@ async def write_op(rt: Runtime, op: str, args: dict[str, Any], timeout: float) -
             pid = await asyncio.wait_for(restart_child(sup.pid, key), timeout)
         return {"supervisor": str(sup.pid), "child": short(key), "pid": _pid(pid)}
     except SupervisorError as exc:
-        code = "not_found" if type(exc).__name__ == "ChildNotFound" else "bad_args"
+        code = "not_found" if isinstance(exc, ChildNotFound) else "bad_args"
         raise OpError(code, str(exc)) from None
     except TimeoutError:
         raise OpError("timeout", f"{sup.name or sup.pid} did not answer in {timeout}s") from None

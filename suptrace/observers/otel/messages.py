@@ -199,7 +199,7 @@ class Messages(BridgeState):
         self._proxies[proc] = proxy
         return proxy
 
-    def handle_begin(self, proc: Process, kind: str, msg: Any, ctx: Any) -> Any:
+    def handle_begin(self, proc: Process, kind: str, msg: Any, ctx: Any) -> Token | None:
         try:
             sampled = False
             if self.mode == TAIL and kind != "call" and not self.app_sampler:
@@ -302,7 +302,7 @@ class Messages(BridgeState):
             self._broken("handle_begin", exc)
             return None
 
-    def handle_end(self, token: Any, error: BaseException | None) -> None:
+    def handle_end(self, token: Token, error: BaseException | None) -> None:
         try:
             span, ctx_token, t0, proc, label, kind = token
             if type(ctx_token) is Current:
@@ -324,6 +324,7 @@ class Messages(BridgeState):
                     return
             elif ctx_token is not None:
                 detach(ctx_token)
+            assert proc is not None  # a handling's token names its process
             failed = None
             if error is not None:
                 failed = failure_class(error, proc)
@@ -352,10 +353,11 @@ class Messages(BridgeState):
         except Exception as exc:  # telemetry must never break the process it watches
             self._broken("handle_end", exc)
 
-    def call_begin(self, proc: Process | None, server: Process, request: Any) -> Any:
+    def call_begin(self, proc: Process | None, server: Process, request: Any) -> Token | None:
         try:
             label = server.name or server.initial_call
             span = None
+            pending = False
             mode = self.mode
             if mode:
                 current = self._current(proc)
@@ -369,7 +371,7 @@ class Messages(BridgeState):
                     if type(span) is Pending:
                         self.tail.add(span, proc)  # type: ignore[union-attr]
                         self._outgoing = span
-                        span = (span,)  # not a plain span: `call_end` tells them apart
+                        pending = True
                 elif mode == ON:
                     if current is INVALID_SPAN:
                         span = self.tracer.start_span(self._call_name(label), EMPTY, CLIENT)
@@ -377,7 +379,7 @@ class Messages(BridgeState):
                         span = self.tracer.start_span(self._call_name(label), kind=CLIENT)
                 elif current.get_span_context().trace_flags.sampled:
                     span = self.tracer.start_span(self._call_name(label), kind=CLIENT)
-            if span is not None and type(span) is not tuple:
+            if span is not None and not pending:
                 if span.is_recording():
                     span.set_attributes(self._call_attributes(label, server, proc, request))
                 # Not attached as the current context: the caller only waits until
@@ -385,29 +387,28 @@ class Messages(BridgeState):
                 self._outgoing = span
             m = self.metrics
             if m is None:
-                return None if span is None else (span, None, 0.0, label, proc)
+                return None if span is None else (span, None, 0.0, proc, label, "client")
             m.count_sent(label, "call")
-            return (span, None, _perf(), label, proc)
+            return (span, None, _perf(), proc, label, "client")
         except Exception as exc:  # telemetry must never break the process it watches
             self._broken("call_begin", exc)
             return None
 
-    def call_end(self, token: Any, error: BaseException | None) -> None:
+    def call_end(self, token: Token, error: BaseException | None) -> None:
         try:
-            span, _, t0, label, proc = token
-            if type(span) is tuple:
-                rec = span[0]
-                if self._outgoing is rec:
+            span, _, t0, proc, label, _ = token
+            if type(span) is Pending:
+                if self._outgoing is span:
                     self._outgoing = None
-                rec.end_ns = time.time_ns()
+                span.end_ns = time.time_ns()
                 if error is None:
-                    self.tail.ended(rec)  # type: ignore[union-attr]
+                    self.tail.ended(span)  # type: ignore[union-attr]
                 else:
-                    rec.error = error
+                    span.error = error
                     if isinstance(error, asyncio.CancelledError):
-                        self.tail.ended(rec)  # type: ignore[union-attr]  # the caller's exit decides
+                        self.tail.ended(span)  # type: ignore[union-attr]  # the caller's exit decides
                     else:
-                        self.tail.fail(rec, None)  # type: ignore[union-attr]
+                        self.tail.fail(span, None)  # type: ignore[union-attr]
             elif span is not None:
                 if self._outgoing is span:  # the request was never enqueued
                     self._outgoing = None

@@ -31,7 +31,8 @@ The modules, one concept each:
 ``exporters``     the guarded exporters and bounded processors
 ``jsonl``         the embedded OTLP-JSON lines file
 ``globals``       the global OpenTelemetry providers
-``setup``         building providers and exporters (`configure`), flush and stop
+``setup``         what a node uses (`configure`, `Setup`), flush and stop
+``providers``     building the exporters and the SDK providers around them
 ``bridge``        `Bridge`, the runtime's instrument, made of:
 ``state``         its shared state, span names and attributes
 ``messages``      the per-message hooks (handlings, calls, sends)

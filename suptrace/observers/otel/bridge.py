@@ -26,7 +26,9 @@ Trace modes
 ``traces="off"``
     no spans; metrics (exact in every mode) and logs only.
 
-``SUPTRACE_TRACES`` sets the mode when the keyword is not given.
+``traces=``, else ``SUPTRACE_TRACES``, chooses the mode, and ``SUPTRACE_TRACES_SAMPLE``
+the sample; both are decided once at node start (`suptrace.observers.otel.config.decide`)
+and given to the bridge, which reads no setting itself.
 
 Spans
 -----

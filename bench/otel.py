@@ -116,7 +116,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 import suptrace
 import suptrace.core.runtime
 from suptrace.node.parts import current_parts
-from suptrace.observers.otel_traces import brief
+from suptrace.observers.otel.spans import brief
 
 #: CPU time of the whole process (all threads): steadier than wall time on a shared
 #: machine, and it still counts the exporter thread's work. ``--wall`` switches.

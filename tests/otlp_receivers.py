@@ -48,7 +48,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 import suptrace
 from suptrace import ChildSpec, Down, GenServer, Supervisor
 from suptrace.cli.view import Dump, SpanRec, load_lines
-from suptrace.observers.otel_export import otlp_json
+from suptrace.observers.otel.jsonl import otlp_json
 
 __all__ = [
     "GrpcReceiver",

@@ -34,7 +34,7 @@ import suptrace
 from examples.dodos import world
 from suptrace import NOREPLY, ChildSpec, GenServer, Supervisor
 from suptrace.node.parts import current_parts
-from suptrace.observers.otel_metrics import METRIC_NAMES
+from suptrace.observers.otel.metrics import METRIC_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARDS = ROOT / "dashboards"
@@ -432,8 +432,8 @@ def jaeger_urls(board: dict[str, Any]) -> Iterator[tuple[str, str]]:
 
 def bridge_source() -> str:
     """The source that names span and resource attributes (the bridge and the exporters)."""
-    here = ROOT / "suptrace" / "observers"
-    return "".join((here / name).read_text() for name in ("otel_traces.py", "otel_export.py"))
+    here = ROOT / "suptrace" / "observers" / "otel"
+    return "".join(path.read_text() for path in sorted(here.glob("*.py")))
 
 
 def attribute_emitted(name: str, source: str) -> bool:

@@ -25,7 +25,7 @@ from suptrace import ChildSpec, CrashReport, Down, Exit, NoProc, Supervisor, Sup
 from suptrace.core.runtime import current_runtime
 from suptrace.node.control_ops import event_json, report_json, tombstone_json
 from suptrace.observers.format import format_event, short
-from suptrace.observers.otel_traces import brief, reason_text
+from suptrace.observers.otel.spans import brief, reason_text
 from suptrace.observers.reports import format_report
 
 # -- hostile reasons --------------------------------------------------------------------------

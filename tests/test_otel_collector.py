@@ -13,7 +13,7 @@ from loguru import logger
 from otlp_receivers import HttpReceiver, call_chain, dodos, free_port, otlp_env
 
 import suptrace
-from suptrace.observers.otel_export import ExportGuard
+from suptrace.observers.otel.guard import ExportGuard
 
 DOWN = "cannot export"
 BACK = "works again"

@@ -20,7 +20,8 @@ import suptrace
 from suptrace.core.runtime import current_runtime
 from suptrace.node.parts import parts_of
 from suptrace.observers import otel
-from suptrace.observers.otel_export import configure, default_file
+from suptrace.observers.otel.config import default_file
+from suptrace.observers.otel.setup import configure
 
 
 @pytest.fixture(autouse=True)
@@ -246,7 +247,7 @@ def test_auto_with_nothing_configured_installs_nothing(
         rt = suptrace.self_pid()._proc.runtime  # type: ignore[union-attr]
         return rt.instrument, rt.watch
 
-    from suptrace.observers.otel_export import _global_set
+    from suptrace.observers.otel.globals import global_set as _global_set
 
     if _global_set():
         pytest.skip("the application installed a global tracer provider in this process")

@@ -16,7 +16,7 @@ from otlp_receivers import (
 
 import suptrace
 from suptrace.node.parts import current_parts
-from suptrace.observers.otel_metrics import DURATION_BUCKETS, METRIC_NAMES
+from suptrace.observers.otel.metrics import DURATION_BUCKETS, METRIC_NAMES
 
 
 async def run_node(main: Any, *args: Any, **opts: Any) -> Any:
@@ -217,7 +217,7 @@ def test_bulk_recorded_durations_fill_the_buckets_record_would() -> None:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-    from suptrace.observers.otel_metrics import Metrics
+    from suptrace.observers.otel.metrics import Metrics
 
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])

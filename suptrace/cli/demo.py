@@ -69,7 +69,7 @@ def demo(
 
 def _point_at_telemetry(name: str) -> None:
     from suptrace.cli.output import out
-    from suptrace.observers.otel_export import default_file
+    from suptrace.observers.otel.config import default_file
 
     path = default_file(name)
     if path.exists():

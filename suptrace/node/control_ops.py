@@ -57,7 +57,7 @@ from suptrace.observers.reports import (
 from suptrace.observers.tasks import TaskCrashReport, TaskWatch, find_tasks, task_info, task_rows
 
 if TYPE_CHECKING:
-    from suptrace.observers.otel import Telemetry
+    from suptrace.node.telemetry import Telemetry
 
 __all__ = [
     "OpError",

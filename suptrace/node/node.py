@@ -142,7 +142,7 @@ class Node:
         self.options = options
         # OpenTelemetry (telemetry=, tracer_provider=, meter_provider=, logger_provider=,
         # prometheus=...): a service that starts first and closes last.
-        from suptrace.observers.otel import telemetry_service
+        from suptrace.node.telemetry import telemetry_service
 
         self.telemetry = telemetry_service(options)
         self.reports: Reports | None = (

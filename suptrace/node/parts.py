@@ -27,8 +27,8 @@ from suptrace.core.runtime import Runtime, current_runtime
 
 if TYPE_CHECKING:
     from suptrace.node.control import ControlServer
+    from suptrace.node.telemetry import Telemetry
     from suptrace.observers.call_timeouts import CallTimeouts
-    from suptrace.observers.otel import Telemetry
     from suptrace.observers.reports import Reports
     from suptrace.observers.sysmon import SystemMonitor
     from suptrace.observers.tasks import TaskWatch

@@ -77,8 +77,8 @@ METRIC_NAMES = (
 #: Attribute caches are cleared when they grow past this (names can be dynamic).
 _CACHE_LIMIT = 4096
 #: Pending durations recorded on the hot path itself past this (no collection is running).
-_PENDING_LIMIT = 65536
-_MESSAGE, _CALL = 0, 1
+PENDING_LIMIT = 65536
+MESSAGE, CALL = 0, 1
 #: The attributes of each histogram, in the order of the keys in `_Observed.durations`.
 _DURATION_KEYS = (
     ("messaging.destination.name", "messaging.operation.name", "error.type"),
@@ -294,7 +294,7 @@ class Metrics:
 
     def series_for(self, which: int, key: tuple[str | None, ...]) -> list[float]:
         """The list the durations of one histogram and attribute set are appended to
-        (``which``: `_MESSAGE` or `_CALL`); kept for good, the hot path may cache it."""
+        (``which``: `MESSAGE` or `CALL`); kept for good, the hot path may cache it."""
         series = self.series
         values = series.get((which, key))
         if values is None:
@@ -303,21 +303,21 @@ class Metrics:
 
     def record_handling(self, label: str, op: str, failed: str | None, seconds: float) -> None:
         """One handling of ``op`` by ``label`` took ``seconds`` (``failed``: its error class)."""
-        values = self.series_for(_MESSAGE, (label, op, failed))
+        values = self.series_for(MESSAGE, (label, op, failed))
         values.append(seconds)
-        if len(values) > _PENDING_LIMIT:
+        if len(values) > PENDING_LIMIT:
             self.observed.flush()
 
     def record_call(self, label: str, error: BaseException | None, seconds: float) -> None:
         """A call to ``label`` returned (or failed with ``error``) after ``seconds``."""
         if error is None:
-            values = self.series_for(_CALL, (label, None))
+            values = self.series_for(CALL, (label, None))
         else:
             if isinstance(error, CallTimeout):
                 self.call_timeouts.add(1, self.dest_attrs(label))
-            values = self.series_for(_CALL, (label, _call_error_type(error)))
+            values = self.series_for(CALL, (label, _call_error_type(error)))
         values.append(seconds)
-        if len(values) > _PENDING_LIMIT:
+        if len(values) > PENDING_LIMIT:
             self.observed.flush()
 
     def count_sent(self, label: str, op: str) -> None:

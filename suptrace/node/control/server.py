@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import sys
 import textwrap
@@ -27,7 +26,13 @@ from suptrace.node.control.connection import Connection
 from suptrace.node.control.handlers import OPS, Op
 from suptrace.node.control.log import Warnings, warn
 from suptrace.node.control.options import ControlOptions, options_table
-from suptrace.node.control.transport import Acceptor, bind_unix, tcp_listener
+from suptrace.node.control.transport import (
+    Acceptor,
+    bind_unix,
+    remove_files,
+    tcp_listener,
+    write_sidecar,
+)
 from suptrace.node.control_ops import OpError, show
 from suptrace.node.control_protocol import (
     PROTOCOL,
@@ -40,7 +45,6 @@ from suptrace.node.control_protocol import (
     load_or_create_cookie,
     new_nonce,
     proofs_equal,
-    read_sidecar,
     runtime_dir,
     server_proof,
     socket_stem,
@@ -210,47 +214,27 @@ class ControlServer:
 
     def _write_sidecar(self) -> None:
         assert self.path is not None and self.sidecar is not None
-        data = {
-            "node": self.node_name,
-            "id": self.id,
-            "pid": os.getpid(),
-            "started": self.started,
-            "socket": str(self.path),
-            "protocol": PROTOCOL,
-            "tcp": f"{self.tcp_address[0]}:{self.tcp_address[1]}" if self.tcp_address else None,
-            "tls": self.options.certfile is not None,
-            "allow_write": self.options.allow_write,
-            "argv": sys.argv[:4],
-        }
-        tmp = self.sidecar.with_name(f".{self.sidecar.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f)
-        os.replace(tmp, self.sidecar)
+        write_sidecar(
+            self.sidecar,
+            {
+                "node": self.node_name,
+                "id": self.id,
+                "pid": os.getpid(),
+                "started": self.started,
+                "socket": str(self.path),
+                "protocol": PROTOCOL,
+                "tcp": f"{self.tcp_address[0]}:{self.tcp_address[1]}" if self.tcp_address else None,
+                "tls": self.options.certfile is not None,
+                "allow_write": self.options.allow_write,
+                "argv": sys.argv[:4],
+            },
+        )
 
     def _remove_files(self) -> None:
-        """Remove the socket and the ``<node>.json`` sidecar, each on its own: either may
-        be gone already (asyncio 3.13 unlinks the socket in ``server.close()``), and a
-        file that a successor node now owns is left alone."""
+        """Remove the socket and its sidecar, unless a successor node owns them now."""
         path, self.path = self.path, None
-        if path is None:
-            return
-        socket_ours = False
-        try:
-            st = os.stat(path)
-            if (st.st_dev, st.st_ino) == self._inode:  # still ours, not a successor's
-                socket_ours = True
-                path.unlink()
-        except OSError:  # gone already, or not ours to remove
-            pass
-        if self.sidecar is not None:
-            data = read_sidecar(self.sidecar)
-            # Ours by its pid; unreadable only counts as ours when the socket was.
-            if (data is None and socket_ours) or (
-                data is not None and data.get("pid") == os.getpid()
-            ):
-                with contextlib.suppress(OSError):
-                    self.sidecar.unlink(missing_ok=True)
+        if path is not None:
+            remove_files(path, self._inode, self.sidecar)
 
     # -- connections ------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""How connections get in: the listening sockets, TLS, and the accept budget.
+"""How connections get in: the listening sockets and their files, TLS, the accept budget.
 
 The Unix socket ``<runtime dir>/<stem>.sock`` (0600, in a 0700 directory, the
 peer's uid checked with ``SO_PEERCRED``) and an optional TCP listener (TLS if
@@ -14,20 +14,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
 import os
 import socket
 import struct
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from suptrace.node.control.connection import Connection
-from suptrace.node.control_protocol import encode_frame, is_stale_socket
+from suptrace.node.control_protocol import encode_frame, is_stale_socket, read_sidecar
 
 if TYPE_CHECKING:
     from suptrace.node.control.server import ControlServer
 
-__all__ = ["Acceptor", "Listener", "bind_unix", "peer_problem", "tcp_listener"]
+__all__ = [
+    "Acceptor",
+    "Listener",
+    "bind_unix",
+    "peer_problem",
+    "remove_files",
+    "tcp_listener",
+    "write_sidecar",
+]
 
 #: Longest path a Unix socket address may have (Linux: 108 bytes with the NUL).
 MAX_SOCKET_PATH = 107
@@ -103,6 +113,36 @@ def bind_unix(directory: Path, stem: str) -> tuple[socket.socket, Path, str]:
             sock.setblocking(False)
             return sock, path, candidate
     raise OSError(errno.EADDRINUSE, f"no free control socket name for {stem} in {directory}")
+
+
+def write_sidecar(sidecar: Path, data: dict[str, Any]) -> None:
+    """Write ``<stem>.json`` (0600) at once: a reader sees the old file or the new one."""
+    tmp = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+    os.replace(tmp, sidecar)
+
+
+def remove_files(path: Path, inode: tuple[int, int] | None, sidecar: Path | None) -> None:
+    """Remove the socket ``path`` and its sidecar, each on its own: either may be
+    gone already (asyncio 3.13 unlinks the socket in ``server.close()``), and a
+    file that a successor node now owns is left alone (the socket is ours by its
+    ``inode``, the sidecar by its pid)."""
+    socket_ours = False
+    try:
+        st = os.stat(path)
+        if (st.st_dev, st.st_ino) == inode:  # still ours, not a successor's
+            socket_ours = True
+            path.unlink()
+    except OSError:  # gone already, or not ours to remove
+        pass
+    if sidecar is not None:
+        data = read_sidecar(sidecar)
+        # Ours by its pid; unreadable only counts as ours when the socket was.
+        if (data is None and socket_ours) or (data is not None and data.get("pid") == os.getpid()):
+            with contextlib.suppress(OSError):
+                sidecar.unlink(missing_ok=True)
 
 
 def tcp_listener(
@@ -243,7 +283,7 @@ class Acceptor:
             return
         self._start(self._connect(csock, kind, peer, listener))
 
-    def _start(self, opening: Any) -> None:
+    def _start(self, opening: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(opening)
         self.opening.add(task)
         task.add_done_callback(self.opening.discard)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 from suptrace.node.control.log import warn
 from suptrace.node.control.streams import Stream
 from suptrace.node.control_ops import show
-from suptrace.node.control_protocol import AUTH_MAX_FRAME, HEADER, encode_frame
+from suptrace.node.control_protocol import AUTH_MAX_FRAME, HEADER, encode_frame, error_frame
 
 if TYPE_CHECKING:
     from suptrace.node.control.server import ControlServer
@@ -198,9 +198,7 @@ class Connection(asyncio.Protocol):
         return self.send(obj)
 
     def error(self, req_id: Any, code: str, message: str, **detail: Any) -> None:
-        self.send(
-            {"id": req_id, "ok": False, "error": {"code": code, "message": message, **detail}}
-        )
+        self.send(error_frame(req_id, code, message, **detail))
 
     def stop_streams(self, reason: str) -> None:
         for stream in list(self.streams.values()):

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from suptrace._version import __version__
 from suptrace.node import control_ops as ops
 from suptrace.node.control.args import capped, optional, required, sampling_time, texts
 from suptrace.node.control.streams import ReportStream, TraceStream
@@ -54,8 +55,6 @@ class Op:
 
 
 async def hello(server: ControlServer, conn: Connection, req_id: Any, args: dict[str, Any]) -> Any:
-    from suptrace._version import __version__
-
     return {
         "protocol": PROTOCOL,
         "node": server.node_name,

@@ -42,9 +42,11 @@ from suptrace.node.control_protocol import (
     default_cookie_file,
     encode_frame,
     ensure_private_dir,
+    error_frame,
     load_or_create_cookie,
     new_nonce,
     proofs_equal,
+    reply_frame,
     runtime_dir,
     server_proof,
     socket_stem,
@@ -58,16 +60,6 @@ __all__ = ["ControlServer"]
 _MAX_ID = 64
 #: An admitted client idle this long may be closed to make room for a new one.
 _EVICT_IDLE = 1.0
-
-
-def _error(req_id: Any, code: str, message: str, **detail: Any) -> dict[str, Any]:
-    """An error frame (as the socket sends it)."""
-    return {
-        "v": PROTOCOL,
-        "id": req_id,
-        "ok": False,
-        "error": {"code": code, "message": message, **detail},
-    }
 
 
 class _Refused(Exception):
@@ -434,12 +426,12 @@ class ControlServer:
         ):
             self.errors += 1
             raise _Refused(
-                _error(None, "bad_request", "a request needs an id: an int or a short string")
+                error_frame(None, "bad_request", "a request needs an id: an int or a short string")
             )
         if request.get("v") != PROTOCOL:
             self.errors += 1
             raise _Refused(
-                _error(
+                error_frame(
                     req_id,
                     "bad_version",
                     f"this node speaks control protocol {PROTOCOL}, not {show(request.get('v'))}",
@@ -451,7 +443,7 @@ class ControlServer:
         if not isinstance(name, str) or not isinstance(args, dict):
             self.errors += 1
             raise _Refused(
-                _error(req_id, "bad_request", "a request is {v, id, op: str, args: object}")
+                error_frame(req_id, "bad_request", "a request is {v, id, op: str, args: object}")
             )
         return req_id, name, args
 
@@ -461,7 +453,7 @@ class ControlServer:
         if op is None:
             self.errors += 1
             raise _Refused(
-                _error(
+                error_frame(
                     req_id,
                     "unknown_op",
                     f"unknown operation {name[:40]!r}; this node knows: {', '.join(sorted(OPS))}",
@@ -470,7 +462,7 @@ class ControlServer:
         if op.writes and not self.options.allow_write:
             self.refused += 1
             raise _Refused(
-                _error(
+                error_frame(
                     req_id,
                     "forbidden",
                     f"{name} changes the node, and node {self.node_name} is read-only to its "
@@ -495,9 +487,9 @@ class ControlServer:
             async with asyncio.timeout(timeout):
                 result = await op.run(self, conn, req_id, args)
         except OpError as exc:
-            return _error(req_id, exc.code, exc.message, **exc.detail)
+            return error_frame(req_id, exc.code, exc.message, **exc.detail)
         except TimeoutError:
-            return _error(
+            return error_frame(
                 req_id, "timeout", f"{op.name} took longer than {timeout:.0f}s (op_timeout)"
             )
         except asyncio.CancelledError:
@@ -506,12 +498,12 @@ class ControlServer:
         except Exception as exc:  # a bug here must never take the node down
             self.errors += 1
             warn(f"suptrace control: {op.name} failed: {type(exc).__name__}: {show(exc)}")
-            return _error(
+            return error_frame(
                 req_id,
                 "internal",
                 f"{op.name} failed inside the node: {type(exc).__name__}: {show(exc)}",
             )
-        return {"v": PROTOCOL, "id": req_id, "ok": True, "result": result}
+        return reply_frame(req_id, result)
 
     async def dispatch(
         self, request: dict[str, Any], conn: Connection | None = None
@@ -551,7 +543,7 @@ class ControlServer:
         if not self._admit(conn, req_id):
             return
         proof = server_proof(self._cookie, conn.nonce, client_nonce)
-        conn.send({"id": req_id, "ok": True, "result": {"proof": proof, "node": self.node_name}})
+        conn.send(reply_frame(req_id, {"proof": proof, "node": self.node_name}))
 
 
 ControlServer.__doc__ = (ControlServer.__doc__ or "").replace(

@@ -24,7 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from suptrace.node.control.connection import Connection
-from suptrace.node.control_protocol import encode_frame, is_stale_socket, read_sidecar
+from suptrace.node.control_protocol import (
+    encode_frame,
+    error_frame,
+    is_stale_socket,
+    read_sidecar,
+)
 
 if TYPE_CHECKING:
     from suptrace.node.control.server import ControlServer
@@ -249,15 +254,7 @@ class Acceptor:
             if problem is not None:
                 server.refused += 1
                 with contextlib.suppress(OSError):
-                    csock.send(
-                        encode_frame(
-                            {
-                                "id": None,
-                                "ok": False,
-                                "error": {"code": "forbidden", "message": problem},
-                            }
-                        )
-                    )
+                    csock.send(encode_frame(error_frame(None, "forbidden", problem)))
                 csock.close()
                 return
             peer = f"uid:{uid}"

@@ -61,6 +61,8 @@ __all__ = [
     "ProtocolError",
     "encode_frame",
     "decode_body",
+    "reply_frame",
+    "error_frame",
     "runtime_dir",
     "ensure_private_dir",
     "check_private_dir",
@@ -130,6 +132,29 @@ def encode_frame(obj: dict[str, Any]) -> bytes:
     except UnicodeEncodeError:  # a lone surrogate (echoed from a request): escape it
         body = json.dumps(obj, separators=(",", ":"), default=str).encode()
     return HEADER.pack(len(body)) + body
+
+
+def reply_frame(req_id: Any, result: Any) -> dict[str, Any]:
+    """The answer to request ``req_id``.
+
+    >>> reply_frame(7, {"pid": "<0.4.0>"})
+    {'v': 1, 'id': 7, 'ok': True, 'result': {'pid': '<0.4.0>'}}
+    """
+    return {"v": PROTOCOL, "id": req_id, "ok": True, "result": result}
+
+
+def error_frame(req_id: Any, code: str, message: str, **detail: Any) -> dict[str, Any]:
+    """The error answering request ``req_id`` (None: a frame with no usable id).
+
+    >>> error_frame(None, "bad_frame", "frame is not UTF-8 JSON")
+    {'v': 1, 'id': None, 'ok': False, 'error': {'code': 'bad_frame', 'message': 'frame is not UTF-8 JSON'}}
+    """
+    return {
+        "v": PROTOCOL,
+        "id": req_id,
+        "ok": False,
+        "error": {"code": code, "message": message, **detail},
+    }
 
 
 def decode_body(body: bytes, max_depth: int | None = MAX_DEPTH) -> dict[str, Any]:

@@ -1,0 +1,62 @@
+"""The control server: every node's socket for `suptrace` commands.
+
+A node serves a Unix domain socket ``<runtime dir>/<node>.sock`` (directory
+0700, socket 0600, peer uid checked with ``SO_PEERCRED``) next to a JSON
+sidecar ``<node>.json`` (pid, node name, start time) that ``suptrace nodes``
+reads. Optionally it also listens on TCP, loopback unless told otherwise, and
+then only for clients that prove they know the cookie (HMAC challenge-response,
+see `suptrace.node.control_protocol`), optionally over TLS.
+
+The server is plain asyncio tasks, never suptrace processes, so nothing it
+does shows up in a trace of ``"all"``. It reads the node, asks supervisors
+through their admin API with timeouts, and runs tracers for ``attach``
+clients. Operations that change the node (``terminate_child``,
+``restart_child``, ``exit``) answer ``forbidden`` unless the node was started
+with ``control={"allow_write": True}``.
+
+Every safety limit is a named option with a default (see `ControlServer`).
+Nobody can jam the socket:
+
+* **Deadlines.** A connection must send its first request (Unix) or
+  authenticate (TCP) within ``auth_timeout`` (5 s); a frame must arrive in full
+  within ``frame_timeout`` (5 s) of its first byte (a slowloris is closed); a
+  client with no request running and no stream is closed after
+  ``idle_timeout`` (30 s) without a request. Each is closed with a ``timeout``
+  error frame naming the deadline.
+* **Pools.** A connection costs a bare socket until its first bytes, and a
+  slot only once it sent a request (Unix) or authenticated (TCP). Until then it
+  waits in its transport's own pool (``max_pending`` 64 on Unix,
+  ``max_unauthenticated`` 16 on TCP; when full, the oldest waiter is closed),
+  so unauthenticated peers never take the owner's slots. ``max_clients`` (16)
+  clients at once, ``max_per_uid`` (3/4 of them) per peer uid (TCP clients
+  count as one peer); when the slots are full, a client idle for a second is
+  closed to make room, else the newcomer gets ``busy`` (the CLI tries again).
+* **Accept bursts.** At most 8 connections are accepted per loop turn and
+  ``accept_rate`` (500) a second; the rest wait in the kernel's backlog (64).
+* **Requests.** Each runs as its own task (``max_inflight`` 4 per connection;
+  more wait unread, and at most 16 frames of a connection are handled per
+  loop turn), within ``op_timeout``, and is cancelled when its client leaves; streams
+  (``attach``, ``reports`` with ``follow``) end with their client and remove
+  their trace state. Frames are at most ``max_frame`` (1 MiB; 4 KiB before a
+  TCP peer authenticated) and nest at most 32 levels; a bad argument (wrong
+  type, NaN, an infinity, a huge number, a long string) is ``bad_args`` naming
+  the argument.
+* **Slow readers.** A client that does not read never slows the node: stream
+  items that find its write buffer above ``high_water`` are dropped and
+  counted (the stream's ``end`` frame says how many), and a connection whose
+  buffer passes ``hard_limit`` is closed.
+
+The package holds one concept per module: `~suptrace.node.control.options`
+(the option table), `~suptrace.node.control.transport` (listeners, TLS, the
+accept budget), `~suptrace.node.control.connection` (framing, writing,
+requests as tasks), `~suptrace.node.control.streams` (attach and reports
+streams), `~suptrace.node.control.server` (pools, deadlines, dispatch),
+`~suptrace.node.control.handlers` (the table of operations) and
+`~suptrace.node.control.args` (argument checks).
+"""
+
+from suptrace.node.control.handlers import OPS, WRITE_OPS, Op
+from suptrace.node.control.options import ControlOptions
+from suptrace.node.control.server import ControlServer
+
+__all__ = ["OPS", "WRITE_OPS", "ControlOptions", "ControlServer", "Op"]

@@ -114,7 +114,7 @@ def test_the_top_op_orders_counts_rates_and_reads_supervisors_in_place() -> None
     """The node side, without a CLI: one pass, the first rows in the asked order."""
     import suptrace
     from suptrace.core.runtime import current_runtime
-    from suptrace.node import control_ops
+    from suptrace.node.control import views as control_ops
 
     async def idle() -> None:
         await suptrace.receive()

@@ -17,7 +17,7 @@ import suptrace
 from suptrace import ChildSpec, Down, Supervisor
 from suptrace.node.control import ControlServer
 from suptrace.node.control.connection import Connection
-from suptrace.node.control_protocol import PROTOCOL
+from suptrace.node.control.protocol import PROTOCOL
 
 
 class Recording(Connection):

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from node_scripts.harness import DEADLINE, NodeProcess, RawClient, poll
 
 from suptrace.cli.client import Client
-from suptrace.node.control_protocol import client_proof, encode_frame, read_cookie
+from suptrace.node.control.protocol import client_proof, encode_frame, read_cookie
 
 #: Short deadlines, so that the tests wait for them without waiting long.
 SHORT = {"auth_timeout": 1.0, "frame_timeout": 1.0, "idle_timeout": 2.0}

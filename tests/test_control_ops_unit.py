@@ -30,8 +30,8 @@ from suptrace import (
     Supervisor,
     SupervisorReport,
 )
-from suptrace.node import control_ops as ops
-from suptrace.node.control_protocol import HEADER, decode_body, encode_frame
+from suptrace.node.control import views as ops
+from suptrace.node.control.protocol import HEADER, decode_body, encode_frame
 
 T = TypeVar("T")
 
@@ -521,7 +521,7 @@ async def test_a_dynamic_supervisors_children_are_named_by_pid() -> None:
     by_id, done, alive = await on_node(main)
     assert (by_id.code, by_id.message) == (
         "bad_args",
-        "pool is a DynamicSupervisor: name the child by pid",
+        "pool is a DynamicSupervisor: name the child by pid (got 'conn', expected the form <0.42.0>)",
     )
     assert done["supervisor"] and not alive
 

@@ -20,7 +20,7 @@ import pytest
 import suptrace
 from suptrace.node.control import OPS, WRITE_OPS, ControlOptions, ControlServer
 from suptrace.node.control.options import Option
-from suptrace.node.control_protocol import HEADER, PROTOCOL, decode_body, encode_frame
+from suptrace.node.control.protocol import HEADER, PROTOCOL, decode_body, encode_frame
 
 #: Values no option of a kind takes.
 BAD: dict[str, list[Any]] = {

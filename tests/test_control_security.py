@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from node_scripts.harness import NodeProcess, RawClient, cli, poll
 
-from suptrace.node.control_protocol import encode_frame
+from suptrace.node.control.protocol import encode_frame
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from node_scripts.harness import NodeProcess
 
 import suptrace
 from suptrace.node.control import ControlServer
-from suptrace.node.control_protocol import (
+from suptrace.node.control.protocol import (
     HEADER,
     ProtocolError,
     client_proof,

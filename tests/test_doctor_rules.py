@@ -19,8 +19,8 @@ from sup_support import TEST_DEADLINE, Lab, ReportLog, exit_and_wait
 
 import suptrace
 from suptrace import ChildSpec, GenServer, Supervisor
-from suptrace.node import control_ops as ops
-from suptrace.node.control_doctor import (
+from suptrace.node.control import views as ops
+from suptrace.node.control.doctor import (
     RULES,
     check_call_timeouts,
     check_restart_loops,

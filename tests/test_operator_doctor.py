@@ -17,8 +17,8 @@ from sup_support import Lab, ReportLog, exit_and_wait, in_node
 import suptrace
 from suptrace import ChildSpec, CrashReport, DynamicSupervisor, Supervisor, SupervisorReport
 from suptrace.core.runtime import current_runtime
-from suptrace.node import control_ops as ops
-from suptrace.node.control_doctor import (
+from suptrace.node.control import views as ops
+from suptrace.node.control.doctor import (
     check_call_timeouts,
     check_restart_loops,
     restart_key,

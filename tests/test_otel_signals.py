@@ -26,7 +26,7 @@ from otlp_receivers import GrpcReceiver, HttpReceiver, otlp_env
 
 import suptrace
 from suptrace import ChildSpec, GenServer, Supervisor
-from suptrace.node.control_doctor import check_telemetry
+from suptrace.node.control.doctor import check_telemetry
 
 PROTOCOLS = ["grpc", "http/protobuf"]
 

@@ -163,7 +163,7 @@ async def _describe_twice() -> None:
     """``tree`` as the control server runs it (a plain task), then the application's
     own ``describe`` of the same supervisor, which is traced as any call."""
     from suptrace.core.runtime import current_runtime
-    from suptrace.node import control_ops
+    from suptrace.node.control import views as control_ops
 
     sup = await suptrace.Supervisor.start_link([], name="app.sup")
     rt = current_runtime()

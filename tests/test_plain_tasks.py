@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import suptrace
-from suptrace.node.control_ops import ps, report_json
+from suptrace.node.control.views import ps, report_json
 from suptrace.observers.tasks import NEVER_RETRIEVED, TaskCrashReport
 
 

@@ -3,7 +3,7 @@
 A malformed admin request (unknown kind, missing or extra arguments, a child
 id that cannot be a key) gets a clear `BadRequest` or `ChildNotFound` back and
 harms nothing: the supervisor keeps running with the same children. The
-control plane (`suptrace.node.control_ops`) reads supervisors in place through
+control plane (`suptrace.node.control.views`) reads supervisors in place through
 `restarts_of`, `intensity_use` and `child_key`; these are checked on live
 supervisors and through the control ops that use them (no CLI subprocess).
 """
@@ -31,7 +31,7 @@ from suptrace.behaviours.supervision import (
     SupervisorBase,
 )
 from suptrace.core.runtime import current_runtime, process_of
-from suptrace.node import control_ops as ops
+from suptrace.node.control import views as ops
 
 # -- the handler table ---------------------------------------------------------------------
 

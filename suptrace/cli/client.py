@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from suptrace.node.control_protocol import (
+from suptrace.node.control.protocol import (
     CLIENT_MAX_FRAME,
     HEADER,
     PROTOCOL,
@@ -475,7 +475,7 @@ class Target:
             host, sep, port = self.connect.rpartition(":")
             if not sep or not port.isdigit():
                 raise CliError(f"--connect wants HOST:PORT, got {self.connect!r}", EXIT_USAGE)
-            from suptrace.node.control_protocol import default_cookie_file
+            from suptrace.node.control.protocol import default_cookie_file
 
             path = Path(self.cookie_file) if self.cookie_file else default_cookie_file()
             try:

@@ -59,7 +59,7 @@ def nodes(
         verb = "stale" if keep_stale else "removed stale entry of"
         err().print(f"{verb} node {n.id} (pid {n.pid} is gone)", style="dim")
     if not alive:
-        from suptrace.node.control_protocol import runtime_dir
+        from suptrace.node.control.protocol import runtime_dir
 
         err().print(f"no suptrace node is running (looked in {runtime_dir()})")
         return

@@ -124,7 +124,7 @@ def spec_tree(
 
 def check_spec(text: str, root_flags: dict[str, Any]) -> dict[str, Any]:
     """Findings for the spec ``MODULE:ATTRIBUTE``; ``root_flags`` override its flags."""
-    from suptrace.node.control_doctor import check_tree, walk
+    from suptrace.node.control.doctor import check_tree, walk
 
     obj = _load(text)
     flags: dict[str, Any] = {}

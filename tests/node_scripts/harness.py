@@ -247,7 +247,7 @@ class RawClient:
         self.sock.sendall(data)
 
     def send(self, op: str, args: dict[str, Any] | None = None, **extra: Any) -> int:
-        from suptrace.node.control_protocol import encode_frame
+        from suptrace.node.control.protocol import encode_frame
 
         req_id = self.next_id
         self.next_id += 1

@@ -5,7 +5,7 @@ A node serves a Unix domain socket ``<runtime dir>/<node>.sock`` (directory
 sidecar ``<node>.json`` (pid, node name, start time) that ``suptrace nodes``
 reads. Optionally it also listens on TCP, loopback unless told otherwise, and
 then only for clients that prove they know the cookie (HMAC challenge-response,
-see `suptrace.node.control_protocol`), optionally over TLS.
+see `suptrace.node.control.protocol`), optionally over TLS.
 
 The server is plain asyncio tasks, never suptrace processes, so nothing it
 does shows up in a trace of ``"all"``. It reads the node, asks supervisors
@@ -46,17 +46,46 @@ Nobody can jam the socket:
   counted (the stream's ``end`` frame says how many), and a connection whose
   buffer passes ``hard_limit`` is closed.
 
-The package holds one concept per module: `~suptrace.node.control.options`
+The package holds one concept per module: `~suptrace.node.control.protocol`
+(the wire format, shared with the ``suptrace`` client), `~suptrace.node.control.options`
 (the option table), `~suptrace.node.control.transport` (listeners, TLS, the
 accept budget), `~suptrace.node.control.connection` (framing, writing,
 requests as tasks), `~suptrace.node.control.streams` (attach and reports
 streams), `~suptrace.node.control.server` (pools, deadlines, dispatch),
-`~suptrace.node.control.handlers` (the table of operations) and
-`~suptrace.node.control.args` (argument checks).
+`~suptrace.node.control.handlers` (the table of operations),
+`~suptrace.node.control.args` (argument checks), `~suptrace.node.control.views`
+(what each read operation answers: ps, inspect, tree, top, reports, doctor) and
+`~suptrace.node.control.doctor` (the doctor's rules).
+
+The package imports its server on first use, so the command line, which needs
+only the protocol, does not load the runtime.
 """
 
-from suptrace.node.control.handlers import OPS, WRITE_OPS, Op
-from suptrace.node.control.options import ControlOptions
-from suptrace.node.control.server import ControlServer
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from suptrace.node.control.handlers import OPS as OPS
+    from suptrace.node.control.handlers import WRITE_OPS as WRITE_OPS
+    from suptrace.node.control.handlers import Op as Op
+    from suptrace.node.control.options import ControlOptions as ControlOptions
+    from suptrace.node.control.server import ControlServer as ControlServer
+
+_HOMES = {
+    "OPS": "handlers",
+    "WRITE_OPS": "handlers",
+    "Op": "handlers",
+    "ControlOptions": "options",
+    "ControlServer": "server",
+}
 
 __all__ = ["OPS", "WRITE_OPS", "ControlOptions", "ControlServer", "Op"]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value

@@ -1,7 +1,7 @@
 """One client connection: framing, deadlines' bookkeeping, requests as tasks, writing.
 
 A connection is a plain asyncio protocol with no task of its own. It reads
-length-prefixed frames (`suptrace.node.control_protocol`), hands each complete
+length-prefixed frames (`suptrace.node.control.protocol`), hands each complete
 one to its server, runs at most ``max_inflight`` requests at once (frames wait
 unread meanwhile), writes answers and stream items without ever letting a slow
 reader slow the node, and cancels its requests and ends its streams when the
@@ -17,9 +17,9 @@ import time
 from typing import TYPE_CHECKING, Any, cast
 
 from suptrace.node.control.log import warn
+from suptrace.node.control.protocol import AUTH_MAX_FRAME, HEADER, encode_frame, error_frame
 from suptrace.node.control.streams import Stream
-from suptrace.node.control_ops import show
-from suptrace.node.control_protocol import AUTH_MAX_FRAME, HEADER, encode_frame, error_frame
+from suptrace.node.control.views import show
 
 if TYPE_CHECKING:
     from suptrace.node.control.server import ControlServer

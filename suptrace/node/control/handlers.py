@@ -1,7 +1,7 @@
 """The operations a client may ask for: one handler each, in one table.
 
 Every handler checks its arguments (``bad_args`` naming the bad one), then asks
-`suptrace.node.control_ops` for the answer, which reads the node from its own
+`suptrace.node.control.views` for the answer, which reads the node from its own
 loop. The read ops describe the node; ``attach`` and ``reports`` with
 ``follow`` open a stream; the write ops (``terminate_child``,
 ``restart_child``, ``exit``) change the node, and the server refuses them
@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from suptrace._version import __version__
-from suptrace.node import control_ops as ops
+from suptrace.node.control import views as ops
 from suptrace.node.control.args import capped, optional, required, sampling_time, texts
+from suptrace.node.control.protocol import PROTOCOL
 from suptrace.node.control.streams import ReportStream, TraceStream
-from suptrace.node.control_protocol import PROTOCOL
 from suptrace.observers.calltrace import resolve_function, trace_calls
 from suptrace.observers.tracer import FLAGS, Tracer, running_tracers
 

@@ -24,7 +24,7 @@ from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from suptrace.node.control_protocol import MAX_FRAME
+from suptrace.node.control.protocol import MAX_FRAME
 
 __all__ = ["ControlOptions", "Option", "options_table", "parse_tcp"]
 

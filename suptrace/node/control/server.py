@@ -26,15 +26,7 @@ from suptrace.node.control.connection import Connection
 from suptrace.node.control.handlers import OPS, Op
 from suptrace.node.control.log import Warnings, warn
 from suptrace.node.control.options import ControlOptions, options_table
-from suptrace.node.control.transport import (
-    Acceptor,
-    bind_unix,
-    remove_files,
-    tcp_listener,
-    write_sidecar,
-)
-from suptrace.node.control_ops import OpError, show
-from suptrace.node.control_protocol import (
+from suptrace.node.control.protocol import (
     PROTOCOL,
     ProtocolError,
     client_proof,
@@ -51,6 +43,14 @@ from suptrace.node.control_protocol import (
     server_proof,
     socket_stem,
 )
+from suptrace.node.control.transport import (
+    Acceptor,
+    bind_unix,
+    remove_files,
+    tcp_listener,
+    write_sidecar,
+)
+from suptrace.node.control.views import OpError, show
 
 if TYPE_CHECKING:
     from suptrace.node.parts import NodeParts

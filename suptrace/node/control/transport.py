@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from suptrace.node.control.connection import Connection
-from suptrace.node.control_protocol import (
+from suptrace.node.control.protocol import (
     encode_frame,
     error_frame,
     is_stale_socket,

@@ -35,7 +35,7 @@ from suptrace.core.process import exit as exit_signal
 from suptrace.core.runtime import Runtime, Tombstone
 from suptrace.core.saferepr import safe_str
 from suptrace.core.terms import Pid, reason_class
-from suptrace.node.control_doctor import (
+from suptrace.node.control.doctor import (
     check_call_timeouts,
     check_restart_loops,
     check_telemetry,

@@ -167,7 +167,7 @@ def decode_body(body: bytes, max_depth: int | None = MAX_DEPTH) -> dict[str, Any
     >>> decode_body(b"[" * 100_000)
     Traceback (most recent call last):
     ...
-    suptrace.node.control_protocol.ProtocolError: frame nests arrays/objects too deeply (the limit is 32 levels)
+    suptrace.node.control.protocol.ProtocolError: frame nests arrays/objects too deeply (the limit is 32 levels)
     """
     try:
         obj = json.loads(body.decode("utf-8"))

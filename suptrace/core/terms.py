@@ -227,6 +227,12 @@ def is_normal_exit(reason: Any) -> bool:
     return type(reason) is Shutdown
 
 
+def is_atom(reason: Any, atom: str) -> bool:
+    """``reason == atom`` without running a reason's own ``__eq__`` (user data: it may
+    raise, or answer with something that is not a bool)."""
+    return isinstance(reason, str) and str.__eq__(reason, atom) is True
+
+
 def reason_class(reason: Any) -> str:
     """A low-cardinality label for a reason: the atom itself, or an exception's class name."""
     if isinstance(reason, str):

@@ -258,7 +258,7 @@ async def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> An
     else:
         watchers[caller] = caller
     instrument = rt.instrument
-    token = post(me, proc, proc.pid, caller, "call", request)
+    token = post(me, proc, proc.pid, caller, request)
     handle = None
     if timeout is not None:
         if timeout < PRECISE_BELOW:
@@ -533,7 +533,8 @@ class GenServer:
         proc = self._proc
         parent = self._parent
         failure: BaseException | None = None
-        loop = proc.runtime.loop
+        rt = proc.runtime
+        loop = rt.loop
         while True:
             mb = proc.mailbox
             if not mb:
@@ -550,27 +551,27 @@ class GenServer:
                 continue
             msg = take(proc)
             kind = type(msg)
-            if kind is not CallRequest and kind is not CastRequest:
+            if kind is not CastRequest and kind is not CallRequest:
                 if kind is ExitMsg and msg.pid == parent and proc.trap:
                     reason = msg.reason  # the parent is shutting us down
                     break
                 if kind is SystemRequest and msg.op == "terminate":
                     reason = msg.arg
                     break
-            instrument = proc.runtime.instrument
+            instrument = rt.instrument
             token = None
             if instrument is not None and kind is not SystemRequest:
                 token = instrument.handle_begin(proc, _KIND_NAMES.get(kind, "info"), msg, proc.inbound)
                 proc.inbound = None
             try:
-                if kind is CallRequest:
+                if kind is CastRequest:
+                    self._casts += 1
+                    await self.handle_cast(msg.msg)
+                elif kind is CallRequest:
                     self._calls += 1
                     result = await self.handle_call(msg._request, msg)
                     if result is not NOREPLY:
                         _reply(proc, msg, result)
-                elif kind is CastRequest:
-                    self._casts += 1
-                    await self.handle_cast(msg.msg)
                 elif kind is SystemRequest:
                     self._handle_system(msg)
                 else:

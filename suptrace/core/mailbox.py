@@ -64,63 +64,61 @@ def post(
     proc: Process | None,
     dest: Any,
     msg: Any,
-    kind: str = "send",
-    payload: Any = NOTHING,
+    request: Any = NOTHING,
 ) -> Any:
     """``me`` (None outside any process) posts ``msg`` to ``proc`` (None: nobody
     lives behind ``dest``, the pid or name the sender used).
 
-    The sender's side of every message: ``messages_out``, the flight-recorder
-    entry ``(ts, kind, dest, payload)`` (``payload`` defaults to ``msg``), the
-    ``send`` event (a ``call`` event for ``kind="call"``, whose ``msg`` is the
-    pending call and ``payload`` its request), a ``dead_letter`` event when
-    ``proc`` is None, then `Process.deliver`. For a call, the installed
-    instrument's ``call_begin`` runs right before the delivery and its token is
-    returned (None otherwise).
+    The sender's side of every message, then `Process.deliver`: ``messages_out``,
+    the flight-recorder entry ``(ts, "send", dest, msg)``, the ``send`` event, and
+    a ``dead_letter`` event when ``proc`` is None. With ``request``, ``msg`` is a
+    pending call (it has a ``ref``) carrying that request: the entry and the
+    event are a ``call``'s, and the installed instrument's ``call_begin`` runs
+    right before the delivery; its token is returned (None otherwise).
     """
-    if payload is NOTHING:
-        payload = msg
-    if me is None:
-        if proc is None:
-            rt = maybe_runtime()
-            if rt is not None and "dead_letter" in rt.watch:
-                rt.emit(None, "dead_letter", {"to": dest, "msg": payload})
-            return None
-        if kind == "call":
-            instrument = proc.runtime.instrument
-            if instrument is not None:
-                token = instrument.call_begin(None, proc, payload)
-                proc.deliver(msg, None)
-                return token
-        proc.deliver(msg, None)
-        return None
-    me.messages_out += 1
-    rec = me.recorder
-    now = 0.0
-    if rec is not None:
-        now = _now()
-        rec.append((now, kind, dest, payload))
-    elif me.runtime.recorder_size:
-        record(me, kind, dest, payload)
-    rt = me.runtime
-    if me.tracers or kind in rt.watch:
-        to = dest if proc is None else proc.pid
-        if kind == "call":
-            rt.emit(me, "call", {"to": to, "request": payload, "ref": msg.ref})
-        else:
-            rt.emit(me, kind, {"to": to, "msg": payload})
-    if proc is None:
-        if me.tracers or "dead_letter" in rt.watch:
-            rt.emit(me, "dead_letter", {"to": dest, "msg": payload})
-        return None
-    if kind == "call":
-        instrument = rt.instrument
-        if instrument is not None:
-            token = instrument.call_begin(me, proc, payload)
+    if me is not None:
+        me.messages_out += 1
+        rt = me.runtime
+        rec = me.recorder
+        now = 0.0
+        if request is NOTHING:
+            if rec is not None:
+                now = _now()
+                rec.append((now, "send", dest, msg))
+            elif rt.recorder_size:
+                record(me, "send", dest, msg)
+            if me.tracers or "send" in rt.watch:
+                rt.emit(me, "send", {"to": dest if proc is None else proc.pid, "msg": msg})
+            if proc is None:
+                if me.tracers or "dead_letter" in rt.watch:
+                    rt.emit(me, "dead_letter", {"to": dest, "msg": msg})
+                return None
             proc.deliver(msg, me.pid, now)
-            return token
-    proc.deliver(msg, me.pid, now)
-    return None
+            return None
+        # A call: its server is alive (`call` raised NoProc otherwise).
+        if rec is not None:
+            now = _now()
+            rec.append((now, "call", dest, request))
+        elif rt.recorder_size:
+            record(me, "call", dest, request)
+        if me.tracers or "call" in rt.watch:
+            rt.emit(me, "call", {"to": dest, "request": request, "ref": msg.ref})
+        instrument = rt.instrument
+        token = None if instrument is None else instrument.call_begin(me, proc, request)  # type: ignore[arg-type]
+        proc.deliver(msg, me.pid, now)  # type: ignore[union-attr]
+        return token
+    if proc is None:
+        home = maybe_runtime()
+        if home is not None and "dead_letter" in home.watch:
+            home.emit(None, "dead_letter", {"to": dest, "msg": msg})
+        return None
+    token = None
+    if request is not NOTHING:
+        instrument = proc.runtime.instrument
+        if instrument is not None:
+            token = instrument.call_begin(None, proc, request)
+    proc.deliver(msg, None)
+    return token
 
 
 def send(dest: Pid | str, msg: Any) -> None:

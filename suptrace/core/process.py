@@ -51,6 +51,8 @@ from suptrace.core.terms import (
 )
 from suptrace.core.terms import is_atom as _atom
 
+_new = object.__new__
+
 __all__ = [
     "Process",
     "format_reason",
@@ -129,8 +131,12 @@ class Process:
         parent: Process | None,
         trap: bool,
     ) -> None:
-        self.pid = pid = Pid(next(runtime._numbers))
+        # Pid(number) without its __init__ frame: one per spawn.
+        self.pid = pid = _new(Pid)
+        pid.number = number = next(runtime._numbers)
+        pid.serial = 0
         pid._proc = self
+        pid._hash = hash((number, 0))  # as Pid.__init__ computes it
         self.runtime = runtime
         self.name: str | None = None
         self.task: asyncio.Task[None] | None = None

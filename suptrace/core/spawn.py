@@ -25,6 +25,7 @@ from suptrace.core.runtime import (
     current_runtime,
 )
 from suptrace.core.terms import KILLED, NORMAL, Pid, Ref
+from suptrace.core.terms import new_ref as _new_ref
 
 __all__ = [
     "spawn",
@@ -46,7 +47,7 @@ async def _process_main(proc: Process, fn: Callable[..., Awaitable[Any]], args: 
         proc.task = _running_task(proc.runtime.loop)
     if proc.pending_exit is not None:  # killed before it ever ran
         proc.finish(proc.pending_exit)
-        _release(proc)
+        proc.task = None  # break the cycle process -> task -> context -> process
         return
     proc.status = "running"
     reraise: BaseException | None = None
@@ -65,18 +66,13 @@ async def _process_main(proc: Process, fn: Callable[..., Awaitable[Any]], args: 
     if proc.pending_exit is not None:
         reason = proc.pending_exit
     proc.finish(reason)
-    _release(proc)
+    proc.task = None  # break the cycle process -> task -> context -> process
     # An exception's traceback holds this frame, whose locals would hold the
     # exception again: clear them so a dead process is freed by reference
     # counting, not left for the cyclic garbage collector.
     reason = proc = None  # type: ignore[assignment]
     if reraise is not None:
         raise reraise
-
-
-def _release(proc: Process) -> None:
-    """Break the cycle process -> task -> task's context -> process once it is dead."""
-    proc.task = None
 
 
 def _initial_call(fn: Callable[..., Any]) -> str:
@@ -237,7 +233,7 @@ def _spawn(
         if link:
             _add_link(parent, proc)
         if monitor:
-            ref = Ref()
+            ref = _new_ref()
             # _add_monitor(parent, proc, ref), inline: every spawn_monitor passes here
             if parent.monitors is None:
                 parent.monitors = {ref: pid}

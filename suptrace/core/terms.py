@@ -204,6 +204,15 @@ class Down:
 
 
 _new = object.__new__
+
+
+def new_ref() -> Ref:
+    """``Ref()`` without its ``__init__`` frame (one per monitor on the spawn path)."""
+    ref = _new(Ref)
+    ref.number = next(_ref_counter)
+    return ref
+
+
 _set_down_ref = Down.__dict__["ref"].__set__
 _set_down_pid = Down.__dict__["pid"].__set__
 _set_down_reason = Down.__dict__["reason"].__set__

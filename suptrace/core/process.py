@@ -401,6 +401,7 @@ class Process:
         if (
             "crash" in watch
             and self.pending_exit is None
+            and reason is not NORMAL  # the common exit, without a call
             and not is_normal_exit(reason)
         ):
             # Died by its own hand with an abnormal reason: what a crash report is made of.

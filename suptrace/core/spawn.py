@@ -208,7 +208,10 @@ def _spawn(
     rt = parent.runtime if parent is not None else current_runtime("spawn()")
     if rt.closing:
         raise NodeError(f"node {rt.name!r} is shutting down: no new processes can start")
-    text = _spawn_info(fn)
+    # _spawn_info(fn), its cache hit inline (a bound method forwards __code__).
+    text = _SPAWNABLE.get(getattr(fn, "__code__", None))  # type: ignore[arg-type]
+    if text is None:
+        text = _spawn_info(fn)
     if (link or monitor) and parent is not None and parent.reason is not None:
         raise NodeError("a dead process cannot spawn linked or monitored processes")
     if name is not None:

@@ -467,13 +467,14 @@ class GenServer:
         server._parent = proc.parent if link and proc.parent is not None else rt.outside_pid
         # A child killed before ``_enter`` ever ran cannot ack: its death does.
         wref = watch(proc, lambda _r, _p, reason: _ack(ack, ("error", reason)))
-        handle = None if timeout is None else rt.loop.call_later(timeout, _start_expired, ack)
+        handle = None if timeout is None else rt.loop.call_later(timeout, expire, ack)
         try:
-            status, value = await ack
+            answer = await ack
         finally:
             if handle is not None:
                 handle.cancel()
             unwatch(proc, wref)
+        status, value = ("expired", None) if answer is EXPIRED else answer
         if status == "ok":
             return pid
         me = maybe_process()
@@ -627,11 +628,6 @@ def parent_of(proc: Process) -> Pid | None:
     None when ``proc`` runs no GenServer. The node stops a server in its name."""
     server = proc.behaviour
     return server._parent if isinstance(server, GenServer) else None
-
-
-def _start_expired(ack: asyncio.Future[Any]) -> None:
-    if not ack.done():
-        ack.set_result(("expired", None))
 
 
 def _ack(ack: asyncio.Future[Any], value: tuple[str, Any]) -> None:

@@ -132,25 +132,31 @@ async def test_a_parsed_pid_works_for_send_cast_and_call() -> None:
     assert await in_node(main) == [("info", "sent"), ("cast", "cast")]
 
 
-async def test_a_plain_task_posts_without_a_sender() -> None:
-    async def main() -> tuple[list[Any], list[TraceEvent]]:
+async def test_a_task_of_a_process_posts_as_that_process() -> None:
+    async def main() -> tuple[Pid, list[Any], list[TraceEvent], int]:
         import asyncio
 
         store = await Store.start()
         seen: list[TraceEvent] = []
         current_runtime().add_event_handler(seen.append, ["receive"])
+        me = suptrace.self_pid()
+        proc = me._proc
+        assert proc is not None
+        before = proc.messages_out
 
-        async def outside() -> list[Any]:
+        async def in_a_task() -> list[Any]:
             suptrace.cast(store, 1)
             return list(await suptrace.call(store, "items"))
 
-        # A task of the root process counts as the process (as for send).
-        items = await asyncio.get_running_loop().create_task(outside())
-        return items, seen
+        # A task of the root process counts (and is traced) as the process, as for send.
+        items = await asyncio.get_running_loop().create_task(in_a_task())
+        return me, items, seen, proc.messages_out - before
 
-    items, seen = await in_node(main)
+    me, items, seen, sent = await in_node(main)
     assert items == [("cast", 1)]
-    assert any(type(e.data["msg"]) is CastRequest for e in seen)
+    [cast] = [e for e in seen if type(e.data["msg"]) is CastRequest]
+    assert cast.data["from"] == me
+    assert sent == 2  # the cast and the call, both the process's
 
 
 # -- the receiving side: one take, with an instrument's envelopes ------------------------------

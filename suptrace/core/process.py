@@ -33,10 +33,31 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from suptrace.core.events import TraceEvent
-from suptrace.core.links import WatchCallback
-from suptrace.core.mailbox import Envelope, extract, take
+from suptrace.core.links import (
+    WatchCallback,
+    death_future,
+    demonitor,
+    exit,
+    link,
+    monitor,
+    trap_exit,
+    unlink,
+    unwatch,
+    watch,
+)
+from suptrace.core.mailbox import NOTHING, Envelope, extract, post, receive, send, take
 from suptrace.core.recorder import RecordedEvents, record, recorded
 from suptrace.core.recorder import _now as _now
+from suptrace.core.registry import (
+    is_alive,
+    noproc_error,
+    process_info,
+    register,
+    registered,
+    resolve,
+    unregister,
+    whereis,
+)
 from suptrace.core.runtime import Runtime, Tombstone, maybe_process
 from suptrace.core.saferepr import safe_repr
 from suptrace.core.terms import (
@@ -480,30 +501,7 @@ def format_reason(reason: Any) -> str:
     return safe_repr(reason, 4000)
 
 
-# -- the other rooms' names, importable from here as they always were ---------------------
-
-from suptrace.core.links import (  # noqa: E402
-    death_future,
-    demonitor,
-    exit,
-    link,
-    monitor,
-    trap_exit,
-    unlink,
-    unwatch,
-    watch,
-)
-from suptrace.core.mailbox import NOTHING, post, receive, send  # noqa: E402
-from suptrace.core.registry import (  # noqa: E402
-    is_alive,
-    noproc_error,
-    process_info,
-    register,
-    registered,
-    resolve,
-    unregister,
-    whereis,
-)
+# -- the spawn room's names, importable from here as they always were ---------------------
 
 if TYPE_CHECKING:
     from suptrace.core.spawn import _process_main as _process_main

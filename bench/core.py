@@ -92,8 +92,8 @@ SPEED_TARGETS = [
     ("call", "suptrace call()", "asyncio Queue+Future", 0.6),
     ("call", "suptrace call()", "pykka ask", 2.0),
     ("one-way", "suptrace send/receive", "asyncio Queue", 0.4),
-    ("one-way", "suptrace cast/handle_cast", "asyncio Queue", 0.4),
-    ("spawn", "suptrace spawn_monitor+Down", "asyncio await create_task", 0.5),
+    ("one-way", "suptrace cast/handle_cast", "asyncio Queue", 0.5),
+    ("spawn", "suptrace spawn_monitor+Down", "asyncio await create_task", 0.6),
 ]
 #: ``--bare``: the node without its default observers (suptrace.Node keyword arguments).
 BARE_NODE: dict[str, Any] = {"flight_recorder": 0, "system_monitor": False, "reports": False}

@@ -5,6 +5,8 @@
     python bench/hotpath.py send --bare      # node without recorder/monitor/reports
     python bench/hotpath.py spawn --pyinstrument   # if pyinstrument is installed
     python bench/hotpath.py spawn --baseline       # profile the plain-asyncio version
+    python bench/hotpath.py cast-send              # the sender's side of a cast alone
+    python bench/hotpath.py system                 # get_state round trips (system requests)
 
 The workload functions are the ones bench/core.py times, so the profile explains
 the figures it prints. Profiling inflates Python-level call costs, so read the
@@ -58,6 +60,33 @@ def _cast(pid: Any) -> Callable[[int], Awaitable[float]]:
     return go
 
 
+def _cast_send(n: int) -> Awaitable[float]:
+    """The sender's side of ``n`` casts (post, the request, delivery): the server
+    only runs once they are all queued (when it is stopped)."""
+
+    async def go() -> float:
+        pid = await core.Echo.start()
+        try:
+            cast = suptrace.cast
+            for i in range(n):
+                cast(pid, i)
+        finally:
+            await suptrace.stop(pid)
+        return 0.0
+
+    return go()
+
+
+def _system(pid: Any) -> Callable[[int], Awaitable[float]]:
+    async def go(n: int) -> float:
+        get_state = suptrace.get_state
+        for _ in range(n):
+            await get_state(pid)
+        return 0.0
+
+    return go
+
+
 WORKLOADS: dict[
     str, tuple[Callable[[int], Awaitable[Any]], Callable[[int], Awaitable[Any]], int]
 ] = {
@@ -65,6 +94,8 @@ WORKLOADS: dict[
     "send": (core.suptrace_send, core.asyncio_send, 200_000),
     "call": (lambda n: _with_server(_call, n), core.asyncio_call, 20_000),
     "cast": (lambda n: _with_server(_cast, n), core.asyncio_send, 200_000),
+    "cast-send": (_cast_send, core.asyncio_send, 200_000),
+    "system": (lambda n: _with_server(_system, n), core.asyncio_call, 20_000),
 }
 
 

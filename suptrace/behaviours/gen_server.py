@@ -12,17 +12,10 @@ import time
 from typing import Any, ClassVar, Final
 
 from suptrace.core.errors import CallError, CallExit, CallTimeout, Exit
-from suptrace.core.process import (
-    Envelope,
-    Process,
-    _now,
-    _spawn,
-    noproc_error,
-    resolve,
-    unlink,
-    unwatch,
-    watch,
-)
+from suptrace.core.links import death_future, unlink, unwatch, watch
+from suptrace.core.mailbox import extract, post, take
+from suptrace.core.process import Process
+from suptrace.core.registry import noproc_error, resolve
 from suptrace.core.runtime import (
     _current_process,
     _running_task,
@@ -31,8 +24,9 @@ from suptrace.core.runtime import (
     maybe_process,
 )
 from suptrace.core.saferepr import safe_repr
+from suptrace.core.spawn import start_process
 from suptrace.core.terms import IGNORE, KILL, NORMAL, ExitMsg, Pid, Ref
-from suptrace.core.timers import EXPIRED, PRECISE_BELOW, _expire
+from suptrace.core.timers import EXPIRED, PRECISE_BELOW, expire
 
 __all__ = [
     "GenServer",
@@ -45,6 +39,9 @@ __all__ = [
     "stop",
     "get_state",
     "statistics",
+    "CallRequest",
+    "CastRequest",
+    "SystemRequest",
 ]
 
 
@@ -112,9 +109,10 @@ class Caller:
 _new = object.__new__
 
 
-class _Call(Caller):
+class CallRequest(Caller):
     """A call request in the server's mailbox; it is also the `Caller` that
-    ``handle_call`` gets (one object per call instead of two)."""
+    ``handle_call`` gets (one object per call instead of two). Internal: what
+    tracing and instrumentation see of a `call`."""
 
     __slots__ = ()
 
@@ -130,7 +128,10 @@ class _Call(Caller):
         return f"call({self._request!r}, from={self.pid})"
 
 
-class _Cast:
+class CastRequest:
+    """A `cast` in the server's mailbox (internal: what tracing and instrumentation
+    see of a cast; ``msg`` is what ``handle_cast`` gets)."""
+
     __slots__ = ("msg",)
 
     def __init__(self, msg: Any) -> None:
@@ -140,16 +141,42 @@ class _Cast:
         return f"cast({self.msg!r})"
 
 
-class _System:
-    __slots__ = ("arg", "future", "op")
+class SystemRequest(Caller):
+    """A system request (``get_state``, ``statistics``, ``terminate``) in the
+    server's mailbox, as OTP's ``sys`` messages. Internal, like `CallRequest`: it
+    is also the watcher that answers the requester when the server dies."""
 
-    def __init__(self, op: str, arg: Any, future: asyncio.Future[Any] | None) -> None:
+    __slots__ = ("arg", "op")
+
+    def __init__(
+        self,
+        op: str,
+        arg: Any,
+        future: asyncio.Future[Any],
+        pid: Pid | None = None,
+        dest: Any = None,
+        timeout: float | None = None,
+    ) -> None:
+        super().__init__(pid, future, dest, op, timeout)
         self.op = op
         self.arg = arg
-        self.future = future
+
+    def __call__(self, _ref: Any, _pid: Pid, reason: Any) -> None:
+        # The server died before answering: for "terminate" that is the answer.
+        if self.op == "terminate":
+            if not self._future.done():
+                self._future.set_result(reason)
+            return
+        super().__call__(_ref, _pid, reason)
 
     def __repr__(self) -> str:
         return f"system({self.op})"
+
+
+#: The names these requests had before they became importable (same classes).
+_Call = CallRequest
+_Cast = CastRequest
+_System = SystemRequest
 
 
 def reply(caller: Caller, value: Any) -> None:
@@ -214,30 +241,16 @@ async def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> An
         me = None  # a task the server created calls it: a plain task, not the server
     rt = proc.runtime
     fut: asyncio.Future[Any] = rt.loop.create_future()
-    # _Call(...) without its __init__ frame: one of these per call.
-    caller = _new(_Call)
+    # CallRequest(...) without its __init__ frame: one of these per call.
+    caller = _new(CallRequest)
     caller._future = fut
     caller._started = 0.0
     caller._ref = None
     caller._dest = dest
     caller._request = request
     caller._timeout = timeout
-    watch = rt.watch
-    now = 0.0
-    if me is None:
-        caller.pid = sender = None
-    else:
-        caller.pid = sender = me.pid
-        me.messages_out += 1
-        rec = me.recorder
-        if rec is not None:
-            now = _now()
-            rec.append((now, "call", proc.pid, request))
-        elif rt.recorder_size:
-            me.record("call", proc.pid, request)
-        if me.tracers or "call" in watch:
-            rt.emit(me, "call", {"to": proc.pid, "request": request, "ref": caller.ref})
-    if proc.tracers or "reply" in watch:
+    caller.pid = None if me is None else me.pid
+    if proc.tracers or "reply" in rt.watch:
         caller._started = time.perf_counter()
     watchers = proc.monitored_by
     if watchers is None:
@@ -245,12 +258,11 @@ async def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> An
     else:
         watchers[caller] = caller
     instrument = rt.instrument
-    token = None if instrument is None else instrument.call_begin(me, proc, request)
-    proc.deliver(caller, sender, now)
+    token = post(me, proc, proc.pid, caller, request)
     handle = None
     if timeout is not None:
         if timeout < PRECISE_BELOW:
-            handle = rt.loop.call_later(timeout, _expire, fut)
+            handle = rt.loop.call_later(timeout, expire, fut)
         else:
             # rt.deadlines.add(timeout, fut), inline: the pending call is the entry.
             deadlines = rt.deadlines
@@ -294,16 +306,9 @@ def cast(dest: Pid | str, msg: Any) -> None:
     else:
         raise TypeError(f"cast() needs a Pid or a registered name (str), got {dest!r}")
     # As for send: a task a process created counts (and is traced) as that process.
-    me = _current_process.get()
-    if me is not None:
-        me.messages_out += 1
-        rt = me.runtime
-        if "send" in rt.watch or me.tracers:
-            rt.emit(me, "send", {"to": proc.pid if proc else dest, "msg": _Cast(msg)})
-    if proc is not None:
-        proc.deliver(_Cast(msg), me.pid if me is not None else None)
-    elif me is not None and ("dead_letter" in me.runtime.watch or me.tracers):
-        me.runtime.emit(me, "dead_letter", {"to": dest, "msg": _Cast(msg)})
+    request = _new(CastRequest)  # CastRequest(msg) without its __init__ frame
+    request.msg = msg
+    post(_current_process.get(), proc, dest, request)
 
 
 async def _system(dest: Pid | str, op: str, arg: Any, timeout: float | None) -> Any:
@@ -311,25 +316,26 @@ async def _system(dest: Pid | str, op: str, arg: Any, timeout: float | None) -> 
     if proc is None or not proc.alive:
         me = maybe_process()
         raise noproc_error(me.runtime if me is not None else None, dest, op, timeout)
-    loop = proc.runtime.loop
-    fut: asyncio.Future[Any] = loop.create_future()
-
-    def died(_ref: Ref, _pid: Pid, reason: Any) -> None:
-        if not fut.done():
-            if op == "terminate":
-                fut.set_result(reason)
-            else:
-                fut.set_exception(CallExit(reason, dest, op, timeout))
-
-    wref = watch(proc, died)
-    proc.deliver(_System(op, arg, fut), None)
+    fut: asyncio.Future[Any] = proc.runtime.loop.create_future()
+    # Sent like any message (post): counted, recorded and traced as the caller's
+    # send and the server's receive, as a dbg user sees OTP's sys messages.
+    me = _current_process.get()
+    request = SystemRequest(op, arg, fut, None if me is None else me.pid, dest, timeout)
+    watchers = proc.monitored_by
+    if watchers is None:
+        proc.monitored_by = {request: request}
+    else:
+        watchers[request] = request  # answers the request if the server dies first
+    post(me, proc, dest, request)
     handle = None if timeout is None else proc.runtime.deadlines.add(timeout, fut)
     try:
         result = await fut
     finally:
         if handle is not None:
             handle.cancel()
-        unwatch(proc, wref)
+        watchers = proc.monitored_by
+        if watchers is not None:
+            watchers.pop(request, None)
     if result is EXPIRED:
         raise CallTimeout("timeout", dest, op, timeout)
     return result
@@ -445,17 +451,14 @@ class GenServer:
         rt = current_runtime(f"{cls.__name__}.start_link()")
         ack: asyncio.Future[Any] = rt.loop.create_future()
         server = cls()
-        pid, _ = _spawn(
+        proc, _ = start_process(
             server._enter,
             (ack, args, kwargs),
-            name,
-            link,
-            False,
-            False,
+            name=name,
+            link=link,
             initial_call=f"{cls.__module__}:{cls.__qualname__}.init",
         )
-        proc = pid._proc
-        assert proc is not None
+        pid = proc.pid
         proc.behaviour = server
         # The parent, whose exit signal stops a trapping server: its starter when
         # linked. Unlinked, OTP makes the server its own parent (gen:start/6 with
@@ -464,13 +467,14 @@ class GenServer:
         server._parent = proc.parent if link and proc.parent is not None else rt.outside_pid
         # A child killed before ``_enter`` ever ran cannot ack: its death does.
         wref = watch(proc, lambda _r, _p, reason: _ack(ack, ("error", reason)))
-        handle = None if timeout is None else rt.loop.call_later(timeout, _start_expired, ack)
+        handle = None if timeout is None else rt.loop.call_later(timeout, expire, ack)
         try:
-            status, value = await ack
+            answer = await ack
         finally:
             if handle is not None:
                 handle.cancel()
             unwatch(proc, wref)
+        status, value = ("expired", None) if answer is EXPIRED else answer
         if status == "ok":
             return pid
         me = maybe_process()
@@ -483,7 +487,7 @@ class GenServer:
         # OTP >= 26: a trapping caller does not see the failed child's EXIT.
         await _wait_dead(proc)
         if me is not None and link and me.trap:
-            me.extract(lambda m: type(m) is ExitMsg and m.pid == pid)
+            extract(me, lambda m: type(m) is ExitMsg and m.pid == pid)
         if status == "ignore":
             return IGNORE
         if status == "expired":
@@ -530,7 +534,8 @@ class GenServer:
         proc = self._proc
         parent = self._parent
         failure: BaseException | None = None
-        loop = proc.runtime.loop
+        rt = proc.runtime
+        loop = rt.loop
         while True:
             mb = proc.mailbox
             if not mb:
@@ -545,33 +550,30 @@ class GenServer:
                         proc.status = "running"
                     proc.waiter = None
                 continue
-            msg = mb.popleft()
-            if type(msg) is Envelope:
-                proc.inbound = msg.ctx
-                msg = msg.msg
+            msg = take(proc)
             kind = type(msg)
-            if kind is not _Call and kind is not _Cast:
+            if kind is not CastRequest and kind is not CallRequest:
                 if kind is ExitMsg and msg.pid == parent and proc.trap:
                     reason = msg.reason  # the parent is shutting us down
                     break
-                if kind is _System and msg.op == "terminate":
+                if kind is SystemRequest and msg.op == "terminate":
                     reason = msg.arg
                     break
-            instrument = proc.runtime.instrument
+            instrument = rt.instrument
             token = None
-            if instrument is not None and kind is not _System:
+            if instrument is not None and kind is not SystemRequest:
                 token = instrument.handle_begin(proc, _KIND_NAMES.get(kind, "info"), msg, proc.inbound)
                 proc.inbound = None
             try:
-                if kind is _Call:
+                if kind is CastRequest:
+                    self._casts += 1
+                    await self.handle_cast(msg.msg)
+                elif kind is CallRequest:
                     self._calls += 1
                     result = await self.handle_call(msg._request, msg)
                     if result is not NOREPLY:
                         _reply(proc, msg, result)
-                elif kind is _Cast:
-                    self._casts += 1
-                    await self.handle_cast(msg.msg)
-                elif kind is _System:
+                elif kind is SystemRequest:
                     self._handle_system(msg)
                 else:
                     self._infos += 1
@@ -595,8 +597,8 @@ class GenServer:
             raise failure
         raise Exit(reason)
 
-    def _handle_system(self, msg: _System) -> None:
-        fut = msg.future
+    def _handle_system(self, msg: SystemRequest) -> None:
+        fut = msg._future
         if msg.op == "get_state":
             value: Any = self.format_state()
         elif msg.op == "statistics":
@@ -617,7 +619,7 @@ class GenServer:
             fut.set_result(value)
 
 
-_KIND_NAMES: dict[type, str] = {_Call: "call", _Cast: "cast"}
+_KIND_NAMES: dict[type, str] = {CallRequest: "call", CastRequest: "cast"}
 
 
 def parent_of(proc: Process) -> Pid | None:
@@ -628,24 +630,11 @@ def parent_of(proc: Process) -> Pid | None:
     return server._parent if isinstance(server, GenServer) else None
 
 
-def _start_expired(ack: asyncio.Future[Any]) -> None:
-    if not ack.done():
-        ack.set_result(("expired", None))
-
-
 def _ack(ack: asyncio.Future[Any], value: tuple[str, Any]) -> None:
     if not ack.done():
         ack.set_result(value)
 
 
 async def _wait_dead(proc: Process) -> None:
-    if proc.reason is not None:
-        return
-    fut: asyncio.Future[None] = proc.runtime.loop.create_future()
-
-    def died(_r: Ref, _p: Pid, _reason: Any) -> None:
-        if not fut.done():
-            fut.set_result(None)
-
-    watch(proc, died)
-    await fut
+    if proc.reason is None:
+        await death_future(proc)

@@ -204,6 +204,15 @@ class Down:
 
 
 _new = object.__new__
+
+
+def new_ref() -> Ref:
+    """``Ref()`` without its ``__init__`` frame (one per monitor on the spawn path)."""
+    ref = _new(Ref)
+    ref.number = next(_ref_counter)
+    return ref
+
+
 _set_down_ref = Down.__dict__["ref"].__set__
 _set_down_pid = Down.__dict__["pid"].__set__
 _set_down_reason = Down.__dict__["reason"].__set__
@@ -225,6 +234,12 @@ def is_normal_exit(reason: Any) -> bool:
     if isinstance(reason, str):
         return str.__eq__(reason, NORMAL) or str.__eq__(reason, SHUTDOWN)
     return type(reason) is Shutdown
+
+
+def is_atom(reason: Any, atom: str) -> bool:
+    """``reason == atom`` without running a reason's own ``__eq__`` (user data: it may
+    raise, or answer with something that is not a bool)."""
+    return isinstance(reason, str) and str.__eq__(reason, atom) is True
 
 
 def reason_class(reason: Any) -> str:

@@ -19,7 +19,8 @@ import contextvars
 import math
 from typing import Any
 
-from suptrace.core.process import Process, _now
+from suptrace.core.process import Process
+from suptrace.core.recorder import _now
 from suptrace.core.runtime import Runtime, current_runtime, maybe_process
 from suptrace.core.terms import Pid, _ref_counter
 

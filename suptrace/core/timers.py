@@ -20,7 +20,7 @@ import itertools
 import time
 from typing import Any, Protocol
 
-__all__ = ["EXPIRED", "PRECISE_BELOW", "SWEEP", "Deadlines", "Pending"]
+__all__ = ["EXPIRED", "PRECISE_BELOW", "SWEEP", "Deadlines", "Pending", "expire"]
 
 
 class _Expired:
@@ -54,7 +54,8 @@ class _Entry:
         self._timeout: float | None = timeout
 
 
-def _expire(fut: asyncio.Future[Any]) -> None:
+def expire(fut: asyncio.Future[Any]) -> None:
+    """Set `EXPIRED` on ``fut`` unless it is done: the one timeout of calls and receives."""
     if not fut.done():
         fut.set_result(EXPIRED)
 
@@ -90,7 +91,7 @@ class Deadlines:
         """Expire ``fut`` after ``timeout`` seconds. Returns a handle to cancel
         only for short timeouts; otherwise a done future is simply forgotten."""
         if timeout < PRECISE_BELOW:
-            return self.loop.call_later(timeout, _expire, fut)
+            return self.loop.call_later(timeout, expire, fut)
         if not self.young:
             self.start_sweep()
         self.young.append(_Entry(fut, timeout))

@@ -19,25 +19,13 @@ import sys
 import threading
 import time
 import traceback
-from types import FrameType
 from typing import Any
 
 from suptrace.core.process import Process
 from suptrace.core.runtime import Runtime
+from suptrace.core.spawn import process_in_stack
 
 __all__ = ["SystemMonitor"]
-
-_PROCESS_MAIN = "_process_main"
-
-
-def _process_of(frame: FrameType | None) -> Process | None:
-    """The suptrace process whose task owns this stack, if any."""
-    while frame is not None:
-        if frame.f_code.co_name == _PROCESS_MAIN:
-            proc = frame.f_locals.get("proc")
-            return proc if isinstance(proc, Process) else None
-        frame = frame.f_back
-    return None
 
 
 class SystemMonitor:
@@ -182,7 +170,7 @@ class SystemMonitor:
                 frame = sys._current_frames().get(self._loop_thread)
                 if frame is None:
                     continue
-                proc = _process_of(frame)
+                proc = process_in_stack(frame)
                 stack = [
                     f"{f.filename}:{f.lineno} in {f.name}"
                     for f in traceback.extract_stack(frame, limit=12)

@@ -56,24 +56,24 @@ if TYPE_CHECKING:
     from suptrace.core.errors import NoProc as NoProc
     from suptrace.core.errors import RegistrationError as RegistrationError
     from suptrace.core.events import TraceEvent as TraceEvent
-    from suptrace.core.process import demonitor as demonitor
-    from suptrace.core.process import exit as exit
-    from suptrace.core.process import is_alive as is_alive
-    from suptrace.core.process import link as link
-    from suptrace.core.process import monitor as monitor
-    from suptrace.core.process import process_info as process_info
-    from suptrace.core.process import receive as receive
-    from suptrace.core.process import register as register
-    from suptrace.core.process import registered as registered
-    from suptrace.core.process import self_pid as self_pid
-    from suptrace.core.process import send as send
-    from suptrace.core.process import spawn as spawn
-    from suptrace.core.process import spawn_link as spawn_link
-    from suptrace.core.process import spawn_monitor as spawn_monitor
-    from suptrace.core.process import trap_exit as trap_exit
-    from suptrace.core.process import unlink as unlink
-    from suptrace.core.process import unregister as unregister
-    from suptrace.core.process import whereis as whereis
+    from suptrace.core.links import demonitor as demonitor
+    from suptrace.core.links import exit as exit
+    from suptrace.core.links import link as link
+    from suptrace.core.links import monitor as monitor
+    from suptrace.core.links import trap_exit as trap_exit
+    from suptrace.core.links import unlink as unlink
+    from suptrace.core.mailbox import receive as receive
+    from suptrace.core.mailbox import send as send
+    from suptrace.core.registry import is_alive as is_alive
+    from suptrace.core.registry import process_info as process_info
+    from suptrace.core.registry import register as register
+    from suptrace.core.registry import registered as registered
+    from suptrace.core.registry import unregister as unregister
+    from suptrace.core.registry import whereis as whereis
+    from suptrace.core.spawn import self_pid as self_pid
+    from suptrace.core.spawn import spawn as spawn
+    from suptrace.core.spawn import spawn_link as spawn_link
+    from suptrace.core.spawn import spawn_monitor as spawn_monitor
     from suptrace.core.terms import IGNORE as IGNORE
     from suptrace.core.terms import KILL as KILL
     from suptrace.core.terms import KILLED as KILLED

@@ -348,7 +348,7 @@ async def test_a_traced_function_the_tracer_uses_is_not_reported_twice() -> None
 async def test_a_raising_watch_callback_does_not_stop_the_other_watchers(
     warnings: list[str],
 ) -> None:
-    from suptrace.core.process import watch
+    from suptrace.core.links import watch
 
     def broken_watch(ref: Any, pid: Any, reason: Any) -> None:
         raise RuntimeError("watch callback bug")

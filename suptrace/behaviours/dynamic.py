@@ -28,7 +28,8 @@ from suptrace.behaviours.supervision import (
     expected_shutdown,
     reason_text,
 )
-from suptrace.core.process import exit, monitor, receive, trap_exit, unlink
+from suptrace.core.links import exit, monitor, trap_exit, unlink
+from suptrace.core.mailbox import receive
 from suptrace.core.terms import KILL, NOPROC, SHUTDOWN, Down, ExitMsg, Pid, is_normal_exit
 
 __all__ = ["DynamicSupervisor"]

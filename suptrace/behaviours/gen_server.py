@@ -17,11 +17,11 @@ from suptrace.core.mailbox import extract, post, take
 from suptrace.core.process import Process
 from suptrace.core.registry import noproc_error, resolve
 from suptrace.core.runtime import (
-    _current_process,
-    _running_task,
     current_process,
+    current_process_var,
     current_runtime,
     maybe_process,
+    running_task,
 )
 from suptrace.core.saferepr import safe_repr
 from suptrace.core.spawn import start_process
@@ -173,11 +173,6 @@ class SystemRequest(Caller):
         return f"system({self.op})"
 
 
-#: The names these requests had before they became importable (same classes).
-_Call = CallRequest
-_Cast = CastRequest
-_System = SystemRequest
-
 
 def reply(caller: Caller, value: Any) -> None:
     """Answer a call. Dropped if the caller already timed out or died."""
@@ -232,11 +227,11 @@ async def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> An
     proc = dest._proc if type(dest) is Pid else resolve(dest, "call", request, timeout)
     if proc is None:  # a pid without its handle (parsed, unpickled) or a dead one
         proc = resolve(dest)
-    me = _current_process.get()
+    me = current_process_var.get()
     if proc is None or proc.reason is not None or proc.pending_exit is not None:
         raise noproc_error(me.runtime if me is not None else None, dest, request, timeout)
     if proc is me:
-        if me.task is _running_task(me.runtime.loop):
+        if me.task is running_task(me.runtime.loop):
             raise CallError("calling_self", dest, request, timeout, "a process cannot call itself")
         me = None  # a task the server created calls it: a plain task, not the server
     rt = proc.runtime
@@ -308,7 +303,7 @@ def cast(dest: Pid | str, msg: Any) -> None:
     # As for send: a task a process created counts (and is traced) as that process.
     request = _new(CastRequest)  # CastRequest(msg) without its __init__ frame
     request.msg = msg
-    post(_current_process.get(), proc, dest, request)
+    post(current_process_var.get(), proc, dest, request)
 
 
 async def _system(dest: Pid | str, op: str, arg: Any, timeout: float | None) -> Any:
@@ -319,7 +314,7 @@ async def _system(dest: Pid | str, op: str, arg: Any, timeout: float | None) -> 
     fut: asyncio.Future[Any] = proc.runtime.loop.create_future()
     # Sent like any message (post): counted, recorded and traced as the caller's
     # send and the server's receive, as a dbg user sees OTP's sys messages.
-    me = _current_process.get()
+    me = current_process_var.get()
     request = SystemRequest(op, arg, fut, None if me is None else me.pid, dest, timeout)
     watchers = proc.monitored_by
     if watchers is None:

@@ -26,7 +26,9 @@ from suptrace.behaviours.childspec import ChildInfo, ChildSpec
 from suptrace.behaviours.gen_server import Caller, GenServer, StartError
 from suptrace.behaviours.intensity import RestartWindow
 from suptrace.core.errors import Exit
-from suptrace.core.process import Process, exit, link, monitor, receive, unlink
+from suptrace.core.links import exit, link, monitor, unlink
+from suptrace.core.mailbox import receive
+from suptrace.core.process import Process
 from suptrace.core.runtime import process_of
 from suptrace.core.saferepr import exception_str, safe_repr, safe_str
 from suptrace.core.terms import (

@@ -48,7 +48,7 @@ from suptrace.behaviours.childspec import ChildSpec, as_childspec, check_flags
 from suptrace.behaviours.intensity import RestartWindow
 from suptrace.behaviours.supervision import Child, SupervisorBase, TryAgain, reason_text
 from suptrace.core.errors import Exit
-from suptrace.core.process import trap_exit
+from suptrace.core.links import trap_exit
 from suptrace.core.terms import SHUTDOWN, ExitMsg, Pid, Shutdown, is_normal_exit
 
 __all__ = [

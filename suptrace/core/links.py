@@ -41,7 +41,7 @@ WatchCallback = Callable[[Ref, Pid, Any], None]
 
 
 
-def _add_link(a: Process, b: Process) -> None:
+def add_link(a: Process, b: Process) -> None:
     if a.links is None:
         a.links = set()
     if b.links is None:
@@ -87,7 +87,7 @@ def link(pid: Pid) -> None:
             me.deliver(ExitMsg(pid, NOPROC), pid)
             return
         raise noproc_error(me.runtime, pid)
-    _add_link(me, target)
+    add_link(me, target)
 
 
 def unlink(pid: Pid) -> None:

@@ -17,15 +17,15 @@ from collections.abc import Callable
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-from suptrace.core.recorder import _now, record
+from suptrace.core.recorder import clock, record
 from suptrace.core.registry import resolve
 from suptrace.core.runtime import (
-    _current_process,
-    _running_task,
     current_process,
+    current_process_var,
     maybe_runtime,
     not_the_process,
     process_of,
+    running_task,
 )
 from suptrace.core.terms import Pid
 from suptrace.core.timers import EXPIRED, expire
@@ -83,7 +83,7 @@ def post(
         now = 0.0
         if request is NOTHING:
             if rec is not None:
-                now = _now()
+                now = clock()
                 rec.append((now, "send", dest, msg))
             elif rt.recorder_size:
                 record(me, "send", dest, msg)
@@ -97,7 +97,7 @@ def post(
             return None
         # A call: its server is alive (`call` raised NoProc otherwise).
         if rec is not None:
-            now = _now()
+            now = clock()
             rec.append((now, "call", dest, request))
         elif rt.recorder_size:
             record(me, "call", dest, request)
@@ -130,7 +130,7 @@ def send(dest: Pid | str, msg: Any) -> None:
     proc = dest._proc if type(dest) is Pid else resolve(dest)
     if proc is None:  # a pid without its handle (parsed, unpickled) or a dead one
         proc = process_of(dest)  # type: ignore[arg-type]
-    post(_current_process.get(), proc, dest, msg)
+    post(current_process_var.get(), proc, dest, msg)
 
 
 # -- taking -----------------------------------------------------------------------------------
@@ -184,11 +184,11 @@ async def receive(
     >>> suptrace.run(main)
     (('urgent', 1), 'low')
     """
-    proc = _current_process.get()
+    proc = current_process_var.get()
     if proc is None:
         proc = current_process("receive()")  # raises: not inside a process
     loop = proc.runtime.loop
-    if proc.task is not _running_task(loop):
+    if proc.task is not running_task(loop):
         raise not_the_process(proc, "receive()")  # a task the process created
     scanned = 0
     if proc.mailbox:

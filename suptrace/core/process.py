@@ -19,8 +19,8 @@ This module holds the process record and its exit rules (`Process`). The other
 concepts live in rooms of their own: `suptrace.core.mailbox` (posting and taking
 messages), `suptrace.core.recorder` (the flight recorder), `suptrace.core.spawn`,
 `suptrace.core.links` (links, monitors, exit signals) and
-`suptrace.core.registry` (names). Their public functions are importable from
-here as well.
+`suptrace.core.registry` (names). The package's public names are listed in
+`suptrace`.
 """
 
 from __future__ import annotations
@@ -30,34 +30,14 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from suptrace.core.events import TraceEvent
 from suptrace.core.links import (
     WatchCallback,
-    death_future,
-    demonitor,
-    exit,
-    link,
-    monitor,
-    trap_exit,
-    unlink,
-    unwatch,
-    watch,
 )
-from suptrace.core.mailbox import NOTHING, Envelope, extract, post, receive, send, take
-from suptrace.core.recorder import RecordedEvents, record, recorded
-from suptrace.core.recorder import _now as _now
-from suptrace.core.registry import (
-    is_alive,
-    noproc_error,
-    process_info,
-    register,
-    registered,
-    resolve,
-    unregister,
-    whereis,
-)
+from suptrace.core.mailbox import Envelope, extract, take
+from suptrace.core.recorder import clock, record, recorded
 from suptrace.core.runtime import Runtime, Tombstone, maybe_process
 from suptrace.core.saferepr import safe_repr
 from suptrace.core.terms import (
@@ -74,42 +54,7 @@ from suptrace.core.terms import is_atom as _atom
 
 _new = object.__new__
 
-__all__ = [
-    "Process",
-    "format_reason",
-    # re-exported from the other rooms (see the module docstring)
-    "Envelope",
-    "NOTHING",
-    "RecordedEvents",
-    "WatchCallback",
-    "post",
-    "spawn",
-    "spawn_link",
-    "spawn_monitor",
-    "start_process",
-    "process_in_stack",
-    "check_task_factory",
-    "self_pid",
-    "send",
-    "receive",
-    "link",
-    "unlink",
-    "monitor",
-    "demonitor",
-    "death_future",
-    "exit",
-    "trap_exit",
-    "register",
-    "unregister",
-    "whereis",
-    "registered",
-    "process_info",
-    "is_alive",
-    "resolve",
-    "noproc_error",
-    "watch",
-    "unwatch",
-]
+__all__ = ["Process", "format_reason"]
 
 
 class Process:
@@ -187,7 +132,7 @@ class Process:
         #: Flight recorder (a bounded deque of recent events) or None.
         self.recorder: deque[Any] | None = None
         self.result: Any = None
-        self.started_at = _now()
+        self.started_at = clock()
         #: The behaviour object (GenServer, Supervisor) running in this process.
         self.behaviour: Any = None
         #: System processes (the control server...) are never traced by "all".
@@ -229,7 +174,7 @@ class Process:
         self.messages_in += 1
         rec = self.recorder
         if rec is not None:
-            rec.append((ts or _now(), "receive", sender, msg))
+            rec.append((ts or clock(), "receive", sender, msg))
         elif rt.recorder_size:
             record(self, "receive", sender, msg)
         waiter = self.waiter
@@ -341,7 +286,7 @@ class Process:
             rt.handler_failed("observer", self._announce, exc, "exit")
             escaped = exc
         if name is not None:
-            stone = Tombstone(name, pid, reason, _now(), self.initial_call)
+            stone = Tombstone(name, pid, reason, clock(), self.initial_call)
             if self.recorder is not None:
                 stone.last_events = recorded(self)
             if self.notes:
@@ -499,43 +444,3 @@ def format_reason(reason: Any) -> str:
         text = "".join(lines).rstrip()
         return text if len(text) <= 20_000 else text[:10_000] + " … " + text[-10_000:]
     return safe_repr(reason, 4000)
-
-
-# -- the spawn room's names, importable from here as they always were ---------------------
-
-if TYPE_CHECKING:
-    from suptrace.core.spawn import _process_main as _process_main
-    from suptrace.core.spawn import (
-        check_task_factory,
-        process_in_stack,
-        self_pid,
-        spawn,
-        spawn_link,
-        spawn_monitor,
-        start_process,
-    )
-
-#: Names of `suptrace.core.spawn` served from here on first use: spawn imports
-#: `Process` from this module, so importing it here at load time would be a cycle.
-_FROM_SPAWN = frozenset(
-    {
-        "_process_main",
-        "check_task_factory",
-        "process_in_stack",
-        "self_pid",
-        "spawn",
-        "spawn_link",
-        "spawn_monitor",
-        "start_process",
-    }
-)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _FROM_SPAWN:
-        from suptrace.core import spawn as _spawn_room
-
-        value = getattr(_spawn_room, name)
-        globals()[name] = value  # later lookups find it directly
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

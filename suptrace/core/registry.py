@@ -70,7 +70,7 @@ def noproc_error(rt: Runtime | None, dest: Any, request: Any = None, timeout: fl
 
 
 
-def _check_name(rt: Runtime, name: Any) -> None:
+def check_name(rt: Runtime, name: Any) -> None:
     if not isinstance(name, str) or not name:
         raise RegistrationError(f"a registered name must be a non-empty str, got {name!r}")
     holder = rt.names.get(name)
@@ -84,7 +84,7 @@ def register(name: str, pid: Pid) -> None:
     The name is released when the process dies.
     """
     rt = current_runtime("register()")
-    _check_name(rt, name)
+    check_name(rt, name)
     proc = pid._proc or process_of(pid) if type(pid) is Pid else None
     if proc is None or not proc.alive:
         raise noproc_error(rt, pid)

@@ -66,7 +66,7 @@ class Instrument(Protocol):
     def call_end(self, token: Any, error: BaseException | None) -> None: ...
 
 #: The process whose code is running now (set in each process task's context).
-_current_process: contextvars.ContextVar[Process | None] = contextvars.ContextVar(
+current_process_var: contextvars.ContextVar[Process | None] = contextvars.ContextVar(
     "suptrace_process", default=None
 )
 #: The node a plain (non-process) task belongs to.
@@ -84,13 +84,13 @@ def _task_of_loop_slow(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any] | N
 #: The task running now on a loop. asyncio keeps a ``{loop: task}`` dict that its
 #: tasks update at each step: reading it is a dict lookup, several times cheaper
 #: than `asyncio.current_task()`. Versions without that dict get the function.
-_running_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]
+running_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]
 try:
     from asyncio.tasks import _current_tasks as _tasks_by_loop  # type: ignore[attr-defined]
 
-    _running_task = _tasks_by_loop.get
+    running_task = _tasks_by_loop.get
 except ImportError:  # pragma: no cover - interpreters without the dict
-    _running_task = _task_of_loop_slow
+    running_task = _task_of_loop_slow
 
 
 @dataclass
@@ -329,8 +329,8 @@ def maybe_process() -> Process | None:
     A task that a process created with plain asyncio inherits the process in
     its context but is not that process: it gets None here.
     """
-    proc = _current_process.get()
-    if proc is not None and proc.task is not _running_task(proc.runtime.loop):
+    proc = current_process_var.get()
+    if proc is not None and proc.task is not running_task(proc.runtime.loop):
         return None
     return proc
 
@@ -338,13 +338,13 @@ def maybe_process() -> Process | None:
 def current_process(what: str = "this function") -> Process:
     """The current process; raises `NodeError` outside one (and in a task that a
     process created with plain asyncio: a task is not a process)."""
-    proc = _current_process.get()
+    proc = current_process_var.get()
     if proc is None:
         raise NodeError(
             f"{what} must be called from inside a suptrace process "
             "(a function started with spawn(), or main under suptrace.run())"
         )
-    if proc.task is not _running_task(proc.runtime.loop):
+    if proc.task is not running_task(proc.runtime.loop):
         raise not_the_process(proc, what)
     return proc
 
@@ -367,7 +367,7 @@ def not_the_process(proc: Process, what: str) -> NodeError:
 
 def maybe_runtime() -> Runtime | None:
     """The current node's runtime, or None outside any node."""
-    proc = _current_process.get()
+    proc = current_process_var.get()
     if proc is not None:
         return proc.runtime
     rt = _current_runtime.get()

@@ -15,14 +15,14 @@ from types import CodeType, FrameType
 from typing import Any
 
 from suptrace.core.errors import Exit, NodeError
-from suptrace.core.links import _add_link
+from suptrace.core.links import add_link
 from suptrace.core.process import Process
-from suptrace.core.registry import _check_name
+from suptrace.core.registry import check_name
 from suptrace.core.runtime import (
-    _current_process,
-    _running_task,
     current_process,
+    current_process_var,
     current_runtime,
+    running_task,
 )
 from suptrace.core.terms import KILLED, NORMAL, Pid, Ref
 from suptrace.core.terms import new_ref as _new_ref
@@ -42,9 +42,9 @@ _Task = asyncio.Task
 
 
 async def _process_main(proc: Process, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
-    _current_process.set(proc)
+    current_process_var.set(proc)
     if proc.task is None:  # a task factory that ran this first step inside create_task()
-        proc.task = _running_task(proc.runtime.loop)
+        proc.task = running_task(proc.runtime.loop)
     if proc.pending_exit is not None:  # killed before it ever ran
         proc.finish(proc.pending_exit)
         proc.task = None  # break the cycle process -> task -> context -> process
@@ -200,8 +200,8 @@ def _spawn(
     system: bool = False,
     initial_call: str | None = None,
 ) -> tuple[Pid, Ref | None]:
-    parent = _current_process.get()
-    if parent is not None and parent.task is not _running_task(parent.runtime.loop):
+    parent = current_process_var.get()
+    if parent is not None and parent.task is not running_task(parent.runtime.loop):
         parent = None  # a task the process created with plain asyncio is not the process
     if monitor and parent is None:
         current_process("spawn_monitor()")  # raises: there is nobody to monitor from
@@ -215,7 +215,7 @@ def _spawn(
     if (link or monitor) and parent is not None and parent.reason is not None:
         raise NodeError("a dead process cannot spawn linked or monitored processes")
     if name is not None:
-        _check_name(rt, name)
+        check_name(rt, name)
     loop = rt.loop
     factory = loop.get_task_factory()
     direct = factory is None or _runs_eagerly(factory, loop)  # may refuse the factory
@@ -234,7 +234,7 @@ def _spawn(
         if parent.tracers or "spawn" in watch:
             rt.emit(parent, "spawn", {"child": pid, "initial_call": proc.initial_call, "link": link})
         if link:
-            _add_link(parent, proc)
+            add_link(parent, proc)
         if monitor:
             ref = _new_ref()
             # _add_monitor(parent, proc, ref), inline: every spawn_monitor passes here

@@ -151,7 +151,7 @@ def _pid_from(number: int, serial: int, home: str | None) -> Pid:
     return pid
 
 
-_ref_counter = itertools.count(1)
+ref_counter = itertools.count(1)
 
 
 class Ref:
@@ -160,7 +160,7 @@ class Ref:
     __slots__ = ("number",)
 
     def __init__(self, number: int | None = None) -> None:
-        self.number = next(_ref_counter) if number is None else number
+        self.number = next(ref_counter) if number is None else number
 
     def __repr__(self) -> str:
         return f"#Ref<0.{self.number}>"
@@ -209,7 +209,7 @@ _new = object.__new__
 def new_ref() -> Ref:
     """``Ref()`` without its ``__init__`` frame (one per monitor on the spawn path)."""
     ref = _new(Ref)
-    ref.number = next(_ref_counter)
+    ref.number = next(ref_counter)
     return ref
 
 

@@ -20,9 +20,9 @@ import math
 from typing import Any
 
 from suptrace.core.process import Process
-from suptrace.core.recorder import _now
+from suptrace.core.recorder import clock
 from suptrace.core.runtime import Runtime, current_runtime, maybe_process
-from suptrace.core.terms import Pid, _ref_counter
+from suptrace.core.terms import Pid, ref_counter
 
 __all__ = ["TimerRef", "send_after", "cancel_timer"]
 
@@ -92,7 +92,7 @@ def send_after(delay: float, dest: Pid | str, msg: Any) -> TimerRef:
     owner = maybe_process()
     rt = owner.runtime if owner is not None else current_runtime("send_after()")
     timer = TimerRef.__new__(TimerRef)
-    timer.number = next(_ref_counter)
+    timer.number = next(ref_counter)
     timer._dest = dest
     timer._msg = msg
     timer._owner = owner
@@ -128,7 +128,7 @@ def _fire(timer: TimerRef) -> None:
         now = 0.0
         rec = owner.recorder
         if rec is not None:
-            now = _now()
+            now = clock()
             rec.append((now, "send", dest, msg))
         elif rt.recorder_size:
             owner.record("send", dest, msg)

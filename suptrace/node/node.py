@@ -17,9 +17,11 @@ from typing import Any, Protocol, TypeVar
 
 from suptrace.behaviours.gen_server import parent_of
 from suptrace.core.errors import Exit, NodeError
-from suptrace.core.process import Process, check_task_factory, spawn, watch
+from suptrace.core.links import death_future
+from suptrace.core.process import Process
 from suptrace.core.runtime import Runtime
-from suptrace.core.terms import KILL, NORMAL, SHUTDOWN, Pid, Ref
+from suptrace.core.spawn import check_task_factory, spawn
+from suptrace.core.terms import KILL, NORMAL, SHUTDOWN, Pid
 from suptrace.node.control import ControlServer
 from suptrace.node.parts import NodeParts, forget_parts, register_parts
 from suptrace.observers.call_timeouts import CallTimeouts
@@ -65,6 +67,7 @@ def _stop_exception(signum: int) -> BaseException:
         return interrupt
     # A default-handled SIGTERM kills the process, which a shell reports as 128 + 15.
     return SystemExit(128 + signum)
+
 
 T = TypeVar("T")
 
@@ -130,7 +133,11 @@ class Node:
         ``handle_signals`` makes SIGTERM and SIGINT stop the node in order, as
         `run()` does (main thread only); by default an embedded node leaves
         signals to the application."""
-        if isinstance(flight_recorder, bool) or not isinstance(flight_recorder, int) or flight_recorder < 0:
+        if (
+            isinstance(flight_recorder, bool)
+            or not isinstance(flight_recorder, int)
+            or flight_recorder < 0
+        ):
             raise ValueError(f"flight_recorder must be an int >= 0, got {flight_recorder!r}")
         self.flight_recorder = flight_recorder
         self.system_monitor: SystemMonitor | None = None
@@ -172,9 +179,7 @@ class Node:
         self._started: list[Any] = []
         self._token: Any = None
         if not isinstance(handle_signals, bool):
-            raise TypeError(
-                f"handle_signals must be True or False, got {handle_signals!r}"
-            )
+            raise TypeError(f"handle_signals must be True or False, got {handle_signals!r}")
         self.handle_signals = handle_signals
         #: The signal that stopped the node (None while none came).
         self.stopped_by: int | None = None
@@ -347,7 +352,7 @@ class Node:
     async def _stop_one(self, proc: Process) -> None:
         if proc.reason is not None:
             return
-        done = _death_future(proc)
+        done = death_future(proc)
         # The node stops a process on behalf of its parent (gone by now, or it would
         # have taken its child down): a trapping GenServer sees its parent's exit and
         # runs terminate, as under OTP's application master.
@@ -368,7 +373,7 @@ class Node:
         pid = spawn(main, *args)
         proc = pid._proc
         assert proc is not None
-        done = _death_future(proc)
+        done = death_future(proc)
         reason = await done
         if isinstance(reason, str) and reason == NORMAL:
             result: T = proc.result
@@ -380,20 +385,6 @@ class Node:
     def pid_of(self, name: str) -> Pid | None:
         proc = self.runtime.names.get(name)
         return proc.pid if proc is not None else None
-
-
-def _death_future(proc: Process) -> asyncio.Future[Any]:
-    fut: asyncio.Future[Any] = proc.runtime.loop.create_future()
-    if proc.reason is not None:
-        fut.set_result(proc.reason)
-        return fut
-
-    def died(_ref: Ref, _pid: Pid, reason: Any) -> None:
-        if not fut.done():
-            fut.set_result(reason)
-
-    watch(proc, died)
-    return fut
 
 
 def run(main: Callable[..., Awaitable[T]], *args: Any, node: str | None = None, **opts: Any) -> T:

@@ -168,10 +168,10 @@ def _register_runtime_codes() -> None:
     import asyncio.events
 
     # Death handling runs in the dying process's step: its calls are the runtime's.
-    from suptrace.core import process
+    from suptrace.core import process, spawn
 
     _RUNTIME_CODES.update({process.Process.finish.__code__, process.Process._announce.__code__})
-    _BOUNDARY_CODES.update({process._process_main.__code__, asyncio.events.Handle._run.__code__})
+    _BOUNDARY_CODES.update({spawn._process_main.__code__, asyncio.events.Handle._run.__code__})
 
 
 def _lookup_raw(owner: Any, name: str) -> Any:

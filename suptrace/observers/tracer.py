@@ -50,7 +50,8 @@ from weakref import WeakKeyDictionary
 
 from suptrace.core.errors import NoProc
 from suptrace.core.events import KINDS, TraceEvent
-from suptrace.core.process import Process, noproc_error
+from suptrace.core.process import Process
+from suptrace.core.registry import noproc_error
 from suptrace.core.runtime import Runtime, current_runtime, process_of
 from suptrace.core.terms import Pid
 from suptrace.observers.format import format_event

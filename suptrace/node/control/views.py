@@ -30,8 +30,8 @@ from suptrace.behaviours.gen_server import GenServer, get_state, statistics
 from suptrace.behaviours.supervision import SupervisorBase
 from suptrace.core.errors import CallError
 from suptrace.core.events import TraceEvent
+from suptrace.core.links import exit as exit_signal
 from suptrace.core.process import Process
-from suptrace.core.process import exit as exit_signal
 from suptrace.core.runtime import Runtime, Tombstone
 from suptrace.core.saferepr import safe_str
 from suptrace.core.terms import Pid, reason_class

@@ -42,8 +42,9 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
+from suptrace.behaviours.gen_server import CallRequest, CastRequest, SystemRequest
 from suptrace.core.process import Process
-from suptrace.core.runtime import _current_process
+from suptrace.core.runtime import current_process_var
 from suptrace.core.terms import Down, ExitMsg, Pid
 from suptrace.observers.otel.metrics import MESSAGE, PENDING_LIMIT
 from suptrace.observers.otel.spans import (
@@ -64,23 +65,6 @@ from suptrace.observers.otel.spans import (
 )
 from suptrace.observers.otel.state import BridgeState
 from suptrace.observers.otel.tail import Current, Pending, new_span_id, new_trace_id
-
-try:
-    from suptrace.behaviours.gen_server import (  # type: ignore[attr-defined,unused-ignore]
-        CallRequest,
-        CastRequest,
-        SystemRequest,
-    )
-except ImportError:  # until the rename lands
-    from suptrace.behaviours.gen_server import (  # type: ignore[attr-defined,no-redef,unused-ignore]
-        _Call as CallRequest,
-    )
-    from suptrace.behaviours.gen_server import (  # type: ignore[attr-defined,no-redef,unused-ignore]
-        _Cast as CastRequest,
-    )
-    from suptrace.behaviours.gen_server import (  # type: ignore[attr-defined,no-redef,unused-ignore]
-        _System as SystemRequest,
-    )
 
 __all__ = ["Messages", "Token"]
 
@@ -167,7 +151,7 @@ class Messages(BridgeState):
                 if span is None:
                     return None
                 if type(span) is Current:  # "failures" mode: the handling in progress
-                    if span.proc is _current_process.get():
+                    if span.proc is current_process_var.get():
                         return span.span
                     return None  # a spawner's, inherited
             else:
@@ -176,7 +160,7 @@ class Messages(BridgeState):
                 return None
             if not self.inherited:
                 return span
-            proc = _current_process.get()
+            proc = current_process_var.get()
             if proc is not None and self.inherited.get(proc) is span:
                 return None
             return span

@@ -200,9 +200,9 @@ class Current(Span):
         """The span this one stands for right now, in the running task."""
         from opentelemetry.trace import INVALID_SPAN
 
-        from suptrace.core.runtime import _current_process
+        from suptrace.core.runtime import current_process_var
 
-        running = _current_process.get()
+        running = current_process_var.get()
         if running is self.proc:
             span = self.span
             if span is None:

@@ -19,7 +19,7 @@ from suptrace.behaviours.gen_server import parent_of
 from suptrace.core.errors import Exit, NodeError
 from suptrace.core.links import death_future
 from suptrace.core.process import Process
-from suptrace.core.runtime import Runtime
+from suptrace.core.runtime import Runtime, process_of
 from suptrace.core.spawn import check_task_factory, spawn
 from suptrace.core.terms import KILL, NORMAL, SHUTDOWN, Pid
 from suptrace.node.control import ControlServer
@@ -342,7 +342,7 @@ class Node:
         top = [
             p
             for p in procs
-            if p.parent is None or p.parent._proc is None or parent_of(p) == rt.outside_pid
+            if p.parent is None or process_of(p.parent) is None or parent_of(p) == rt.outside_pid
         ]
         for proc in reversed(top):
             await self._stop_one(proc)
@@ -371,7 +371,7 @@ class Node:
         A crash re-raises the exception; any other abnormal exit raises `Exit`.
         """
         pid = spawn(main, *args)
-        proc = pid._proc
+        proc = process_of(pid)
         assert proc is not None
         done = death_future(proc)
         reason = await done

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from suptrace.core.events import TraceEvent
-from suptrace.core.runtime import Runtime
+from suptrace.core.runtime import Runtime, process_of
 from suptrace.core.terms import Pid
 
 __all__ = ["CallTimeouts", "DestinationTimeouts"]
@@ -92,7 +92,7 @@ class CallTimeouts:
 
     def _on_event(self, event: TraceEvent) -> None:
         to = event.data.get("to")
-        proc = to._proc if isinstance(to, Pid) else None
+        proc = process_of(to) if isinstance(to, Pid) else None
         key = (proc.name if proc is not None else None) or str(to)
         entry = self.by_dest.get(key)
         if entry is None:

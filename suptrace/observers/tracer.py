@@ -233,7 +233,7 @@ class Tracer:
             if self.follow_name:
                 self._undo.append(rt.add_event_handler(self._on_register, ("register",)))
         elif type(target) is Pid:
-            proc = target._proc or process_of(target)  # a parsed or unpickled pid too
+            proc = process_of(target)  # a parsed or unpickled pid too
             if proc is None or not proc.alive:
                 raise noproc_error(rt, target)
             self._attach(proc)
@@ -409,7 +409,7 @@ class Tracer:
     def _on_register(self, event: TraceEvent) -> None:
         if event.data.get("name") != self.target or event.pid is None:
             return
-        proc = event.pid._proc
+        proc = process_of(event.pid)
         if proc is None or proc.pid in self._procs:
             return
         previous = self._holder
@@ -440,7 +440,7 @@ class Tracer:
 
     def _on_global(self, event: TraceEvent) -> None:
         pid = event.pid
-        proc = pid._proc if pid is not None else None
+        proc = process_of(pid) if pid is not None else None
         if proc is not None and proc.system:
             return
         self._accept(event)

@@ -32,7 +32,7 @@ from suptrace.core.errors import CallError
 from suptrace.core.events import TraceEvent
 from suptrace.core.links import exit as exit_signal
 from suptrace.core.process import Process
-from suptrace.core.runtime import Runtime, Tombstone
+from suptrace.core.runtime import Runtime, Tombstone, process_of
 from suptrace.core.saferepr import safe_str
 from suptrace.core.terms import Pid, reason_class
 from suptrace.node.control.doctor import (
@@ -273,7 +273,7 @@ def restarts(proc: Process) -> tuple[int, int, Process | None]:
     """How often the supervisor above ``proc`` restarted it: ``(total, within that
     supervisor's intensity window, the supervisor)``; ``(0, 0, None)`` when no
     supervisor watches it. Read from the supervisor's own counters, O(1)."""
-    parent = proc.parent._proc if proc.parent is not None else None
+    parent = process_of(proc.parent) if proc.parent is not None else None
     sup = parent.behaviour if parent is not None else None
     if isinstance(sup, SupervisorBase):
         counts = sup.restarts_of(proc.pid)
@@ -451,7 +451,7 @@ async def _describe(proc: Process, timeout: float) -> dict[str, Any]:
     # describe lists children newest first (as which_children); a tree reads in start order.
     for c in reversed(desc.get("children", [])):
         cpid = c.get("pid")
-        cproc = cpid._proc if isinstance(cpid, Pid) else None
+        cproc = process_of(cpid) if isinstance(cpid, Pid) else None
         children.append(
             {
                 "id": term_to_json(c.get("id")),
@@ -528,7 +528,7 @@ async def tree(rt: Runtime, reports: Reports | None, timeout: float) -> dict[str
     sups = [p for p in list(rt.procs.values()) if p.alive and _is_supervisor(p)]
     roots = []
     for proc in sorted(sups, key=lambda p: p.pid):
-        parent = proc.parent._proc if proc.parent is not None else None
+        parent = process_of(proc.parent) if proc.parent is not None else None
         if not _is_supervisor(parent):
             roots.append(await _subtree(rt, reports, proc, timeout, None))
     supervised: set[str] = set()

@@ -70,7 +70,7 @@ def parts_of(runtime: Runtime) -> NodeParts | None:
     return _PARTS.get(runtime)
 
 
-def current_parts(what: str) -> NodeParts:
+def current_parts(what: str = "this function") -> NodeParts:
     """The parts of the node whose loop is running; ``what`` names the caller in the error."""
     rt = current_runtime(what)
     parts = _PARTS.get(rt)

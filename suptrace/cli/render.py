@@ -532,4 +532,6 @@ def print_telemetry(signals: dict[str, dict[str, Any]] | None) -> None:
                 line.append(f" ({h['overload_dropped']} on a full queue)")
         console.print(line)
         if h.get("last_error"):
-            console.print(Text(f"{'':>13}last error: {h['last_error']}", style="dim"))
+            # Padding keeps a long error's wrapped lines under its first one.
+            error = Text(f"last error: {h['last_error']}", style="dim")
+            console.print(Padding(error, (0, 0, 0, 13), expand=False))

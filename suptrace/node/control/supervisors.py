@@ -27,8 +27,8 @@ __all__ = ["is_supervisor", "untraced", "describe_supervisor"]
 
 
 def is_supervisor(proc: Process | None) -> bool:
-    """Whether ``proc`` is a live-or-dead process running a supervisor behaviour
-    (a Supervisor or a DynamicSupervisor); False for None.
+    """Whether ``proc`` runs a supervisor behaviour (a Supervisor or a
+    DynamicSupervisor); False for None.
 
     >>> is_supervisor(None)
     False

@@ -114,7 +114,7 @@ def test_the_top_op_orders_counts_rates_and_reads_supervisors_in_place() -> None
     """The node side, without a CLI: one pass, the first rows in the asked order."""
     import suptrace
     from suptrace.core.runtime import current_runtime
-    from suptrace.node.control import views as control_ops
+    from suptrace.node.control import processes
 
     async def idle() -> None:
         await suptrace.receive()
@@ -126,7 +126,7 @@ def test_the_top_op_orders_counts_rates_and_reads_supervisors_in_place() -> None
         busy = suptrace.spawn(idle, name="top.busy")
         for i in range(30):
             suptrace.send(busy, ("job", i))  # never received: its mailbox grows
-        first, counts = control_ops.top(rt, None, 2, 0, "m", None)
+        first, counts = processes.top(rt, None, 2, 0, "m", None)
         assert first["processes"][0]["name"] == "top.busy"
         assert first["processes"][0]["message_queue_len"] == 30
         assert first["processes"][0]["messages_per_s"] is None  # no earlier refresh
@@ -136,11 +136,11 @@ def test_the_top_op_orders_counts_rates_and_reads_supervisors_in_place() -> None
         assert sup["restarts_in_window"] == 0
         for i in range(10):
             suptrace.send(quiet, ("more", i))
-        second, _ = control_ops.top(rt, None, 2, 0, "s", counts)
+        second, _ = processes.top(rt, None, 2, 0, "s", counts)
         # The sender (main, 10 out) and top.quiet (10 in) moved; top.busy did not.
         fastest = {r["name"]: r["messages_per_s"] for r in second["processes"]}
         assert set(fastest) == {None, "top.quiet"} and all(v > 0 for v in fastest.values())
-        by_memory, _ = control_ops.top(rt, None, 1, 0, "y", counts)
+        by_memory, _ = processes.top(rt, None, 1, 0, "y", counts)
         assert by_memory["processes"][0]["name"] == "top.busy"  # 30 queued messages
         assert by_memory["processes"][0]["memory"] > 0
 

@@ -30,7 +30,8 @@ from suptrace import (
     Supervisor,
     SupervisorReport,
 )
-from suptrace.node.control import views as ops
+from suptrace.node.control import diagnose, processes, shapes, trees, writes
+from suptrace.node.control.errors import OpError
 from suptrace.node.control.protocol import HEADER, decode_body, encode_frame
 
 T = TypeVar("T")
@@ -98,14 +99,14 @@ async def start_app() -> suptrace.Pid:
     return pid
 
 
-async def op_error(op: Awaitable[Any]) -> ops.OpError:
-    with pytest.raises(ops.OpError) as info:
+async def op_error(op: Awaitable[Any]) -> OpError:
+    with pytest.raises(OpError) as info:
         await op
     return info.value
 
 
-def sync_error(fn: Callable[[], Any]) -> ops.OpError:
-    with pytest.raises(ops.OpError) as info:
+def sync_error(fn: Callable[[], Any]) -> OpError:
+    with pytest.raises(OpError) as info:
         fn()
     return info.value
 
@@ -121,7 +122,11 @@ async def test_ps_lists_the_live_processes_in_pid_order_with_their_restarts() ->
         await exit_and_wait(suptrace.whereis("api"), "boom")  # type: ignore[arg-type]
         await log.wait_progress("api", count=2)
         rt = node.runtime
-        return ops.ps(rt, False, 1000), ops.ps(rt, False, 2), ops.ps(rt, True, 1000)
+        return (
+            processes.ps(rt, False, 1000),
+            processes.ps(rt, False, 2),
+            processes.ps(rt, True, 1000),
+        )
 
     everything, first_two, with_system = await on_node(main)
     rows = {r["name"]: r for r in everything["processes"]}
@@ -149,7 +154,7 @@ async def test_ps_with_tasks_lists_plain_tasks_and_says_when_task_reports_are_of
         gate = asyncio.Event()
         task = asyncio.create_task(gate.wait(), name="refresher")
         try:
-            return ops.ps(node.runtime, False, 100, tasks=True, watch=node.parts.tasks)
+            return processes.ps(node.runtime, False, 100, tasks=True, watch=node.parts.tasks)
         finally:
             task.cancel()
 
@@ -170,8 +175,8 @@ async def test_inspect_a_server_by_name_or_pid_shows_its_state_and_who_restarts_
     async def main(node: suptrace.Node) -> tuple[dict[str, Any], dict[str, Any]]:
         await start_app()
         assert await suptrace.call("api", "tick") == 1
-        by_name = await ops.info(node.runtime, "api", ASK, 200)
-        by_pid = await ops.info(node.runtime, by_name["pid"], ASK, 200)
+        by_name = await processes.info(node.runtime, "api", ASK, 200)
+        by_pid = await processes.info(node.runtime, by_name["pid"], ASK, 200)
         return by_name, by_pid
 
     by_name, by_pid = await on_node(main)
@@ -189,7 +194,7 @@ async def test_inspect_a_server_by_name_or_pid_shows_its_state_and_who_restarts_
 async def test_inspect_a_supervisor_shows_its_children_in_start_order() -> None:
     async def main(node: suptrace.Node) -> dict[str, Any]:
         await start_app()
-        return await ops.info(node.runtime, "app.sup", ASK, 200)
+        return await processes.info(node.runtime, "app.sup", ASK, 200)
 
     sup = (await on_node(main))["supervisor"]
     assert sup["status"] == "ok" and sup["strategy"] == "one_for_one"
@@ -215,7 +220,7 @@ async def test_inspect_a_busy_server_says_it_is_busy_instead_of_hanging() -> Non
         caller = asyncio.ensure_future(suptrace.call("api", ("hold", entered, hold)))
         await entered  # api is inside the call now
         try:
-            return await ops.info(node.runtime, "api", 0.05, 200)
+            return await processes.info(node.runtime, "api", 0.05, 200)
         finally:
             hold.set_result(None)
             assert await caller == "released"
@@ -226,17 +231,17 @@ async def test_inspect_a_busy_server_says_it_is_busy_instead_of_hanging() -> Non
 
 
 async def test_inspect_something_missing_names_it_and_suggests_what_to_do() -> None:
-    async def main(node: suptrace.Node) -> list[ops.OpError]:
+    async def main(node: suptrace.Node) -> list[OpError]:
         rt = node.runtime
         await start_app()
         cache = suptrace.spawn(idle, name="cache")
         await exit_and_wait(cache, "kill")
         return [
-            await op_error(ops.info(rt, "nobody", ASK, 200)),
-            await op_error(ops.info(rt, "app.sub", ASK, 200)),
-            await op_error(ops.info(rt, "cache", ASK, 200)),
-            await op_error(ops.info(rt, "<0.99999.0>", ASK, 200)),
-            await op_error(ops.info(rt, "<0.x.0>", ASK, 200)),
+            await op_error(processes.info(rt, "nobody", ASK, 200)),
+            await op_error(processes.info(rt, "app.sub", ASK, 200)),
+            await op_error(processes.info(rt, "cache", ASK, 200)),
+            await op_error(processes.info(rt, "<0.99999.0>", ASK, 200)),
+            await op_error(processes.info(rt, "<0.x.0>", ASK, 200)),
         ]
 
     nobody, typo, dead, no_pid, bad_pid = await on_node(main)
@@ -256,14 +261,14 @@ async def test_inspect_something_missing_names_it_and_suggests_what_to_do() -> N
 
 
 async def test_inspect_a_plain_task_by_name_and_refuse_an_ambiguous_one() -> None:
-    async def main(node: suptrace.Node) -> tuple[dict[str, Any], ops.OpError]:
+    async def main(node: suptrace.Node) -> tuple[dict[str, Any], OpError]:
         gate = asyncio.Event()
         one = asyncio.create_task(gate.wait(), name="flusher")
         twins = [asyncio.create_task(gate.wait(), name="twin") for _ in range(2)]
         await asyncio.sleep(0)  # let them start awaiting (one loop step, not a clock)
         try:
-            return await ops.info(node.runtime, "flusher", ASK, 200), await op_error(
-                ops.info(node.runtime, "twin", ASK, 200)
+            return await processes.info(node.runtime, "flusher", ASK, 200), await op_error(
+                processes.info(node.runtime, "twin", ASK, 200)
             )
         finally:
             gate.set()
@@ -286,7 +291,7 @@ async def test_tree_shows_each_tree_the_unsupervised_and_the_vanished() -> None:
         suptrace.spawn(idle, name="loose")
         gone = suptrace.spawn(idle, name="gone")
         await exit_and_wait(gone, "boom")
-        return await ops.tree(node.runtime, node.reports, ASK)
+        return await trees.tree(node.runtime, node.reports, ASK)
 
     snapshot = await on_node(main)
     (root,) = snapshot["roots"]
@@ -320,7 +325,7 @@ async def test_tree_tells_why_a_child_supervisor_is_gone_for_good() -> None:
         await exit_and_wait(lab.pid("w"), "boom")
         await log.wait_context("not_restarted")
         rt = node.runtime
-        return await ops.tree(rt, node.reports, ASK), await ops.tree(rt, None, ASK)
+        return await trees.tree(rt, node.reports, ASK), await trees.tree(rt, None, ASK)
 
     with_reports, without = await on_node(main)
     (child,) = with_reports["roots"][0]["children"]
@@ -343,7 +348,7 @@ async def test_tree_marks_a_supervisor_too_busy_to_answer_and_goes_on() -> None:
         starting = asyncio.ensure_future(suptrace.start_child(sup, lab.spec("slow")))
         gate = await lab.at_gate()  # app.sup is inside the start of "slow"
         try:
-            return await ops.tree(node.runtime, node.reports, 0.05)
+            return await trees.tree(node.runtime, node.reports, 0.05)
         finally:
             gate.release()
             await starting
@@ -357,7 +362,7 @@ async def test_tree_marks_a_supervisor_too_busy_to_answer_and_goes_on() -> None:
 
 async def test_status_telemetry_is_each_signals_health_or_none_when_off(tmp_path: Path) -> None:
     async def main(node: suptrace.Node) -> Any:
-        return ops.telemetry_signals(node.telemetry)
+        return diagnose.telemetry_signals(node.telemetry)
 
     assert await on_node(main) is None
     signals = await on_node(main, telemetry=str(tmp_path / "node.otlp.jsonl"))
@@ -378,17 +383,17 @@ async def test_reports_filter_by_kind_and_serialise_each_report_type() -> None:
         return list(node.reports.history)
 
     history = await on_node(main)
-    assert {"crash", "progress", "supervisor", "child_terminated"} <= ops.REPORT_KINDS
-    default = [r for r in history if ops.report_matches(r, None)]
+    assert {"crash", "progress", "supervisor", "child_terminated"} <= shapes.REPORT_KINDS
+    default = [r for r in history if shapes.report_matches(r, None)]
     assert default and not any(isinstance(r, ProgressReport) for r in default)
-    crashes = [r for r in history if ops.report_matches(r, frozenset({"crash"}))]
+    crashes = [r for r in history if shapes.report_matches(r, frozenset({"crash"}))]
     assert crashes and all(isinstance(r, CrashReport) for r in crashes)
-    supervision = [r for r in history if ops.report_matches(r, frozenset({"supervisor"}))]
+    supervision = [r for r in history if shapes.report_matches(r, frozenset({"supervisor"}))]
     assert supervision and all(isinstance(r, SupervisorReport) for r in supervision)
-    terminated = [r for r in history if ops.report_matches(r, frozenset({"child_terminated"}))]
+    terminated = [r for r in history if shapes.report_matches(r, frozenset({"child_terminated"}))]
     assert [r.context for r in terminated] == ["child_terminated"]
 
-    sup_json = ops.report_json(terminated[0])
+    sup_json = shapes.report_json(terminated[0])
     assert (sup_json["kind"], sup_json["supervisor"], sup_json["reason_class"]) == (
         "child_terminated",
         "app.sup",
@@ -397,9 +402,9 @@ async def test_reports_filter_by_kind_and_serialise_each_report_type() -> None:
     assert sup_json["offender"]["id"] == "api"
     assert "Counter.start_link" in sup_json["offender"]["start"]
     assert "child_terminated" in sup_json["text"]
-    progress = ops.report_json(next(r for r in history if isinstance(r, ProgressReport)))
+    progress = shapes.report_json(next(r for r in history if isinstance(r, ProgressReport)))
     assert progress["kind"] == "progress" and "started" in progress
-    crash = ops.report_json(crashes[-1])
+    crash = shapes.report_json(crashes[-1])
     assert (crash["kind"], crash["reason_class"]) == ("crash", "RuntimeError")
     assert "disk full" in crash["reason"]
 
@@ -421,7 +426,7 @@ async def test_doctor_says_what_it_checked_and_lists_errors_before_warnings() ->
         )
         # intensity 0 (a warning), and a transient child supervisor (an error).
         await Supervisor.start_link([worker("api"), silent], name="app.sup", intensity=0)
-        return await ops.doctor(
+        return await diagnose.doctor(
             node.runtime,
             node.reports,
             samples=2,
@@ -454,14 +459,14 @@ async def test_terminate_then_restart_a_child_by_its_id_text() -> None:
         sup = await start_app()
         old = suptrace.whereis("api")
         assert old is not None
-        stopped = await ops.write_op(
+        stopped = await writes.write_op(
             rt, "terminate_child", {"supervisor": "app.sup", "child": "api"}, ASK
         )
         after_stop = {c.id: c.pid for c in await suptrace.which_children(sup)}
-        restarted = await ops.write_op(
+        restarted = await writes.write_op(
             rt, "restart_child", {"supervisor": str(sup), "child": "api"}, ASK
         )
-        shard = await ops.write_op(
+        shard = await writes.write_op(
             rt, "terminate_child", {"supervisor": "app.sup", "child": "('shard', 1)"}, ASK
         )
         return [sup, old, stopped, after_stop, restarted, shard, suptrace.whereis("api")]
@@ -474,12 +479,12 @@ async def test_terminate_then_restart_a_child_by_its_id_text() -> None:
 
 
 async def test_write_commands_refuse_what_is_not_there_or_not_a_supervisor() -> None:
-    async def main(node: suptrace.Node) -> list[ops.OpError]:
+    async def main(node: suptrace.Node) -> list[OpError]:
         rt = node.runtime
         await start_app()
 
-        async def write(op: str, **args: Any) -> ops.OpError:
-            return await op_error(ops.write_op(rt, op, args, ASK))
+        async def write(op: str, **args: Any) -> OpError:
+            return await op_error(writes.write_op(rt, op, args, ASK))
 
         return [
             await write("restart_child", supervisor="nosuch.sup", child="api"),
@@ -505,15 +510,15 @@ async def test_write_commands_refuse_what_is_not_there_or_not_a_supervisor() -> 
 
 
 async def test_a_dynamic_supervisors_children_are_named_by_pid() -> None:
-    async def main(node: suptrace.Node) -> tuple[ops.OpError, dict[str, Any], bool]:
+    async def main(node: suptrace.Node) -> tuple[OpError, dict[str, Any], bool]:
         rt = node.runtime
         dyn = await DynamicSupervisor.start_link(name="pool")
         child = await suptrace.start_child(dyn, worker("conn"))
         assert isinstance(child, suptrace.Pid)
         by_id = await op_error(
-            ops.write_op(rt, "terminate_child", {"supervisor": "pool", "child": "conn"}, ASK)
+            writes.write_op(rt, "terminate_child", {"supervisor": "pool", "child": "conn"}, ASK)
         )
-        done = await ops.write_op(
+        done = await writes.write_op(
             rt, "terminate_child", {"supervisor": "pool", "child": str(child)}, ASK
         )
         return by_id, done, suptrace.is_alive(child)
@@ -527,11 +532,11 @@ async def test_a_dynamic_supervisors_children_are_named_by_pid() -> None:
 
 
 async def test_exit_sends_the_exit_signal_and_a_busy_supervisor_times_out() -> None:
-    async def main(node: suptrace.Node) -> tuple[dict[str, Any], Any, ops.OpError]:
+    async def main(node: suptrace.Node) -> tuple[dict[str, Any], Any, OpError]:
         rt = node.runtime
         loose = suptrace.spawn(idle, name="loose")
         ref = suptrace.monitor(loose)
-        sent = await ops.write_op(rt, "exit", {"target": "loose", "reason": "maintenance"}, ASK)
+        sent = await writes.write_op(rt, "exit", {"target": "loose", "reason": "maintenance"}, ASK)
         down = await suptrace.receive(lambda m: type(m) is suptrace.Down and m.ref == ref)
         lab = Lab()
         sup = await Supervisor.start_link([worker("w")], name="app.sup", intensity=3)
@@ -540,7 +545,7 @@ async def test_exit_sends_the_exit_signal_and_a_busy_supervisor_times_out() -> N
         gate = await lab.at_gate()
         try:
             late = await op_error(
-                ops.write_op(rt, "restart_child", {"supervisor": "app.sup", "child": "w"}, 0.05)
+                writes.write_op(rt, "restart_child", {"supervisor": "app.sup", "child": "w"}, 0.05)
             )
         finally:
             gate.release()

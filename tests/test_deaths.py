@@ -23,7 +23,7 @@ from trace_support import EventLog
 import suptrace
 from suptrace import ChildSpec, CrashReport, Down, Exit, NoProc, Supervisor, SupervisorReport
 from suptrace.core.runtime import current_runtime
-from suptrace.node.control.views import event_json, report_json, tombstone_json
+from suptrace.node.control.shapes import event_json, report_json, tombstone_json
 from suptrace.observers.format import format_event, short
 from suptrace.observers.otel.spans import brief, reason_text
 from suptrace.observers.reports import format_report

@@ -19,7 +19,7 @@ from sup_support import TEST_DEADLINE, Lab, ReportLog, exit_and_wait
 
 import suptrace
 from suptrace import ChildSpec, GenServer, Supervisor
-from suptrace.node.control import views as ops
+from suptrace.node.control import diagnose, trees
 from suptrace.node.control.doctor import (
     RULES,
     check_call_timeouts,
@@ -30,7 +30,7 @@ from suptrace.node.control.doctor import (
 
 T = TypeVar("T")
 
-#: What `ops.tree` and `ops.doctor` give a supervisor to answer `describe`.
+#: What `trees.tree` and `diagnose.doctor` give a supervisor to answer `describe`.
 ASK = 2.0
 
 
@@ -51,7 +51,7 @@ async def on_node(
 
 async def live_roots(node: suptrace.Node) -> list[dict[str, Any]]:
     """The node's supervision trees as `describe` data, as the control server builds them."""
-    snapshot = await ops.tree(node.runtime, node.reports, ASK)
+    snapshot = await trees.tree(node.runtime, node.reports, ASK)
     roots: list[dict[str, Any]] = snapshot["roots"]
     return roots
 
@@ -64,7 +64,7 @@ async def doctor(node: suptrace.Node, **kw: Any) -> list[dict[str, Any]]:
     """The ``doctor`` op on this node (one sample unless asked)."""
     args: dict[str, Any] = {"samples": 1, "interval": 0.01, "stuck_after": 3600.0}
     args.update(kw)
-    result = await ops.doctor(
+    result = await diagnose.doctor(
         node.runtime,
         node.reports,
         samples=args["samples"],
@@ -238,12 +238,12 @@ async def test_restart_loop_names_the_child_the_count_and_why_it_died() -> None:
         )
         await exit_and_wait(lab.pid("survey"), ValueError("row 1"))
         await log.wait_progress("survey", count=2)
-        reasons, gave_up = ops.restart_history(node.reports)
+        reasons, gave_up = diagnose.restart_history(node.reports)
         once = check_restart_loops((await live_roots(node))[0], reasons, gave_up)
         for n in range(2, 6):
             await exit_and_wait(lab.pid("survey"), ValueError(f"row {n}"))
             await log.wait_progress("survey", count=1 + n)
-        reasons, gave_up = ops.restart_history(node.reports)
+        reasons, gave_up = diagnose.restart_history(node.reports)
         loops = check_restart_loops((await live_roots(node))[0], reasons, gave_up)
         return once, loops, by_rule(await doctor(node), "restart_loop")
 
@@ -270,7 +270,7 @@ async def test_restart_loop_of_a_child_supervisor_names_the_child_that_makes_it_
             await log.wait_progress("w", count=2 + 2 * cycle)
             await exit_and_wait(lab.pid("w"), ("disk", cycle))
             await log.wait_progress("imports", count=2 + cycle)
-        reasons, gave_up = ops.restart_history(node.reports)
+        reasons, gave_up = diagnose.restart_history(node.reports)
         return check_restart_loops((await live_roots(node))[0], reasons, gave_up)
 
     loops = await on_node(main)
@@ -308,11 +308,11 @@ async def test_call_timeouts_names_the_destination_its_rate_and_callers() -> Non
         await Silent.start_link(name="silent")
         await Echo.start_link(name="echo")
         await _call_and_time_out("silent", 2)
-        below = check_call_timeouts(ops.call_timeout_rows(node.runtime, node.call_timeouts))
+        below = check_call_timeouts(diagnose.call_timeout_rows(node.runtime, node.call_timeouts))
         await _call_and_time_out("silent", 1)
         for n in range(20):
             assert await suptrace.call("echo", n) == n
-        rows = ops.call_timeout_rows(node.runtime, node.call_timeouts)
+        rows = diagnose.call_timeout_rows(node.runtime, node.call_timeouts)
         return below, rows, check_call_timeouts(rows)
 
     below, rows, found = await on_node(main)
@@ -332,7 +332,7 @@ async def test_calls_that_answer_give_no_call_timeout_rows() -> None:
         await Echo.start_link(name="echo")
         for n in range(50):
             await suptrace.call("echo", n)
-        return ops.call_timeout_rows(node.runtime, node.call_timeouts)
+        return diagnose.call_timeout_rows(node.runtime, node.call_timeouts)
 
     assert await on_node(main) == []
 
@@ -456,7 +456,7 @@ async def test_telemetry_dropped_when_the_backend_refuses_a_signal(
         await Echo.start_link(name="echo")
         while not await asyncio.to_thread(told.wait, 0.2):
             await suptrace.call("echo", "x")
-        signals = ops.telemetry_signals(node.telemetry)
+        signals = diagnose.telemetry_signals(node.telemetry)
         return signals, by_rule(await doctor(node), "telemetry_dropped")
 
     try:
@@ -484,7 +484,7 @@ async def test_telemetry_that_gets_through_or_is_off_gives_no_finding(
         await suptrace.call("echo", "x")
         got = await asyncio.to_thread(receiver.wait_for, lambda: bool(receiver.dump().spans), 10)
         assert got, "the receiver got no span"
-        return ops.telemetry_signals(node.telemetry)
+        return diagnose.telemetry_signals(node.telemetry)
 
     try:
         with otlp_env(monkeypatch, receiver, "http/protobuf"):
@@ -496,7 +496,7 @@ async def test_telemetry_that_gets_through_or_is_off_gives_no_finding(
     assert check_telemetry(signals) == []
 
     async def off(node: suptrace.Node) -> Any:
-        return ops.telemetry_signals(node.telemetry)
+        return diagnose.telemetry_signals(node.telemetry)
 
     assert await on_node(off) is None
     assert check_telemetry(None) == []

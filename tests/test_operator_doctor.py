@@ -17,7 +17,7 @@ from sup_support import Lab, ReportLog, exit_and_wait, in_node
 import suptrace
 from suptrace import ChildSpec, CrashReport, DynamicSupervisor, Supervisor, SupervisorReport
 from suptrace.core.runtime import current_runtime
-from suptrace.node.control import views as ops
+from suptrace.node.control import diagnose, processes, shapes, trees
 from suptrace.node.control.doctor import (
     check_call_timeouts,
     check_restart_loops,
@@ -57,7 +57,7 @@ async def test_a_supervisor_counts_each_childs_restarts_total_and_in_its_window(
             (0, 0),
         ]
         rt = current_runtime()
-        rows = {r["pid"]: r for r in ops.ps(rt, False, 100)["processes"]}
+        rows = {r["pid"]: r for r in processes.ps(rt, False, 100)["processes"]}
         assert (
             rows[str(lab.pid("a"))]["restarts"],
             rows[str(lab.pid("a"))]["restarts_window"],
@@ -88,9 +88,9 @@ async def test_a_supervisor_restarted_by_its_parent_shows_it_in_inspect_data() -
             await exit_and_wait(lab.pid("w"), "boom")
             await log.wait_progress("inner", count=2 + n)
         rt = current_runtime()
-        info = await ops.info(rt, "inner", 1.0, 50)
+        info = await processes.info(rt, "inner", 1.0, 50)
         assert (info["restarts"], info["restarts_window"], info["restarted_by"]) == (2, 2, "top")
-        [root] = (await ops.tree(rt, None, 1.0))["roots"]
+        [root] = (await trees.tree(rt, None, 1.0))["roots"]
         entry = _children(root)["inner"]
         assert (entry["restarts"], entry["restarts_window"]) == (2, 2)
         assert entry["start"] == "Supervisor.start_link(1 child, name='inner', intensity=0)"
@@ -114,7 +114,7 @@ async def test_a_dynamic_supervisor_counts_restarts_per_child() -> None:
         assert kids["y"]["restarts"] == 0
         row = next(
             r
-            for r in ops.ps(current_runtime(), False, 100)["processes"]
+            for r in processes.ps(current_runtime(), False, 100)["processes"]
             if r["pid"] == str(lab.pid("x"))
         )
         assert row["restarts"] == 2
@@ -245,7 +245,7 @@ async def test_doctor_on_the_runtime_finds_the_loop_and_the_timeouts() -> None:
         assert parts is not None and parts.call_timeouts is not None
         dest = parts.call_timeouts.by_dest["db"]
         assert (dest.total, dict(dest.callers)) == (4, {"poller": 4})
-        return await ops.doctor(
+        return await diagnose.doctor(
             rt,
             parts.reports,
             samples=1,
@@ -391,7 +391,7 @@ def test_offender_starts_read_as_calls_in_text_and_json() -> None:
     text = format_report(report)
     assert "start=Supervisor.start_link(2 children, name='import_sup')" in text
     assert "ChildSpec(" not in text and "<function" not in text
-    data = ops.report_json(report)
+    data = shapes.report_json(report)
     assert data["offender"]["start"] == "Supervisor.start_link(2 children, name='import_sup')"
     assert data["line"].endswith("child_terminated app.sup/'import_sup': 'shutdown'")
 

@@ -163,13 +163,13 @@ async def _describe_twice() -> None:
     """``tree`` as the control server runs it (a plain task), then the application's
     own ``describe`` of the same supervisor, which is traced as any call."""
     from suptrace.core.runtime import current_runtime
-    from suptrace.node.control import views as control_ops
+    from suptrace.node.control import trees
 
     sup = await suptrace.Supervisor.start_link([], name="app.sup")
     rt = current_runtime()
     loop = asyncio.get_running_loop()
     # The control server's requests run in tasks of the node's loop, outside any process.
-    snapshot = await loop.create_task(control_ops.tree(rt, None, 5.0))
+    snapshot = await loop.create_task(trees.tree(rt, None, 5.0))
     assert snapshot["roots"][0]["name"] == "app.sup"
     await suptrace.describe(sup)
 

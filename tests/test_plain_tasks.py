@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 import suptrace
-from suptrace.node.control.views import ps, report_json
+from suptrace.node.control.processes import ps
+from suptrace.node.control.shapes import report_json
 from suptrace.observers.tasks import NEVER_RETRIEVED, TaskCrashReport
 
 

@@ -3,7 +3,7 @@
 A malformed admin request (unknown kind, missing or extra arguments, a child
 id that cannot be a key) gets a clear `BadRequest` or `ChildNotFound` back and
 harms nothing: the supervisor keeps running with the same children. The
-control plane (`suptrace.node.control.views`) reads supervisors in place through
+control plane (`suptrace.node.control`) reads supervisors in place through
 `restarts_of`, `intensity_use` and `child_key`; these are checked on live
 supervisors and through the control ops that use them (no CLI subprocess).
 """
@@ -31,7 +31,8 @@ from suptrace.behaviours.supervision import (
     SupervisorBase,
 )
 from suptrace.core.runtime import current_runtime, process_of
-from suptrace.node.control import views as ops
+from suptrace.node.control import processes, writes
+from suptrace.node.control.errors import OpError
 
 # -- the handler table ---------------------------------------------------------------------
 
@@ -297,7 +298,7 @@ async def test_control_ops_read_supervisors_through_the_named_api() -> None:
         await log.wait_progress("a", count=2)
         rt = current_runtime()
 
-        top, _ = ops.top(rt, None, 50, 0)
+        top, _ = processes.top(rt, None, 50, 0)
         rows = {row["name"]: row for row in top["supervisors"]}
         assert rows["top_sup"] == {
             "pid": str(sup),
@@ -317,31 +318,33 @@ async def test_control_ops_read_supervisors_through_the_named_api() -> None:
 
         proc = process_of(lab.pid("a"))
         assert proc is not None
-        total, window, parent = ops.restarts(proc)
+        total, window, parent = processes.restarts(proc)
         assert (total, window, parent is not None and parent.pid == sup) == (1, 1, True)
-        info = await ops.info(rt, str(lab.pid("a")), 1.0, 100)
+        info = await processes.info(rt, str(lab.pid("a")), 1.0, 100)
         assert (info["restarts"], info["restart_period"], info["restarted_by"]) == (
             1,
             11,
             "top_sup",
         )
-        winfo = await ops.info(rt, str(worker), 1.0, 100)
+        winfo = await processes.info(rt, str(worker), 1.0, 100)
         assert (winfo["restarts"], winfo["restart_period"]) == (0, 3)
 
         # Write ops name a Supervisor's child by its id's text, a DynamicSupervisor's by pid.
-        done = await ops.write_op(
+        done = await writes.write_op(
             rt, "terminate_child", {"supervisor": "top_sup", "child": "a"}, 1.0
         )
         assert done == {"supervisor": str(sup), "child": "'a'"}
         assert (await suptrace.which_children(sup))[0].pid is None
-        with pytest.raises(ops.OpError) as bad:
-            await ops.write_op(rt, "terminate_child", {"supervisor": "pool", "child": "w"}, 1.0)
+        with pytest.raises(OpError) as bad:
+            await writes.write_op(rt, "terminate_child", {"supervisor": "pool", "child": "w"}, 1.0)
         assert bad.value.code == "bad_args"
         assert str(bad.value).startswith("pool is a DynamicSupervisor: name the child by pid")
-        with pytest.raises(ops.OpError) as missing:
-            await ops.write_op(rt, "restart_child", {"supervisor": "top_sup", "child": "zz"}, 1.0)
+        with pytest.raises(OpError) as missing:
+            await writes.write_op(
+                rt, "restart_child", {"supervisor": "top_sup", "child": "zz"}, 1.0
+            )
         assert missing.value.code == "not_found"
-        gone = await ops.write_op(
+        gone = await writes.write_op(
             rt, "terminate_child", {"supervisor": "pool", "child": str(worker)}, 1.0
         )
         assert gone["supervisor"] == str(pool)

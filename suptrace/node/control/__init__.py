@@ -53,9 +53,15 @@ accept budget), `~suptrace.node.control.connection` (framing, writing,
 requests as tasks), `~suptrace.node.control.streams` (attach and reports
 streams), `~suptrace.node.control.server` (pools, deadlines, dispatch),
 `~suptrace.node.control.handlers` (the table of operations),
-`~suptrace.node.control.args` (argument checks), `~suptrace.node.control.views`
-(what each read operation answers: ps, inspect, tree, top, reports, doctor) and
-`~suptrace.node.control.doctor` (the doctor's rules).
+`~suptrace.node.control.args` (argument checks), `~suptrace.node.control.errors`
+(the expected failures of a request), and what the operations answer:
+`~suptrace.node.control.shapes` (the JSON forms of events, reports and
+tombstones), `~suptrace.node.control.processes` (finding processes; ps,
+inspect, top), `~suptrace.node.control.supervisors` (the requests to
+supervisors, out of the application's traces), `~suptrace.node.control.trees`
+(supervision trees), `~suptrace.node.control.diagnose` (the doctor's sampling
+run), `~suptrace.node.control.doctor` (the doctor's rules) and
+`~suptrace.node.control.writes` (the operations that change the node).
 
 The package imports its server on first use, so the command line, which needs
 only the protocol, does not load the runtime.

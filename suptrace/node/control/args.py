@@ -9,7 +9,7 @@ if it is a string; lists are of short strings.
 >>> optional({"limit": float("nan")}, "limit", int, 10)
 Traceback (most recent call last):
 ...
-suptrace.node.control.views.OpError: argument 'limit' must be an integer, got float nan
+suptrace.node.control.errors.OpError: argument 'limit' must be an integer, got float nan
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from suptrace.node.control.views import OpError, show
+from suptrace.node.control.errors import OpError, show
 
 __all__ = ["capped", "optional", "required", "sampling_time", "texts"]
 

@@ -16,10 +16,10 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any, cast
 
+from suptrace.node.control.errors import show
 from suptrace.node.control.log import warn
 from suptrace.node.control.protocol import AUTH_MAX_FRAME, HEADER, encode_frame, error_frame
 from suptrace.node.control.streams import Stream
-from suptrace.node.control.views import show
 
 if TYPE_CHECKING:
     from suptrace.node.control.server import ControlServer

@@ -4,8 +4,9 @@ A supervision tree is given as nested dicts shaped like `describe` results
 (``name``, ``strategy``, ``intensity``, ``period``, ``auto_shutdown``,
 ``restarts_in_window`` when live, ``restart`` = its own restart type in its
 parent, and ``children`` whose supervisor entries may hold the child's own
-dict under ``tree``). The control server builds them from a running node; the
-command line builds them from a list of `ChildSpec` without running anything.
+dict under ``tree``). The control server builds them from a running node
+(`suptrace.node.control.diagnose`); the command line builds them from a list of
+`ChildSpec` without running anything.
 Both get the same findings.
 
 A finding is a dict: ``severity`` (``error`` or ``warning``), ``rule``,

@@ -1,11 +1,12 @@
 """The operations a client may ask for: one handler each, in one table.
 
 Every handler checks its arguments (``bad_args`` naming the bad one), then asks
-`suptrace.node.control.views` for the answer, which reads the node from its own
-loop. The read ops describe the node; ``attach`` and ``reports`` with
-``follow`` open a stream; the write ops (``terminate_child``,
-``restart_child``, ``exit``) change the node, and the server refuses them
-unless the node allows writes.
+the module of its concept for the answer (`~suptrace.node.control.processes`,
+`~suptrace.node.control.trees`, `~suptrace.node.control.diagnose`,
+`~suptrace.node.control.writes`), which reads the node from its own loop. The
+read ops describe the node; ``attach`` and ``reports`` with ``follow`` open a
+stream; the write ops (``terminate_child``, ``restart_child``, ``exit``) change
+the node, and the server refuses them unless the node allows writes.
 
 >>> sorted(name for name, op in OPS.items() if op.writes)
 ['exit', 'restart_child', 'terminate_child']
@@ -20,8 +21,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from suptrace._version import __version__
-from suptrace.node.control import views as ops
+from suptrace.node.control import diagnose, processes, shapes, trees, writes
 from suptrace.node.control.args import capped, optional, required, sampling_time, texts
+from suptrace.node.control.errors import OpError, show
 from suptrace.node.control.protocol import PROTOCOL
 from suptrace.node.control.streams import ReportStream, TraceStream
 from suptrace.observers.calltrace import resolve_function, trace_calls
@@ -99,7 +101,7 @@ async def status(server: ControlServer, conn: Connection, req_id: Any, args: dic
         "connections": server.connection_counts(),
         "allow_write": server.options.allow_write,
         "limits": server.limits(),
-        "telemetry": ops.telemetry_signals(server.parts.telemetry),
+        "telemetry": diagnose.telemetry_signals(server.parts.telemetry),
     }
 
 
@@ -107,26 +109,26 @@ async def ps(server: ControlServer, conn: Connection, req_id: Any, args: dict[st
     system = optional(args, "system", bool, False)
     limit = optional(args, "limit", int, 10_000)
     tasks = optional(args, "tasks", bool, False)
-    return ops.ps(server.runtime, system, max(1, limit), tasks, server.parts.tasks)
+    return processes.ps(server.runtime, system, max(1, limit), tasks, server.parts.tasks)
 
 
 async def info(server: ControlServer, conn: Connection, req_id: Any, args: dict[str, Any]) -> Any:
     target = required(args, "target", str)
-    return await ops.info(server.runtime, target, server.options.call_timeout, 200)
+    return await processes.info(server.runtime, target, server.options.call_timeout, 200)
 
 
 async def tree(server: ControlServer, conn: Connection, req_id: Any, args: dict[str, Any]) -> Any:
-    return await ops.tree(server.runtime, server.parts.reports, server.options.call_timeout)
+    return await trees.tree(server.runtime, server.parts.reports, server.options.call_timeout)
 
 
 async def top(server: ControlServer, conn: Connection, req_id: Any, args: dict[str, Any]) -> Any:
     limit = max(1, min(optional(args, "limit", int, 100), 10_000))
     report_limit = max(0, min(optional(args, "reports", int, 5), 50))
     sort = optional(args, "sort", str, "m")
-    if sort not in ops.TOP_SORTS:
-        raise ops.OpError("bad_args", f"top: sort must be one of m, s, r, y, not {sort!r}")
+    if sort not in processes.TOP_SORTS:
+        raise OpError("bad_args", f"top: sort must be one of m, s, r, y, not {sort!r}")
     # The message counts of this connection's last refresh: messages/s since then.
-    result, conn.top_counts = ops.top(
+    result, conn.top_counts = processes.top(
         server.runtime, server.parts.reports, limit, report_limit, sort, conn.top_counts
     )
     return result
@@ -136,7 +138,7 @@ async def tombstones(
     server: ControlServer, conn: Connection, req_id: Any, args: dict[str, Any]
 ) -> Any:
     stones = reversed(list(server.runtime.tombstones.values()))
-    return {"tombstones": [ops.tombstone_json(s) for s in stones]}
+    return {"tombstones": [shapes.tombstone_json(s) for s in stones]}
 
 
 async def tombstone(
@@ -145,20 +147,18 @@ async def tombstone(
     name = required(args, "name", str)
     stone = server.runtime.tombstones.get(name)
     if stone is None:
-        raise ops.OpError(
-            "not_found", f"no tombstone for {ops.show(name)} on node {server.node_name}"
-        )
-    return ops.tombstone_json(stone)
+        raise OpError("not_found", f"no tombstone for {show(name)} on node {server.node_name}")
+    return shapes.tombstone_json(stone)
 
 
 async def doctor(server: ControlServer, conn: Connection, req_id: Any, args: dict[str, Any]) -> Any:
     samples = optional(args, "samples", int, 3)
     interval = optional(args, "interval", (int, float), 0.5)
     if not 1 <= samples <= 20 or not 0 < interval <= 10:
-        raise ops.OpError("bad_args", "doctor: samples must be 1..20 and interval 0..10 s")
+        raise OpError("bad_args", "doctor: samples must be 1..20 and interval 0..10 s")
     stuck_after = float(optional(args, "stuck_after", (int, float), 30.0))
     mailbox_min = optional(args, "mailbox_min", int, 10)
-    return await ops.doctor(
+    return await diagnose.doctor(
         server.runtime,
         server.parts.reports,
         samples=samples,
@@ -176,10 +176,10 @@ async def doctor(server: ControlServer, conn: Connection, req_id: Any, args: dic
 
 def _check_stream_room(server: ControlServer, conn: Connection, req_id: Any) -> None:
     if req_id in conn.streams:
-        raise ops.OpError("bad_request", f"a stream with id {req_id!r} is already open")
+        raise OpError("bad_request", f"a stream with id {req_id!r} is already open")
     most = server.options.max_streams
     if len(conn.streams) >= most:
-        raise ops.OpError("busy", f"this connection already has {most} streams (max_streams)")
+        raise OpError("busy", f"this connection already has {most} streams (max_streams)")
 
 
 async def reports(
@@ -187,22 +187,22 @@ async def reports(
 ) -> Any:
     history = server.parts.reports
     if history is None:
-        raise ops.OpError("not_found", f"node {server.node_name} runs without reports")
+        raise OpError("not_found", f"node {server.node_name} runs without reports")
     kinds_arg = texts(args, "kinds", None)
     kinds = None
     if kinds_arg is not None:
-        bad = [k for k in kinds_arg if k not in ops.REPORT_KINDS]
+        bad = [k for k in kinds_arg if k not in shapes.REPORT_KINDS]
         if bad or not kinds_arg:
-            raise ops.OpError(
+            raise OpError(
                 "bad_args",
-                f"unknown report kind(s) {ops.show(bad)}; "
-                f"kinds: {', '.join(sorted(ops.REPORT_KINDS))}",
+                f"unknown report kind(s) {show(bad)}; "
+                f"kinds: {', '.join(sorted(shapes.REPORT_KINDS))}",
             )
         kinds = frozenset(kinds_arg)
     limit = max(0, min(optional(args, "limit", int, 100), history.history.maxlen or 1000))
-    chosen = [r for r in history.history if ops.report_matches(r, kinds)]
+    chosen = [r for r in history.history if shapes.report_matches(r, kinds)]
     result: dict[str, Any] = {
-        "reports": [ops.report_json(r) for r in chosen[-limit:]] if limit else [],
+        "reports": [shapes.report_json(r) for r in chosen[-limit:]] if limit else [],
         "total": len(chosen),
     }
     if optional(args, "follow", bool, False):
@@ -220,7 +220,7 @@ async def attach(server: ControlServer, conn: Connection, req_id: Any, args: dic
     target_text = required(args, "target", str)
     flags = texts(args, "flags", ["send", "receive", "procs"])
     if not flags:
-        raise ops.OpError("bad_args", f"flags: a list of {', '.join(FLAGS)} or event kinds")
+        raise OpError("bad_args", f"flags: a list of {', '.join(FLAGS)} or event kinds")
     calls = texts(args, "call", [], most=32)
     follow = optional(args, "follow_name", bool, True)
     limits = {
@@ -232,7 +232,7 @@ async def attach(server: ControlServer, conn: Connection, req_id: Any, args: dic
     _check_stream_room(server, conn, req_id)
     active = sum(1 for c in server.connections for s in c.streams.values() if s.kind == "attach")
     if active >= options.max_tracers:
-        raise ops.OpError(
+        raise OpError(
             "busy",
             f"node {server.node_name} already runs {options.max_tracers} attach sessions",
         )
@@ -240,24 +240,22 @@ async def attach(server: ControlServer, conn: Connection, req_id: Any, args: dic
     if target_text in ("all", "new"):
         target = target_text
     else:
-        proc = ops.find_process(rt, target_text)
+        proc = processes.find_process(rt, target_text)
         if proc is None:
-            raise ops.not_found(rt, target_text)
+            raise processes.not_found(rt, target_text)
         target = proc.name if proc.name == target_text else proc.pid
     set_on_spawn = optional(args, "set_on_spawn", bool, False)
     for spec in calls:
         if spec.partition(":")[0] not in sys.modules:
-            raise ops.OpError(
+            raise OpError(
                 "bad_args",
-                f"--call {ops.show(spec)}: only functions of modules the node has already "
+                f"--call {show(spec)}: only functions of modules the node has already "
                 "imported can be traced (the control socket never imports code)",
             )
         try:
             resolve_function(spec)
         except Exception as exc:
-            raise ops.OpError(
-                "bad_args", f"--call {ops.show(spec)}: {ops.show(exc, 300)}"
-            ) from None
+            raise OpError("bad_args", f"--call {show(spec)}: {show(exc, 300)}") from None
     stream = TraceStream(conn, req_id, term_limit)
     try:
         tracer = Tracer(
@@ -274,7 +272,7 @@ async def attach(server: ControlServer, conn: Connection, req_id: Any, args: dic
             on_stop=stream.on_stop,
         )
     except (ValueError, TypeError) as exc:
-        raise ops.OpError("bad_args", str(exc)[:500]) from None
+        raise OpError("bad_args", str(exc)[:500]) from None
     stream.tracer = tracer
     conn.streams[req_id] = stream
     try:
@@ -285,7 +283,7 @@ async def attach(server: ControlServer, conn: Connection, req_id: Any, args: dic
         conn.streams.pop(req_id, None)
         stream.ended = True
         tracer.stop("failed")
-        raise ops.OpError("bad_args", f"attach {target_text}: {ops.show(exc, 300)}") from None
+        raise OpError("bad_args", f"attach {target_text}: {show(exc, 300)}") from None
     return {
         "stream": req_id,
         "target": str(target),
@@ -303,7 +301,7 @@ async def detach(server: ControlServer, conn: Connection, req_id: Any, args: dic
         if stream_id is None:
             conn.stop_streams("detached")
             return {"detached": "all"}
-        raise ops.OpError("not_found", f"no open stream {ops.show(stream_id)} on this connection")
+        raise OpError("not_found", f"no open stream {show(stream_id)} on this connection")
     stream.stop("detached")
     return {"detached": stream_id}
 
@@ -326,7 +324,7 @@ async def restart_child(
 async def _child_op(op: str, server: ControlServer, args: dict[str, Any]) -> Any:
     required(args, "supervisor", str)
     required(args, "child", str)
-    return await ops.write_op(server.runtime, op, args, server.options.call_timeout)
+    return await writes.write_op(server.runtime, op, args, server.options.call_timeout)
 
 
 async def exit_process(
@@ -335,8 +333,8 @@ async def exit_process(
     required(args, "target", str)
     reason = required(args, "reason", str)
     if not reason or len(reason) > 200:
-        raise ops.OpError("bad_args", "exit: reason must be a non-empty string (<= 200)")
-    return await ops.write_op(server.runtime, "exit", args, server.options.call_timeout)
+        raise OpError("bad_args", "exit: reason must be a non-empty string (<= 200)")
+    return await writes.write_op(server.runtime, "exit", args, server.options.call_timeout)
 
 
 #: Every operation by name (the order ``hello`` lists them in is sorted).

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from suptrace.core.runtime import Runtime
 from suptrace.node.control.connection import Connection
+from suptrace.node.control.errors import OpError, show
 from suptrace.node.control.handlers import OPS, Op
 from suptrace.node.control.log import Warnings, warn
 from suptrace.node.control.options import ControlOptions, options_table
@@ -50,7 +51,6 @@ from suptrace.node.control.transport import (
     tcp_listener,
     write_sidecar,
 )
-from suptrace.node.control.views import OpError, show
 
 if TYPE_CHECKING:
     from suptrace.node.parts import NodeParts

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from suptrace.node.control.views import event_json, report_json, report_matches
+from suptrace.node.control.shapes import event_json, report_json, report_matches
 from suptrace.observers.reports import Report
 from suptrace.observers.tracer import Tracer
 

@@ -1,0 +1,250 @@
+"""``suptrace doctor`` on a running node: the sampling run that gathers what the
+rules of `suptrace.node.control.doctor` judge.
+
+It samples the process table over time (mailbox sizes, stacks, message
+counts), reads the supervision trees, the report history, the node's call
+timeout counts and its telemetry export, and returns the findings, errors
+first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from suptrace.behaviours.gen_server import GenServer
+from suptrace.core.process import Process
+from suptrace.core.runtime import Runtime
+from suptrace.core.terms import Pid, reason_class
+from suptrace.node.control.doctor import (
+    check_call_timeouts,
+    check_restart_loops,
+    check_telemetry,
+    check_tree,
+    finding,
+    restart_key,
+)
+from suptrace.node.control.shapes import as_text
+from suptrace.node.control.trees import tree
+from suptrace.observers.call_timeouts import CallTimeouts
+from suptrace.observers.format import short, term_to_json
+from suptrace.observers.reports import Reports, SupervisorReport
+
+if TYPE_CHECKING:
+    from suptrace.node.telemetry import Telemetry
+
+__all__ = ["doctor", "telemetry_signals", "restart_history", "call_timeout_rows"]
+
+
+def _last_activity(proc: Process) -> float:
+    rec = proc.recorder
+    return rec[-1][0] if rec else proc.started_at
+
+
+def _sample(rt: Runtime) -> dict[Pid, tuple[int, tuple[str, ...], int, int]]:
+    return {
+        p.pid: (
+            len(p.mailbox) if p.mailbox else 0,
+            tuple(p.stacktrace(limit=8)),
+            p.messages_in,
+            p.messages_out,
+        )
+        for p in list(rt.procs.values())
+        if p.alive and not p.system
+    }
+
+
+def _who(proc: Process) -> str:
+    return f"{proc.name} ({proc.pid})" if proc.name else f"{proc.pid} {proc.initial_call}"
+
+
+async def doctor(
+    rt: Runtime,
+    reports: Reports | None,
+    *,
+    samples: int,
+    interval: float,
+    stuck_after: float,
+    mailbox_min: int,
+    timeout: float,
+    call_timeouts: CallTimeouts | None,
+    telemetry: Telemetry | None,
+) -> dict[str, Any]:
+    """Findings for a running node: its trees, vanished names, growing mailboxes,
+    processes stuck awaiting, call timeouts (``call_timeouts``: the node's counts)
+    and telemetry that drops data (``telemetry``: the node's telemetry service)."""
+    snapshots = [_sample(rt)]
+    for _ in range(samples - 1):
+        await asyncio.sleep(interval)  # sampling the node over time, not synchronising
+        snapshots.append(_sample(rt))
+    trees = await tree(rt, reports, timeout)
+    found: list[dict[str, Any]] = []
+    for root in trees["roots"]:
+        found.extend(check_tree(root))
+    reasons, gave_up = restart_history(reports)
+    for root in trees["roots"]:
+        found.extend(check_restart_loops(root, reasons, gave_up))
+    timeouts = call_timeout_rows(rt, call_timeouts)
+    found.extend(check_call_timeouts(timeouts))
+    for stone in trees["vanished"][:50]:
+        gone_for_good = any("did not restart" in n for n in stone["notes"])
+        found.append(
+            finding(
+                "error" if gone_for_good else "warning",
+                "vanished_name",
+                stone["name"],
+                stone["story"],
+                f"nothing is registered as {stone['name']} any more: anything sending to it "
+                f"gets NoProc; see: suptrace inspect {stone['name']}",
+            )
+        )
+    now = time.time()
+    last = snapshots[-1]
+    for pid, (mq, stack, m_in, m_out) in last.items():
+        proc = rt.procs.get(pid)
+        if proc is None:
+            continue
+        series = [s[pid] for s in snapshots if pid in s]
+        sizes = [entry[0] for entry in series]
+        if (
+            len(series) == len(snapshots) > 1
+            and mq >= mailbox_min
+            and all(b > a for a, b in itertools.pairwise(sizes))
+        ):
+            found.append(
+                finding(
+                    "warning",
+                    "growing_mailbox",
+                    _who(proc),
+                    f"the mailbox of {_who(proc)} only grew while sampled: "
+                    f"{' -> '.join(str(n) for n in sizes)} messages over "
+                    f"{interval * (len(sizes) - 1):.1f}s; it receives faster than it handles",
+                    f"see what arrives: suptrace attach {proc.name or proc.pid} --flags receive",
+                )
+            )
+        idle = now - _last_activity(proc)
+        if (
+            proc.status == "running"
+            and proc.ancestors  # a top-level process awaiting the app's end is normal
+            and stack
+            and all(entry[1:] == (stack, m_in, m_out) for entry in series)
+            and idle >= stuck_after
+            and "in sleep" not in stack[-1]
+        ):
+            found.append(
+                finding(
+                    "warning",
+                    "stuck",
+                    _who(proc),
+                    f"{_who(proc)} has been awaiting the same thing for {idle:.0f}s with no "
+                    f"message in or out; it waits at {_where(stack)}",
+                    "a call with timeout=None or an event nobody sets? "
+                    f"see: suptrace inspect {proc.name or proc.pid}",
+                )
+            )
+    found.extend(check_telemetry(telemetry_signals(telemetry)))
+    order = {"error": 0, "warning": 1}
+    found.sort(key=lambda f: order.get(f["severity"], 2))
+    return {
+        "node": rt.name,
+        "findings": found,
+        "checked": {
+            "supervisors": sum(1 for _ in _all_descs(trees["roots"])),
+            "processes": len(last),
+            "tombstones": len(trees["vanished"]),
+            "samples": len(snapshots),
+            "interval": interval,
+            "call_destinations": len(timeouts),
+        },
+    }
+
+
+def telemetry_signals(telemetry: Telemetry | None) -> dict[str, dict[str, Any]] | None:
+    """The node's telemetry export per signal (None when telemetry is off)."""
+    return telemetry.signals() if telemetry is not None else None
+
+
+def restart_history(
+    reports: Reports | None, keep: int = 50
+) -> tuple[dict[str, list[tuple[str, str]]], dict[str, list[str]]]:
+    """From the report history: each child's recent exit reasons (``(class,
+    text)``, oldest first, keyed by `restart_key`) and, per supervisor name, the
+    ids of the children that made it reach its max restart intensity."""
+    reasons: dict[str, list[tuple[str, str]]] = {}
+    gave_up: dict[str, list[str]] = {}
+    if reports is None:
+        return reasons, gave_up
+    for report in list(reports.history):
+        if not isinstance(report, SupervisorReport):
+            continue
+        cid = report.offender.get("id")
+        if report.context == "child_terminated":
+            key = restart_key(as_text(report.supervisor), term_to_json(cid))
+            seen = reasons.setdefault(key, [])
+            seen.append((reason_class(report.reason), short(report.reason, 120)))
+            if len(seen) > keep:
+                del seen[0]
+        elif report.context == "shutdown":
+            ids = gave_up.setdefault(as_text(report.supervisor), [])
+            ids.append(cid if isinstance(cid, str) else short(cid, 60))
+            if len(ids) > keep:
+                del ids[0]
+    return reasons, gave_up
+
+
+def call_timeout_rows(rt: Runtime, service: CallTimeouts | None) -> list[dict[str, Any]]:
+    """Per destination: timeouts (total and since the current process started),
+    the calls that process received (a GenServer's count), and the callers
+    (``service``: the node's call-timeout counts, None when it keeps none)."""
+    if service is None:
+        return []
+    rows = []
+    for dest in list(service.by_dest.values()):
+        proc = rt.names.get(dest.destination)
+        if proc is None and dest.pid is not None:
+            proc = rt.procs.get(dest.pid)
+        calls = None
+        recent = dest.total
+        if proc is not None and proc.alive:
+            recent = dest.since(proc.started_at)
+            behaviour = proc.behaviour
+            if isinstance(behaviour, GenServer):
+                # Handled so far; a timed-out call still queued counts once handled.
+                calls = int(getattr(behaviour, "_calls", 0))
+        rows.append(
+            {
+                "destination": dest.destination,
+                "pid": None if proc is None else str(proc.pid),
+                "alive": proc is not None and proc.alive,
+                "timeouts": dest.total,
+                "recent": recent,
+                "calls": calls,
+                "callers": dict(dest.callers),
+                "timeout": term_to_json(dest.last_timeout),
+            }
+        )
+    return rows
+
+
+_RUNTIME_DIRS = tuple(f"{os.sep}suptrace{os.sep}{d}{os.sep}" for d in ("core", "behaviours"))
+
+
+def _where(stack: tuple[str, ...]) -> str:
+    """The innermost frame, and the innermost frame of the process's own code if
+    that is elsewhere (a process stuck in `call` is stuck where it called)."""
+    inner = stack[-1]
+    own = next((f for f in reversed(stack) if not any(d in f for d in _RUNTIME_DIRS)), None)
+    return inner if own is None or own == inner else f"{inner}, called from {own}"
+
+
+def _all_descs(roots: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    stack = list(roots)
+    while stack:
+        desc = stack.pop()
+        out.append(desc)
+        stack.extend(c["tree"] for c in desc.get("children", []) if isinstance(c.get("tree"), dict))
+    return out

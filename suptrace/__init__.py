@@ -111,18 +111,27 @@ def _public_names() -> dict[str, str]:
     this file's text: a few hundred lines scanned, no parser imported)."""
     names: dict[str, str] = {}
     module = ""
-    with open(__file__, encoding="utf-8") as source:
-        lines = iter(source)
-        for line in lines:
-            if line.startswith("if TYPE_CHECKING:"):
-                break
-        for line in lines:
-            if line.strip() and not line.startswith("    "):
-                break  # the end of the block
-            words = line.replace(",", " ").split()
-            if words[:1] == ["from"]:
-                module, words = words[1], words[3:]
-            names.update((word, module) for word in words if word not in ("(", ")", "as"))
+    try:
+        with open(__file__, encoding="utf-8") as source:
+            text = source.read()
+    except OSError:  # installed without its .py files (a zip, a frozen application)
+        text = __loader__.get_source(__name__) or ""  # type: ignore[name-defined]
+    if "if TYPE_CHECKING:" not in text:
+        raise ImportError(
+            "suptrace lists its public names in the source of suptrace/__init__.py, "
+            "which this installation does not include: install the package with its .py files"
+        )
+    lines = iter(text.splitlines(keepends=True))
+    for line in lines:
+        if line.startswith("if TYPE_CHECKING:"):
+            break
+    for line in lines:
+        if line.strip() and not line.startswith("    "):
+            break  # the end of the block
+        words = line.replace(",", " ").split()
+        if words[:1] == ["from"]:
+            module, words = words[1], words[3:]
+        names.update((word, module) for word in words if word not in ("(", ")", "as"))
     return names
 
 

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 import suptrace
-from suptrace.node.control import OPS, WRITE_OPS, ControlOptions, ControlServer
-from suptrace.node.control.options import Option
+from suptrace.node.control import ControlServer
+from suptrace.node.control.handlers import OPS, WRITE_OPS
+from suptrace.node.control.options import ControlOptions, Option
 from suptrace.node.control.protocol import HEADER, PROTOCOL, decode_body, encode_frame
 
 #: Values no option of a kind takes.

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +60,29 @@ def test_node_parts_are_there_while_the_node_runs_and_gone_after() -> None:
     assert asyncio.run(app()) == (None, None)
     with pytest.raises(NodeError, match=r"report_history\(\) needs a running suptrace node"):
         suptrace.report_history()
+
+
+def test_the_package_imports_from_a_zip(tmp_path: Path) -> None:
+    """Installed as a zip (no .py files on disk), the package still lists its names."""
+    root = Path(suptrace.__file__).parent
+    archive = tmp_path / "suptrace.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in root.rglob("*.py"):
+            z.write(path, Path("suptrace") / path.relative_to(root))
+    code = (
+        "import suptrace\n"
+        f"assert suptrace.__file__.startswith({str(archive)!r}), suptrace.__file__\n"
+        "print(len(suptrace.__all__), suptrace.spawn.__module__, suptrace.__version__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(archive), "PATH": os.environ.get("PATH", "")},
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    count, module, version = done.stdout.split()
+    assert int(count) == len(suptrace.__all__)
+    assert (module, version) == ("suptrace.core.spawn", suptrace.__version__)

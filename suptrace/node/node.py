@@ -235,7 +235,7 @@ class Node:
         self._started = []
         try:
             if self.telemetry is not None:
-                await self.telemetry.start(parts)
+                await self.telemetry.start(parts.runtime, parts.name, parts.reports)
                 self._started.append(self.telemetry)
             for service in self.services:
                 result = service.start(self)
@@ -266,7 +266,7 @@ class Node:
         if self.stopped_by is not None:
             os.write(2, f"suptrace: {name} again: node {self.name!r} stops at once\n".encode())
             if self.control is not None:
-                self.control._remove_files()  # (quick and local: no stale socket left behind)
+                self.control.remove_files()  # (quick and local: no stale socket left behind)
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return

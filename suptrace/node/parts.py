@@ -1,10 +1,11 @@
 """What a node gives its own services: the runtime, the node's name and its typed parts.
 
-The node builds one `NodeParts` when it starts and hands it to the services it
-runs itself (telemetry, the control server): each reads the collaborators it
-needs as typed attributes, never by a name looked up at run time. Code that runs
-inside a process and needs the node's parts (the demo, the reports API) finds
-them with `current_parts`.
+The node builds one `NodeParts` when it starts. The control server, which
+answers about all of them, is given it whole; the telemetry service is given
+just the runtime, the node's name and the reports. Each reads its
+collaborators as typed attributes, never by a name looked up at run time. Code
+that runs inside a process and needs the node's parts (the demo, tests, tools)
+finds them with `current_parts`.
 
 >>> import asyncio, suptrace
 >>> from suptrace.node.parts import current_parts

@@ -19,9 +19,10 @@ from suptrace.observers.otel.config import check_option, check_traces
 from suptrace.observers.otel.instrumentor import instrumented
 
 if TYPE_CHECKING:
-    from suptrace.node.parts import NodeParts
+    from suptrace.core.runtime import Runtime
     from suptrace.observers.otel.bridge import Bridge
     from suptrace.observers.otel.setup import Setup
+    from suptrace.observers.reports import Reports
 
 __all__ = ["Telemetry", "telemetry_service", "TELEMETRY_OPTIONS"]
 
@@ -40,8 +41,6 @@ TELEMETRY_OPTIONS = (
 
 
 def _off(value: Any) -> bool:
-    return value is False or (isinstance(value, str) and value.strip().lower() == "off")
-
     return value is False or (isinstance(value, str) and value.strip().lower() == "off")
 
 
@@ -130,14 +129,16 @@ class Telemetry:
 
     # -- service protocol ----------------------------------------------------------------
 
-    async def start(self, node: NodeParts) -> None:
+    async def start(self, runtime: Runtime, name: str, reports: Reports | None) -> None:
+        """Build the providers and exporters (off the loop) and attach the bridge to
+        ``runtime``; ``name`` is the node's, ``reports`` its reports (sent as logs)."""
         import asyncio
 
         # Importing the SDK and the exporters takes a while the first time: keep it
         # (and any endpoint set-up) off the event loop.
         setup = await asyncio.to_thread(
             _configure,
-            node.name,
+            name,
             self.telemetry,
             self.tracer_provider,
             self.meter_provider,
@@ -152,7 +153,7 @@ class Telemetry:
         self.setup = setup
         try:
             bridge = Bridge(
-                node.runtime,
+                runtime,
                 setup.tracer_provider,
                 setup.meter_provider,
                 setup.logger_provider,
@@ -160,7 +161,7 @@ class Telemetry:
                 message_repr=self.message_repr,
                 traces=setup.decision.traces,
                 sample=setup.decision.sample,
-                reports=node.reports,
+                reports=reports,
             )
             bridge.attach()
         except BaseException:

@@ -209,7 +209,7 @@ def patch_function(spec: str, tracer: Tracer) -> Callable[[], None]:
             data: dict[str, Any] = {"function": spec, "phase": phase, "value": value}
             if duration is not None:
                 data["duration"] = duration
-            tracer._accept(TraceEvent(_wall(), proc.pid, proc.name, "call_trace", data))
+            tracer.accept(TraceEvent(_wall(), proc.pid, proc.name, "call_trace", data))
         except Exception as exc:  # reporting a call must never break the call
             tracer.handler_errors += 1
             tracer.runtime.handler_failed("call tracer", wrapper, exc, "call_trace")
@@ -372,5 +372,5 @@ def trace_calls(
         if created:
             tracer.stop("failed")
         raise
-    tracer._undo.extend(undos)
+    tracer.add_cleanup(*undos)
     return tracer

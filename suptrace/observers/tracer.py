@@ -253,6 +253,11 @@ class Tracer:
         _RUNNING.setdefault(rt, set()).add(self)
         return self
 
+    def add_cleanup(self, *undos: Callable[[], None]) -> None:
+        """Run ``undos`` when the trace stops (in reverse order, after its own hooks
+        are removed): how other event sources (call tracing) take theirs down with it."""
+        self._undo.extend(undos)
+
     def stop(self, reason: str = "stopped") -> None:
         """End the trace: remove every trace hook from the node, deliver what is buffered
         (in slices when it is long: ``await wait()`` returns once it all is)."""
@@ -419,7 +424,7 @@ class Tracer:
                 self._detach(gone)
         self._holder = proc.pid
         was = f" (was {previous})" if previous is not None else ""
-        self._accept(
+        self.accept(
             TraceEvent(
                 _wall(),
                 proc.pid,
@@ -443,12 +448,12 @@ class Tracer:
         proc = process_of(pid) if pid is not None else None
         if proc is not None and proc.system:
             return
-        self._accept(event)
+        self.accept(event)
 
     def _on_event(self, event: TraceEvent) -> None:
         kind = event.kind
         if kind in self.kinds:
-            self._accept(event)
+            self.accept(event)
         if kind == "exit" and event.pid is not None:
             proc = self._procs.get(event.pid)
             if proc is not None:
@@ -460,7 +465,10 @@ class Tracer:
                 ):
                     self.runtime.loop.call_soon(self.stop, "target_exited", context=self._context)
 
-    def _accept(self, event: TraceEvent, force: bool = False) -> None:
+    def accept(self, event: TraceEvent, force: bool = False) -> None:
+        """Take one event into this trace, within its limits (count, rate, buffer);
+        ``force`` skips the rate limit. How other event sources (call tracing) feed
+        a tracer."""
         if self._full or self.stop_reason is not None:
             return
         if self._in_handler:

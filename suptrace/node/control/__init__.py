@@ -67,31 +67,18 @@ The package imports its server on first use, so the command line, which needs
 only the protocol, does not load the runtime.
 """
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from suptrace.node.control.handlers import OPS as OPS
-    from suptrace.node.control.handlers import WRITE_OPS as WRITE_OPS
-    from suptrace.node.control.handlers import Op as Op
-    from suptrace.node.control.options import ControlOptions as ControlOptions
     from suptrace.node.control.server import ControlServer as ControlServer
 
-_HOMES = {
-    "OPS": "handlers",
-    "WRITE_OPS": "handlers",
-    "Op": "handlers",
-    "ControlOptions": "options",
-    "ControlServer": "server",
-}
-
-__all__ = ["OPS", "WRITE_OPS", "ControlOptions", "ControlServer", "Op"]
+__all__ = ["ControlServer"]
 
 
 def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
+    if name != "ControlServer":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
+    from suptrace.node.control.server import ControlServer
+
+    globals()[name] = ControlServer
+    return ControlServer

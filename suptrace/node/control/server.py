@@ -188,7 +188,7 @@ class ControlServer:
             conn.close()
         if running or opening:
             await asyncio.wait([*running, *opening], timeout=1.0)
-        self._remove_files()
+        self.remove_files()
 
     # -- files ------------------------------------------------------------------------
 
@@ -222,7 +222,7 @@ class ControlServer:
             },
         )
 
-    def _remove_files(self) -> None:
+    def remove_files(self) -> None:
         """Remove the socket and its sidecar, unless a successor node owns them now."""
         path, self.path = self.path, None
         if path is not None:

@@ -115,12 +115,19 @@ def sub_supervisor(
 
 
 def test_every_rule_has_a_test_here() -> None:
-    """A new rule in control_doctor.RULES needs its in-process test in this module."""
-    import inspect
-    import sys
-
-    source = inspect.getsource(sys.modules[__name__])
-    assert [rule for rule in RULES if f'"{rule}"' not in source] == []
+    """A new rule in doctor.RULES needs its in-process test in this module: the tree
+    rules are the TREE_CASES, each other rule is named with its test below."""
+    others = {
+        "intensity_near": test_intensity_near_when_the_window_is_used_up_and_not_before,
+        "restart_loop": test_restart_loop_names_the_child_the_count_and_why_it_died,
+        "call_timeouts": test_call_timeouts_names_the_destination_its_rate_and_callers,
+        "vanished_name": test_vanished_name_is_a_warning_and_an_error_once_nothing_restarts_it,
+        "growing_mailbox": test_growing_mailbox_is_found_over_samples_a_full_but_steady_one_is_not,
+        "stuck": test_stuck_is_a_process_awaiting_one_thing_too_long_not_a_receive_or_a_sleep,
+        "telemetry_dropped": test_telemetry_dropped_when_the_backend_refuses_a_signal,
+    }
+    assert sorted([*TREE_CASES, *others]) == sorted(RULES)
+    assert not set(TREE_CASES) & set(others)
 
 
 # -- the tree rules: a supervisor's flags and children ---------------------------------------

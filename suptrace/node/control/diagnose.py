@@ -10,8 +10,6 @@ first.
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +19,12 @@ from suptrace.core.runtime import Runtime
 from suptrace.core.terms import Pid, reason_class
 from suptrace.node.control.doctor import (
     check_call_timeouts,
+    check_growing_mailbox,
     check_restart_loops,
+    check_stuck,
     check_telemetry,
     check_tree,
-    finding,
+    check_vanished,
     restart_key,
 )
 from suptrace.node.control.shapes import as_text
@@ -89,62 +89,30 @@ async def doctor(
         found.extend(check_restart_loops(root, reasons, gave_up))
     timeouts = call_timeout_rows(rt, call_timeouts)
     found.extend(check_call_timeouts(timeouts))
-    for stone in trees["vanished"][:50]:
-        gone_for_good = any("did not restart" in n for n in stone["notes"])
-        found.append(
-            finding(
-                "error" if gone_for_good else "warning",
-                "vanished_name",
-                stone["name"],
-                stone["story"],
-                f"nothing is registered as {stone['name']} any more: anything sending to it "
-                f"gets NoProc; see: suptrace inspect {stone['name']}",
-            )
-        )
+    found.extend(check_vanished(trees["vanished"][:50]))
     now = time.time()
     last = snapshots[-1]
-    for pid, (mq, stack, m_in, m_out) in last.items():
+    for pid, (_mq, stack, m_in, m_out) in last.items():
         proc = rt.procs.get(pid)
         if proc is None:
             continue
         series = [s[pid] for s in snapshots if pid in s]
-        sizes = [entry[0] for entry in series]
-        if (
-            len(series) == len(snapshots) > 1
-            and mq >= mailbox_min
-            and all(b > a for a, b in itertools.pairwise(sizes))
-        ):
-            found.append(
-                finding(
-                    "warning",
-                    "growing_mailbox",
-                    _who(proc),
-                    f"the mailbox of {_who(proc)} only grew while sampled: "
-                    f"{' -> '.join(str(n) for n in sizes)} messages over "
-                    f"{interval * (len(sizes) - 1):.1f}s; it receives faster than it handles",
-                    f"see what arrives: suptrace attach {proc.name or proc.pid} --flags receive",
-                )
+        who, target = _who(proc), str(proc.name or proc.pid)
+        if len(series) == len(snapshots):
+            growing = check_growing_mailbox(
+                who, target, [entry[0] for entry in series], interval, mailbox_min
             )
-        idle = now - _last_activity(proc)
+            if growing is not None:
+                found.append(growing)
         if (
             proc.status == "running"
             and proc.ancestors  # a top-level process awaiting the app's end is normal
             and stack
             and all(entry[1:] == (stack, m_in, m_out) for entry in series)
-            and idle >= stuck_after
-            and "in sleep" not in stack[-1]
         ):
-            found.append(
-                finding(
-                    "warning",
-                    "stuck",
-                    _who(proc),
-                    f"{_who(proc)} has been awaiting the same thing for {idle:.0f}s with no "
-                    f"message in or out; it waits at {_where(stack)}",
-                    "a call with timeout=None or an event nobody sets? "
-                    f"see: suptrace inspect {proc.name or proc.pid}",
-                )
-            )
+            stuck = check_stuck(who, target, stack, now - _last_activity(proc), stuck_after)
+            if stuck is not None:
+                found.append(stuck)
     found.extend(check_telemetry(telemetry_signals(telemetry)))
     order = {"error": 0, "warning": 1}
     found.sort(key=lambda f: order.get(f["severity"], 2))
@@ -227,17 +195,6 @@ def call_timeout_rows(rt: Runtime, service: CallTimeouts | None) -> list[dict[st
             }
         )
     return rows
-
-
-_RUNTIME_DIRS = tuple(f"{os.sep}suptrace{os.sep}{d}{os.sep}" for d in ("core", "behaviours"))
-
-
-def _where(stack: tuple[str, ...]) -> str:
-    """The innermost frame, and the innermost frame of the process's own code if
-    that is elsewhere (a process stuck in `call` is stuck where it called)."""
-    inner = stack[-1]
-    own = next((f for f in reversed(stack) if not any(d in f for d in _RUNTIME_DIRS)), None)
-    return inner if own is None or own == inner else f"{inner}, called from {own}"
 
 
 def _all_descs(roots: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -16,6 +16,8 @@ A finding is a dict: ``severity`` (``error`` or ``warning``), ``rule``,
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +26,10 @@ __all__ = [
     "check_telemetry",
     "check_restart_loops",
     "check_call_timeouts",
+    "check_vanished",
+    "check_growing_mailbox",
+    "check_stuck",
+    "waits_at",
     "summarize_reasons",
     "finding",
     "RULES",
@@ -474,3 +480,80 @@ def check_call_timeouts(
             )
         )
     return out
+
+
+def check_vanished(stones: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Registered names whose process died and nobody took the name again, from the
+    tombstones of a tree (``tree()["vanished"]``): an error once its supervisor said
+    it will not restart it, a warning before."""
+    found = []
+    for stone in stones:
+        gone_for_good = any("did not restart" in n for n in stone["notes"])
+        found.append(
+            finding(
+                "error" if gone_for_good else "warning",
+                "vanished_name",
+                stone["name"],
+                stone["story"],
+                f"nothing is registered as {stone['name']} any more: anything sending to it "
+                f"gets NoProc; see: suptrace inspect {stone['name']}",
+            )
+        )
+    return found
+
+
+def check_growing_mailbox(
+    who: str, target: str, sizes: list[int], interval: float, mailbox_min: int
+) -> dict[str, Any] | None:
+    """A mailbox that only grew over the samples (``sizes``, taken ``interval``
+    seconds apart) and holds at least ``mailbox_min`` messages now; ``who`` names
+    the process in the text, ``target`` in the command to run.
+
+    >>> check_growing_mailbox("w", "w", [3, 9, 20], 0.5, 10)["message"]
+    'the mailbox of w only grew while sampled: 3 -> 9 -> 20 messages over 1.0s; it receives faster than it handles'
+    >>> check_growing_mailbox("w", "w", [30, 30], 0.5, 10) is None
+    True
+    """
+    if len(sizes) < 2 or sizes[-1] < mailbox_min:
+        return None
+    if not all(b > a for a, b in itertools.pairwise(sizes)):
+        return None
+    return finding(
+        "warning",
+        "growing_mailbox",
+        who,
+        f"the mailbox of {who} only grew while sampled: "
+        f"{' -> '.join(str(n) for n in sizes)} messages over "
+        f"{interval * (len(sizes) - 1):.1f}s; it receives faster than it handles",
+        f"see what arrives: suptrace attach {target} --flags receive",
+    )
+
+
+#: Frames of suptrace's own runtime, skipped to find where a process's own code waits.
+_RUNTIME_DIRS = tuple(f"{os.sep}suptrace{os.sep}{d}{os.sep}" for d in ("core", "behaviours"))
+
+
+def waits_at(stack: tuple[str, ...]) -> str:
+    """The innermost frame, and the innermost frame of the process's own code if
+    that is elsewhere (a process stuck in `call` is stuck where it called)."""
+    inner = stack[-1]
+    own = next((f for f in reversed(stack) if not any(d in f for d in _RUNTIME_DIRS)), None)
+    return inner if own is None or own == inner else f"{inner}, called from {own}"
+
+
+def check_stuck(
+    who: str, target: str, stack: tuple[str, ...], idle: float, stuck_after: float
+) -> dict[str, Any] | None:
+    """A process that has awaited the same frame (``stack``, innermost last) with no
+    message in or out for ``idle`` seconds, at least ``stuck_after``; a sleep is
+    not being stuck. The caller has checked that nothing changed between samples."""
+    if not stack or idle < stuck_after or "in sleep" in stack[-1]:
+        return None
+    return finding(
+        "warning",
+        "stuck",
+        who,
+        f"{who} has been awaiting the same thing for {idle:.0f}s with no "
+        f"message in or out; it waits at {waits_at(stack)}",
+        f"a call with timeout=None or an event nobody sets? see: suptrace inspect {target}",
+    )

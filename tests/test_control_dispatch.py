@@ -15,6 +15,8 @@ from runtime_support import idle
 
 import suptrace
 from suptrace import ChildSpec, Down, Supervisor
+from suptrace.core.links import death_future
+from suptrace.core.runtime import process_of
 from suptrace.node.control import ControlServer
 from suptrace.node.control.connection import Connection
 from suptrace.node.control.protocol import PROTOCOL
@@ -156,8 +158,64 @@ async def test_top_remembers_the_last_counts_of_its_connection() -> None:
     async with asyncio.timeout(10), suptrace.Node("top", log_reports=False) as node:
         control = node.control
         assert control is not None
-        conn = Recording(control)
-        suptrace.spawn(idle, name="t.idle")
+        conn, other = Recording(control), Recording(control)
+        pid = suptrace.spawn(idle, name="t.idle")
+
+        def row(result: dict[str, Any]) -> dict[str, Any]:
+            rows = [r for r in result["processes"] if r["name"] == "t.idle"]
+            assert len(rows) == 1, result["processes"]
+            return rows[0]
+
         assert conn.top_counts is None
-        await _ask(control, "top", conn)
-        assert conn.top_counts is not None  # the next refresh shows rates since this one
+        first = await _ask(control, "top", conn)
+        assert row(first)["messages_per_s"] is None  # no earlier refresh: no rate yet
+        assert conn.top_counts is not None
+        for n in range(5):
+            suptrace.send(pid, n)
+        second = await _ask(control, "top", conn)
+        assert row(second)["messages_per_s"] > 0  # the 5 messages since the first refresh
+        # Another connection has its own counts: its first refresh shows no rate.
+        assert row(await _ask(control, "top", other))["messages_per_s"] is None
+        # A third refresh with nothing sent since the second shows no traffic.
+        assert row(await _ask(control, "top", conn))["messages_per_s"] == 0
+
+
+async def test_hello_names_the_node_and_its_operations() -> None:
+    async with asyncio.timeout(10), suptrace.Node("hello", log_reports=False) as node:
+        control = node.control
+        assert control is not None
+        hello = await _ask(control, "hello")
+        assert (hello["node"], hello["protocol"], hello["version"]) == (
+            "hello",
+            PROTOCOL,
+            suptrace.__version__,
+        )
+        assert {"ps", "top", "doctor", "terminate_child"} <= set(hello["ops"])
+        assert hello["allow_write"] is False and hello["limits"] == control.limits()
+
+
+async def test_tombstones_and_doctor_answer_in_process() -> None:
+    async with asyncio.timeout(10), suptrace.Node("stones", log_reports=False) as node:
+        control = node.control
+        assert control is not None
+
+        async def crash() -> None:
+            raise RuntimeError("gone")
+
+        pid = suptrace.spawn(crash, name="t.gone")
+        proc = process_of(pid)
+        assert proc is not None
+        await death_future(proc)
+        stones = (await _ask(control, "tombstones"))["tombstones"]
+        assert [s["name"] for s in stones] == ["t.gone"]
+        stone = await _ask(control, "tombstone", name="t.gone")
+        assert "gone" in stone["story"]
+        missing = await control.dispatch(
+            {"v": PROTOCOL, "id": 2, "op": "tombstone", "args": {"name": "t.never"}}, None
+        )
+        assert not missing["ok"] and missing["error"]["code"] == "not_found"
+        doctor = await _ask(control, "doctor", samples=1)
+        assert [(f["rule"], f["subject"]) for f in doctor["findings"]] == [
+            ("vanished_name", "t.gone")
+        ]
+        assert doctor["checked"]["tombstones"] == 1

@@ -24,6 +24,7 @@ from suptrace.core.spawn import check_task_factory, spawn
 from suptrace.core.terms import KILL, NORMAL, SHUTDOWN, Pid
 from suptrace.node.control import ControlServer
 from suptrace.node.parts import NodeParts, forget_parts, register_parts
+from suptrace.node.telemetry import telemetry_service
 from suptrace.observers.call_timeouts import CallTimeouts
 from suptrace.observers.reports import Reports
 from suptrace.observers.sysmon import SystemMonitor
@@ -149,8 +150,6 @@ class Node:
         self.options = options
         # OpenTelemetry (telemetry=, tracer_provider=, meter_provider=, logger_provider=,
         # prometheus=...): a service that starts first and closes last.
-        from suptrace.node.telemetry import telemetry_service
-
         self.telemetry = telemetry_service(options)
         self.reports: Reports | None = (
             Reports(

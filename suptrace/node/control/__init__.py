@@ -54,7 +54,8 @@ requests as tasks), `~suptrace.node.control.streams` (attach and reports
 streams), `~suptrace.node.control.server` (pools, deadlines, dispatch),
 `~suptrace.node.control.handlers` (the table of operations),
 `~suptrace.node.control.args` (argument checks), `~suptrace.node.control.errors`
-(the expected failures of a request), and what the operations answer:
+(the expected failures of a request), `~suptrace.node.control.log` (the server's
+own warnings, some at most once a minute), and what the operations answer:
 `~suptrace.node.control.shapes` (the JSON forms of events, reports and
 tombstones), `~suptrace.node.control.processes` (finding processes; ps,
 inspect, top), `~suptrace.node.control.supervisors` (the requests to

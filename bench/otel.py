@@ -568,6 +568,7 @@ async def mixed_workload(seconds: float, rate: float | None, injected: list[str]
     cast, call = suptrace.cast, suptrace.call
     perf = time.perf_counter
     t0 = perf()
+    cpu0, main0 = time.process_time(), time.thread_time()
     end = t0 + seconds
     next_crash = t0 + 1.0
     messages = batches = 0
@@ -590,7 +591,10 @@ async def mixed_workload(seconds: float, rate: float | None, injected: list[str]
             if ahead > 0:
                 await asyncio.sleep(ahead)
     elapsed = perf() - t0
+    main_cpu, cpu = time.thread_time() - main0, time.process_time() - cpu0
     return {
+        "main_cpu": main_cpu,
+        "cpu": cpu,
         "messages": messages,
         "batches": batches,
         "seconds": elapsed,

@@ -128,7 +128,14 @@ class Bridge(Messages, Supervision, ReportLogs):
         rt.death_hooks = tuple(h for h in rt.death_hooks if h != self._on_death)
         self.inherited.clear()
         self._crashed.clear()
+        for proc in self._proxies:
+            if proc.instrument_state is not None:
+                proc.instrument_state = None
         self._proxies.clear()
+        if self.tail is not None:
+            for proxy in self.tail.proxies.values():
+                self.tail.forget_proxy(proxy)
+            self.tail.proxies.clear()
         if self.metrics is not None:
             self.metrics.flush()
 

@@ -53,7 +53,6 @@ from suptrace.observers.otel.spans import (
     EMPTY,
     ON,
     OPS,
-    RATIO_MASK,
     SERVER,
     SPAN_KEY,
     TAIL,
@@ -179,55 +178,45 @@ class Messages(BridgeState):
             if ring is None:
                 ring = tail.recent[proc] = deque(maxlen=tail.recent_size)
             proxy.ring = ring
+        proxy.pend = self._pend
         attach(set_span_in_context(proxy))
         self._proxies[proc] = proxy
+        if tail is not None:
+            tail.proxies[proc] = proxy
+        proc.instrument_state = proxy
         return proxy
 
-    def handle_begin(self, proc: Process, kind: str, msg: Any, ctx: Any) -> Token | None:
+    def handle_begin(self, proc: Process, kind: str, msg: Any, ctx: Any) -> Any:
+        """A `Token`, a raw record ("failures" mode's hot path) or None."""
         try:
             sampled = False
             if self.mode == TAIL and kind != "call" and not self.app_sampler:
-                # "failures" mode, a cast or a plain message: a new trace, pending unless
-                # the trace id falls in the sampled share (as a trace-id ratio sampler).
-                tid = _bits(128) or 1
-                if tid & RATIO_MASK >= self._bound:
-                    # The hot path, inline: a pending root span for a cast or a message.
-                    proxy = self._proxies.get(proc)
-                    if proxy is None:
-                        proxy = self._attach_current(proc)
-                    label = proc.name or proc.initial_call
-                    name = self._process_names.get(label) or self._process_name(label)
-                    # Pending(tid, span id, 0, name, CONSUMER, info) without the call: the
-                    # parent id and the kind are the class's defaults.
-                    rec = _new_pending(Pending)
-                    rec.trace_id = tid
-                    rec.span_id = _bits(64) or 1
-                    rec.name = name
-                    rec.info = ("handle", proc, kind, msg)
-                    rec.start = _time_ns()
-                    if ctx is not None:
-                        if type(ctx) is Pending:
-                            rec.link = (ctx.trace_id, ctx.span_id)
-                            rec.sender = _weakref(ctx)
-                        else:
-                            sc = ctx.get_span_context()
-                            if sc.is_valid:
-                                rec.link = (sc.trace_id, sc.span_id)
-                    ring = proxy.ring
-                    if len(ring) == ring.maxlen:
-                        self.tail.evicted += 1  # type: ignore[union-attr]
-                    ring.append(rec)
-                    proxy.span = rec  # the current span while the callback runs
-                    if self.metrics is None:
-                        return (rec, proxy, 0.0, proc, label, kind)
-                    return (rec, proxy, _perf(), proc, label, kind)
+                # "failures" mode, a cast or a plain message: a new trace, recorded as a raw
+                # record (see `BridgeState._pend`) unless it falls in the sampled share.
+                ratio = self.ratio
+                if not ratio or _random() >= ratio:
+                    cur = proc.instrument_state
+                    if cur is None:
+                        cur = self._attach_current(proc)
+                    t0 = _perf()
+                    if ctx is None:
+                        rec = [t0, 0.0, None, msg, None, None]
+                    else:
+                        rec = [t0, 0.0, None, msg, *self._link_of(ctx)]
+                    if self.metrics is None:  # a token's t0 is for the metrics
+                        t0 = 0.0
+                    token: Any = (rec, cur, t0, proc, proc.name or proc.initial_call, kind)
+                    cur.ring.append(token)
+                    cur.count += 1
+                    cur.span = token  # the current span while the callback runs
+                    return token
                 sampled = True
             label = proc.name or proc.initial_call
             span = None
-            token: Any = None
+            token = None
             mode = self.mode
             if mode == TAIL:
-                token = self._proxies.get(proc)
+                token = proc.instrument_state
                 if token is None:
                     token = self._attach_current(proc)
                 name = self._process_names.get(label) or self._process_name(label)
@@ -286,9 +275,28 @@ class Messages(BridgeState):
             self._broken("handle_begin", exc)
             return None
 
-    def handle_end(self, token: Token, error: BaseException | None) -> None:
+    def handle_end(self, token: Any, error: BaseException | None) -> None:
         try:
             span, ctx_token, t0, proc, label, kind = token
+            if type(span) is list:  # a raw record ("failures" mode's hot path)
+                t1 = span[1] = _perf()
+                proc.inbound = None  # a bare message leaves no stale context behind
+                if error is None:
+                    ctx_token.span = None
+                    if span[2] is not None:  # its span was made meanwhile: its end, export
+                        self._ended(span[2], t1)
+                    m = self.metrics
+                    if m is not None:
+                        slot = ctx_token.keys.get(kind)
+                        if slot is None or slot[0] is not label:
+                            series = m.series_for(MESSAGE, (label, OPS.get(kind, kind), None))
+                            slot = ctx_token.keys[kind] = (label, series)
+                        series = slot[1]
+                        series.append(t1 - span[0])
+                        if len(series) > PENDING_LIMIT:
+                            m.flush()
+                    return
+                span = self._pend(token)
             if type(ctx_token) is Current:
                 ctx_token.span = None
                 if error is None and type(span) is Pending:  # the hot path: a healthy handling
@@ -333,7 +341,7 @@ class Messages(BridgeState):
                     span.end()
             m = self.metrics
             if m is not None:
-                m.record_handling(label, OPS.get(kind, kind), failed, _perf() - t0)
+                m.record_handling(label, OPS.get(kind) or kind, failed, _perf() - t0)
         except Exception as exc:  # telemetry must never break the process it watches
             self._broken("handle_end", exc)
 

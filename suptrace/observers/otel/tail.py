@@ -168,6 +168,10 @@ class Pending(Span):
             self.status = failure
 
 
+def _no_records(rec: tuple[Any, ...]) -> Pending:
+    raise TypeError("a raw record reached a Current span that has no bridge to make its span")
+
+
 class Current(Span):
     """A process's current span in ``"failures"`` mode, attached to its task's context once.
 
@@ -189,8 +193,13 @@ class Current(Span):
         #: The span of the handling in progress, None between handlings.
         self.span: Any = None
         self.proc = proc
-        #: The process's recent handlings (its ring in `Tail.recent`).
-        self.ring: deque[Pending] = deque(maxlen=1)
+        #: The process's recent handlings (its ring in `Tail.recent`): `Pending` spans
+        #: and raw records (see `suptrace.observers.otel.state.BridgeState._pend`).
+        self.ring: deque[Any] = deque(maxlen=1)
+        #: Records appended to ``ring`` so far (what fell out = this - its length).
+        self.count = 0
+        #: Makes the `Pending` span of a raw record (set by the bridge).
+        self.pend: Callable[[tuple[Any, ...]], Pending] = _no_records
         #: (label, durations list) by handling kind (the hot path reuses them).
         self.keys: dict[str, tuple[str, list[float]]] = {}
         self.before = before
@@ -207,6 +216,8 @@ class Current(Span):
             span = self.span
             if span is None:
                 span = self.before
+            elif type(span) is tuple:  # a raw record: its pending span, made now
+                span = self.pend(span)
             return INVALID_SPAN if span is None else span
         span = self.fallback(running)
         return INVALID_SPAN if span is None else span
@@ -268,6 +279,7 @@ class Tail:
         tracer: Any,
         describe: Describe,
         mark: Mark,
+        pend: Callable[[tuple[Any, ...]], Pending] | None = None,
         *,
         max_traces: int = 4096,
         per_trace: int = 256,
@@ -283,20 +295,36 @@ class Tail:
         self.tracer = tracer
         self.describe = describe
         self.mark = mark
+        #: Makes the `Pending` span of a raw record (see `BridgeState._pend`).
+        self.pend = pend
         self.max_traces = max_traces
         self.per_trace = per_trace
         self.recent_size = recent
         #: trace ids selected for export (bounded, oldest forgotten first).
         self.selected: OrderedDict[int, None] = OrderedDict()
         #: each process's recent handlings (its flight recorder, as spans).
-        self.recent: dict[Any, deque[Pending]] = {}
-        #: Pending spans that fell out of a process's recent ring or a trace too long
-        #: to keep whole (exported only if their trace was already selected).
-        self.evicted = 0
+        self.recent: dict[Any, deque[Any]] = {}
+        #: Pending spans that fell out of a trace too long to keep whole, or out of the
+        #: recent ring of a process that has no `Current` span (see `evicted`).
+        self.dropped = 0
+        #: Each process's `Current` span: its ring counts what was appended to it.
+        self.proxies: dict[Any, Current] = {}
         #: Spans exported because their trace was selected.
         self.exported = 0
         #: Failures that selected a trace.
         self.failures = 0
+
+    @property
+    def evicted(self) -> int:
+        """Pending spans that fell out of a process's recent ring or a trace too long to
+        keep whole (exported only if their trace was already selected)."""
+        return self.dropped + sum(
+            max(0, c.count - len(c.ring)) for c in list(self.proxies.values())
+        )
+
+    def forget_proxy(self, proxy: Current) -> None:
+        """``proxy``'s process is gone: what fell out of its ring stays counted."""
+        self.dropped += max(0, proxy.count - len(proxy.ring))
 
     # -- recording -----------------------------------------------------------------------
 
@@ -306,8 +334,11 @@ class Tail:
             ring = self.recent.get(owner)
             if ring is None:
                 ring = self.recent[owner] = deque(maxlen=self.recent_size)
+            proxy = self.proxies.get(owner)
+            if proxy is not None and proxy.ring is ring:
+                proxy.count += 1
             elif len(ring) == self.recent_size:
-                self.evicted += 1
+                self.dropped += 1
             ring.append(rec)
 
     def join(self, parent: Pending, child: Pending) -> None:
@@ -319,7 +350,7 @@ class Tail:
             group.append(child)
             child.group = group
         else:
-            self.evicted += 1
+            self.dropped += 1
 
     def ended(self, rec: Pending) -> None:
         """``rec`` ended healthy: exported now only if its trace was selected meanwhile."""
@@ -340,6 +371,9 @@ class Tail:
         ring = self.recent.get(owner) if owner is not None else None
         if ring:
             for r in list(ring):
+                if type(r) is tuple:  # a raw record: its pending span, made now
+                    assert self.pend is not None
+                    r = self.pend(r)
                 self.select(r, 1)
 
     def select(self, rec: Pending, link_depth: int = 1) -> None:

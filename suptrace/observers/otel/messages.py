@@ -189,28 +189,27 @@ class Messages(BridgeState):
     def handle_begin(self, proc: Process, kind: str, msg: Any, ctx: Any) -> Any:
         """A `Token`, a raw record ("failures" mode's hot path) or None."""
         try:
-            sampled = False
             if self.mode == TAIL and kind != "call" and not self.app_sampler:
                 # "failures" mode, a cast or a plain message: a new trace, recorded as a raw
-                # record (see `BridgeState._pend`) unless it falls in the sampled share.
+                # record (see `BridgeState._pend`); in the sampled share, exported at its end.
+                cur = proc.instrument_state
+                if cur is None:
+                    cur = self._attach_current(proc)
+                t0 = _perf()
+                if ctx is None:
+                    rec = [t0, 0.0, None, msg, None, None]
+                else:
+                    rec = [t0, 0.0, None, msg, *self._link_of(ctx)]
+                if self.metrics is None:  # a token's t0 is for the metrics
+                    t0 = 0.0
+                raw = (rec, cur, t0, proc, proc.name or proc.initial_call, kind)
+                cur.ring.append(raw)
+                cur.count += 1
+                cur.span = raw  # the current span while the callback runs
                 ratio = self.ratio
-                if not ratio or _random() >= ratio:
-                    cur = proc.instrument_state
-                    if cur is None:
-                        cur = self._attach_current(proc)
-                    t0 = _perf()
-                    if ctx is None:
-                        rec = [t0, 0.0, None, msg, None, None]
-                    else:
-                        rec = [t0, 0.0, None, msg, *self._link_of(ctx)]
-                    if self.metrics is None:  # a token's t0 is for the metrics
-                        t0 = 0.0
-                    token: Any = (rec, cur, t0, proc, proc.name or proc.initial_call, kind)
-                    cur.ring.append(token)
-                    cur.count += 1
-                    cur.span = token  # the current span while the callback runs
-                    return token
-                sampled = True
+                if ratio and _random() < ratio:
+                    self._sample(raw)
+                return raw
             label = proc.name or proc.initial_call
             span = None
             token = None
@@ -235,7 +234,7 @@ class Messages(BridgeState):
                             sc = ctx.get_span_context()
                             if sc.is_valid:
                                 link = (sc.trace_id, sc.span_id)
-                    span = self._root(name, CONSUMER, link, info, sampled)
+                    span = self._root(name, CONSUMER, link, info)
                     if type(ctx) is Pending and type(span) is Pending:
                         span.sender = weakref.ref(ctx)
                 if type(span) is Pending:

@@ -12,7 +12,7 @@ import weakref
 from collections import OrderedDict
 from typing import Any
 
-from opentelemetry.trace import INVALID_SPAN, get_current_span
+from opentelemetry.trace import INVALID_SPAN, SpanContext, TraceFlags, get_current_span
 
 from suptrace.core.process import Process
 from suptrace.core.runtime import Runtime
@@ -43,6 +43,8 @@ from suptrace.observers.otel.tail import Current, Pending, Tail, new_span_id, ne
 from suptrace.observers.reports import Reports
 
 __all__ = ["BridgeState"]
+
+SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 
 class BridgeState:
@@ -213,7 +215,18 @@ class BridgeState:
     # (`Tail.fail`), a send from it the receiver links to. Then `_pend` makes the
     # `Pending` once, and everything sees the same ids.
 
-    def _pend(self, token: tuple[Any, ...]) -> Pending:
+    def _sample(self, token: tuple[Any, ...]) -> None:
+        """A raw record starting a sampled trace: its span now, with a trace id in the
+        sampled share (as a trace-id ratio sampler decides), exported when it ends."""
+        span = self._pend(token, True)
+        # Sampled: spans of other instrumentations inside it are sampled too, and the
+        # traceparent sent downstream says so.
+        span._sc = SpanContext(span.trace_id, span.span_id, False, SAMPLED)
+        tail = self.tail
+        assert tail is not None
+        tail.select(span, 0)
+
+    def _pend(self, token: tuple[Any, ...], sampled: bool = False) -> Pending:
         """The `Pending` span of a raw record, made on first use (same ids ever after)."""
         cell = token[0]
         span: Pending | None = cell[2]
@@ -224,8 +237,12 @@ class BridgeState:
         name = self._process_names.get(label) or self._process_name(label)
         bound = self._bound
         trace_id = new_trace_id()
-        while trace_id & RATIO_MASK < bound:  # outside the sampled share, as a ratio sampler
-            trace_id = new_trace_id()
+        if sampled:  # inside the sampled share
+            trace_id = (trace_id & ~RATIO_MASK) | (trace_id & RATIO_MASK) % max(bound, 1)
+            trace_id = trace_id or 1
+        else:
+            while trace_id & RATIO_MASK < bound:  # outside the sampled share
+                trace_id = new_trace_id()
         span = Pending(trace_id, new_span_id(), 0, name, CONSUMER, ("handle", proc, kind, msg), link)
         offset = time.time_ns() - int(time.perf_counter() * 1e9)
         span.start = int(t0 * 1e9) + offset
@@ -238,11 +255,14 @@ class BridgeState:
 
     def _ended(self, span: Pending, t1: float) -> None:
         """A raw record whose `Pending` exists ended healthy at ``t1``: exported if its
-        trace was selected."""
+        trace was selected (a sampled one alone in its trace is then forgotten: the
+        sample never crowds the failures out of `Tail.selected`)."""
         span.end_ns = int(t1 * 1e9) + time.time_ns() - int(time.perf_counter() * 1e9)
         tail = self.tail
         if tail is not None and span.trace_id in tail.selected:
             tail.emit(span)
+            if span.group is None and span.sender is None:
+                tail.selected.pop(span.trace_id, None)
 
     def _link_of(self, ctx: Any) -> tuple[tuple[int, int] | None, Any]:
         """(link, weak reference to the sender's `Pending`) for a message's context."""

@@ -127,13 +127,13 @@ class Messages(BridgeState):
             if m is not None and sender is not None:
                 t = type(msg)
                 if t is CastRequest:
-                    key = (dest.name or dest.initial_call, "cast")
-                    tally = m.sent
-                    count = tally.get(key)
+                    label = dest.name or dest.initial_call
+                    casts = m.casts
+                    count = casts.get(label)
                     if count is None:
-                        m.count_sent(*key)
+                        m.count_cast(label)
                     else:
-                        tally[key] = count + 1
+                        casts[label] = count + 1
                 elif t is not CallRequest and t is not ExitMsg and t is not Down and t is not SystemRequest:
                     m.count_sent(dest.name or dest.initial_call, "send")
             if not self.mode:

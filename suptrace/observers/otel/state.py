@@ -12,7 +12,7 @@ import weakref
 from collections import OrderedDict
 from typing import Any
 
-from opentelemetry.trace import INVALID_SPAN, SpanContext, TraceFlags, get_current_span
+from opentelemetry.trace import INVALID_SPAN, Span, SpanContext, TraceFlags, get_current_span
 
 from suptrace.core.process import Process
 from suptrace.core.runtime import Runtime
@@ -27,10 +27,12 @@ from suptrace.observers.otel.spans import (
     RATIO_MASK,
     SCHEMA_URL,
     SCOPE,
+    SPAN_KEY,
     TAIL,
     app_sampler,
     brief,
     call_failed,
+    context_now,
     label_of,
     mark_failed,
     meter_on,
@@ -277,7 +279,12 @@ class BridgeState:
 
     def _current(self, proc: Process | None) -> Any:
         """The current span, unless it is the one ``proc`` merely inherited at spawn."""
-        span = get_current_span()
+        if context_now is not None:  # get_current_span() without the API's layers
+            span = context_now().get(SPAN_KEY)
+            if not isinstance(span, Span):
+                span = INVALID_SPAN
+        else:  # pragma: no cover - an API without the key
+            span = get_current_span()
         if type(span) is Current:
             if proc is None or span.proc is not proc:
                 return INVALID_SPAN  # a spawner's, inherited

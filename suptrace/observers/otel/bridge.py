@@ -13,7 +13,8 @@ Trace modes
     passed to ``run``/``Node``.
 ``traces="failures"``
     in-process tail sampling (`suptrace.observers.otel.tail`): every handling
-    and call is recorded cheaply, with real trace and span ids; a failure
+    and call is recorded cheaply, its trace and span ids drawn when something
+    first needs them (the handler's current span, an export); a failure
     (crash, abnormal exit, `CallError` including `CallTimeout`, restart, start
     error, intensity breach, ``not_restarted``) exports the complete trace that
     led to it: the failing process's recent handlings, the call chain into it

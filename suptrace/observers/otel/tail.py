@@ -1,11 +1,18 @@
 """In-process tail sampling: the ``traces="failures"`` mode of the OpenTelemetry bridge.
 
-Every handling, call, and abnormal exit gets a `Pending` span: a small record
-with real trace and span ids (allocated as the SDK would, propagated exactly as
-real spans are) but no SDK span behind it. While a handler runs, its `Pending`
-is the current OpenTelemetry span: a non-recording span with a valid
-``SpanContext``, so the spans other instrumentations make inside it and the W3C
-``traceparent`` they send downstream carry the trace id a later export uses.
+Every call and abnormal exit gets a `Pending` span: a small record with real
+trace and span ids (allocated as the SDK would, propagated exactly as real spans
+are) but no SDK span behind it. A cast or plain message is cheaper still: a raw
+record (its handling token, see
+`suptrace.observers.otel.state.BridgeState._pend`) whose `Pending`, ids
+included, is made only when something needs it: the handler reading its current
+span, a call or span made inside it, a message it sends, a failure exporting it.
+While a handler runs, its span is the current OpenTelemetry span (through the
+process's `Current`): a non-recording span with a valid ``SpanContext``, so the
+spans other instrumentations make inside it and the W3C ``traceparent`` they
+send downstream carry the trace id a later export uses. The sampled share of
+healthy traces is recorded the same way and handed to the span processors as
+finished spans when it ends.
 
 Each process keeps its last handlings in a short ring; the spans of one trace
 (a call chain across processes) share a list, and a handling keeps a weak

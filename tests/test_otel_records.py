@@ -227,3 +227,45 @@ async def test_unsampled_healthy_traffic_makes_no_span_and_draws_no_id(
     assert drawn == []
     assert out["evicted"] >= 500 - 16
     assert spans_named(grpc_receiver.dump(), "process quiet") == []
+
+
+class Grabber(suptrace.GenServer):
+    """``"grab"`` waits, inside the handler, for a plain ``"ping"`` (selective receive)."""
+
+    async def init(self, seen: dict[str, Any]) -> None:
+        self.seen = seen
+
+    async def handle_cast(self, msg: Any) -> None:
+        if msg == "grab":
+            await suptrace.receive(lambda m: m == "ping", timeout=5)
+        else:
+            self.seen[msg[1]] = current_ids()
+
+    async def handle_call(self, request: Any, caller: suptrace.Caller) -> Any:
+        return request
+
+
+class Pinger(suptrace.GenServer):
+    async def handle_cast(self, msg: Any) -> None:
+        suptrace.send(msg, "ping")  # from a handling: the message carries its context
+
+
+async def grab_then_bare(seen: dict[str, Any]) -> None:
+    grabber = await Grabber.start_link(seen, name="grabber")
+    pinger = await Pinger.start_link(name="pinger")
+    suptrace.cast(grabber, "grab")
+    suptrace.cast(grabber, ("look", "bare"))  # from outside any handling: no context
+    suptrace.cast(pinger, grabber)
+    assert await suptrace.call(grabber, "sync") == "sync"
+
+
+@pytest.mark.parametrize("sample", ["1"], indirect=True)
+async def test_a_message_without_context_never_takes_an_earlier_ones(
+    grpc_receiver: GrpcReceiver, sample: str
+) -> None:
+    """A message sent from outside any handling carries no context (no envelope): the
+    context a selective receive took inside the previous handler is not its own."""
+    seen: dict[str, Any] = {}
+    await run_node(grab_then_bare, seen)
+    (bare,) = trace_of(grpc_receiver.dump(), seen["bare"][0])
+    assert bare.links == []

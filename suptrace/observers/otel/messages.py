@@ -298,6 +298,7 @@ class Messages(BridgeState):
                 span = self._pend(token)
             if type(ctx_token) is Current:
                 ctx_token.span = None
+                proc.inbound = None  # no stale context behind
                 if error is None and type(span) is Pending:  # the hot path: a healthy handling
                     span.end_ns = _time_ns()
                     if span.trace_id in self.tail.selected:  # type: ignore[union-attr]
@@ -316,6 +317,7 @@ class Messages(BridgeState):
             elif ctx_token is not None:
                 detach(ctx_token)
             assert proc is not None  # a handling's token names its process
+            proc.inbound = None  # a bare message leaves no stale context behind
             failed = None
             if error is not None:
                 failed = failure_class(error, proc)

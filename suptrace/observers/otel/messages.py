@@ -189,7 +189,7 @@ class Messages(BridgeState):
     def handle_begin(self, proc: Process, kind: str, msg: Any, ctx: Any) -> Any:
         """A `Token`, a raw record ("failures" mode's hot path) or None."""
         try:
-            if self.mode == TAIL and kind != "call" and not self.app_sampler:
+            if self._raw and kind != "call":
                 # "failures" mode, a cast or a plain message: a new trace, recorded as a raw
                 # record (see `BridgeState._pend`); in the sampled share, exported at its end.
                 cur = proc.instrument_state

@@ -93,6 +93,9 @@ class BridgeState:
                 self.mode = TAIL
                 self.app_sampler = app_sampler(tracer_provider)
                 self.tail = Tail(self.tracer, self._describe, self._mark_pending, self._pend)
+        #: Casts and plain messages are recorded as raw records ("failures" mode without
+        #: a sampler of the application's, which decides span by span).
+        self._raw = self.mode == TAIL and not self.app_sampler
         self.metrics: Metrics | None = None
         if meter_provider is not None:
             meter = meter_provider.get_meter(SCOPE, scope_version, schema_url=SCHEMA_URL)

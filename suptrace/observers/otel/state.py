@@ -12,7 +12,7 @@ import weakref
 from collections import OrderedDict
 from typing import Any
 
-from opentelemetry.trace import INVALID_SPAN, Span, SpanContext, TraceFlags, get_current_span
+from opentelemetry.trace import INVALID_SPAN, SpanContext, TraceFlags, get_current_span
 
 from suptrace.core.process import Process
 from suptrace.core.runtime import Runtime
@@ -283,8 +283,8 @@ class BridgeState:
     def _current(self, proc: Process | None) -> Any:
         """The current span, unless it is the one ``proc`` merely inherited at spawn."""
         if context_now is not None:  # get_current_span() without the API's layers
-            span = context_now().get(SPAN_KEY)
-            if not isinstance(span, Span):
+            span = context_now().get(SPAN_KEY)  # only spans are set under the key
+            if span is None:
                 span = INVALID_SPAN
         else:  # pragma: no cover - an API without the key
             span = get_current_span()

@@ -15,7 +15,9 @@ Three sections:
     crash a second. The spans go over OTLP gRPC to a receiver in another process
     (``tests/otlp_receivers.py``). Prints the throughput ratio (target >= 0.8x) and
     how many of the injected failures arrived as a complete trace (the crashing
-    handling, its exit and the cast that caused it: target all of them).
+    handling, its exit and the cast that caused it: target all of them), and the CPU
+    time a message costs in each (the loop's thread alone, and the whole process with
+    the export threads).
 ``paced``
     ``traces="all"`` at a paced 2,000 and 20,000 messages/s, same workload and
     receiver: the rate achieved and the spans exported / produced (target at 2,000:
@@ -568,6 +570,7 @@ async def mixed_workload(seconds: float, rate: float | None, injected: list[str]
     cast, call = suptrace.cast, suptrace.call
     perf = time.perf_counter
     t0 = perf()
+    cpu0, main0 = time.process_time(), time.thread_time()
     end = t0 + seconds
     next_crash = t0 + 1.0
     messages = batches = 0
@@ -590,7 +593,10 @@ async def mixed_workload(seconds: float, rate: float | None, injected: list[str]
             if ahead > 0:
                 await asyncio.sleep(ahead)
     elapsed = perf() - t0
+    main_cpu, cpu = time.thread_time() - main0, time.process_time() - cpu0
     return {
+        "main_cpu": main_cpu,
+        "cpu": cpu,
         "messages": messages,
         "batches": batches,
         "seconds": elapsed,
@@ -659,6 +665,9 @@ def failures_section(seconds: float, log: Callable[[str], None]) -> dict[str, An
         f"  telemetry off       {rate_off:10.0f} msgs/s\n"
         f"  traces='failures'   {rate_on:10.0f} msgs/s   = {ratio:.2f}x (target >= 0.80) "
         f"{'PASS' if ratio >= 0.8 else 'MISS'}\n"
+        f"  CPU per message: off {off['cpu'] / off['messages'] * 1e6:.2f} µs; failures "
+        f"{on['main_cpu'] / on['messages'] * 1e6:.2f} µs in the loop's thread, "
+        f"{on['cpu'] / on['messages'] * 1e6:.2f} µs with the export threads\n"
         f"  failure traces delivered complete: {complete}/{injected} "
         f"{'PASS' if complete == injected and injected else 'MISS'}; "
         f"{got['spans']} spans exported in all ({len(got['failed'])} with ERROR status)\n"
@@ -670,6 +679,9 @@ def failures_section(seconds: float, log: Callable[[str], None]) -> dict[str, An
         "injected": injected,
         "delivered": complete,
         "spans": got["spans"],
+        "off_cpu_us_per_msg": off["cpu"] / off["messages"] * 1e6,
+        "failures_main_cpu_us_per_msg": on["main_cpu"] / on["messages"] * 1e6,
+        "failures_cpu_us_per_msg": on["cpu"] / on["messages"] * 1e6,
         "pass": ratio >= 0.8 and complete == injected and injected > 0,
     }
 

@@ -66,6 +66,7 @@ class Process:
         "behaviour",
         "inbound",
         "initial_call",
+        "instrument_state",
         "links",
         "mailbox",
         "messages_in",
@@ -141,6 +142,9 @@ class Process:
         self.notes: list[str] | None = None
         #: The context that came with the message being handled (instrumented nodes only).
         self.inbound: Any = None
+        #: What the installed instrument keeps on the process (the OpenTelemetry bridge:
+        #: its handling in progress and recent ones), None until the instrument sets it.
+        self.instrument_state: Any = None
 
     def __repr__(self) -> str:
         name = f" {self.name}" if self.name else ""
@@ -170,7 +174,8 @@ class Process:
         if instrument is None:
             mb.append(msg)
         else:
-            mb.append(Envelope(msg, instrument.capture(self, msg, sender)))
+            ctx = instrument.capture(self, msg, sender)  # None: no context, no envelope
+            mb.append(msg if ctx is None else Envelope(msg, ctx))  # instrument's context
         self.messages_in += 1
         rec = self.recorder
         if rec is not None:

@@ -13,7 +13,8 @@ Trace modes
     passed to ``run``/``Node``.
 ``traces="failures"``
     in-process tail sampling (`suptrace.observers.otel.tail`): every handling
-    and call is recorded cheaply, with real trace and span ids; a failure
+    and call is recorded cheaply, its trace and span ids drawn when something
+    first needs them (the handler's current span, an export); a failure
     (crash, abnormal exit, `CallError` including `CallTimeout`, restart, start
     error, intensity breach, ``not_restarted``) exports the complete trace that
     led to it: the failing process's recent handlings, the call chain into it
@@ -128,7 +129,14 @@ class Bridge(Messages, Supervision, ReportLogs):
         rt.death_hooks = tuple(h for h in rt.death_hooks if h != self._on_death)
         self.inherited.clear()
         self._crashed.clear()
+        for proc in self._proxies:
+            if proc.instrument_state is not None:
+                proc.instrument_state = None
         self._proxies.clear()
+        if self.tail is not None:
+            for proxy in self.tail.proxies.values():
+                self.tail.forget_proxy(proxy)
+            self.tail.proxies.clear()
         if self.metrics is not None:
             self.metrics.flush()
 

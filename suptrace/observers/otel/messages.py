@@ -53,7 +53,6 @@ from suptrace.observers.otel.spans import (
     EMPTY,
     ON,
     OPS,
-    RATIO_MASK,
     SERVER,
     SPAN_KEY,
     TAIL,
@@ -128,13 +127,13 @@ class Messages(BridgeState):
             if m is not None and sender is not None:
                 t = type(msg)
                 if t is CastRequest:
-                    key = (dest.name or dest.initial_call, "cast")
-                    tally = m.sent
-                    count = tally.get(key)
+                    label = dest.name or dest.initial_call
+                    casts = m.casts
+                    count = casts.get(label)
                     if count is None:
-                        m.count_sent(*key)
+                        m.count_cast(label)
                     else:
-                        tally[key] = count + 1
+                        casts[label] = count + 1
                 elif t is not CallRequest and t is not ExitMsg and t is not Down and t is not SystemRequest:
                     m.count_sent(dest.name or dest.initial_call, "send")
             if not self.mode:
@@ -179,55 +178,44 @@ class Messages(BridgeState):
             if ring is None:
                 ring = tail.recent[proc] = deque(maxlen=tail.recent_size)
             proxy.ring = ring
+        proxy.pend = self._pend
         attach(set_span_in_context(proxy))
         self._proxies[proc] = proxy
+        if tail is not None:
+            tail.proxies[proc] = proxy
+        proc.instrument_state = proxy
         return proxy
 
-    def handle_begin(self, proc: Process, kind: str, msg: Any, ctx: Any) -> Token | None:
+    def handle_begin(self, proc: Process, kind: str, msg: Any, ctx: Any) -> Any:
+        """A `Token`, a raw record ("failures" mode's hot path) or None."""
         try:
-            sampled = False
-            if self.mode == TAIL and kind != "call" and not self.app_sampler:
-                # "failures" mode, a cast or a plain message: a new trace, pending unless
-                # the trace id falls in the sampled share (as a trace-id ratio sampler).
-                tid = _bits(128) or 1
-                if tid & RATIO_MASK >= self._bound:
-                    # The hot path, inline: a pending root span for a cast or a message.
-                    proxy = self._proxies.get(proc)
-                    if proxy is None:
-                        proxy = self._attach_current(proc)
-                    label = proc.name or proc.initial_call
-                    name = self._process_names.get(label) or self._process_name(label)
-                    # Pending(tid, span id, 0, name, CONSUMER, info) without the call: the
-                    # parent id and the kind are the class's defaults.
-                    rec = _new_pending(Pending)
-                    rec.trace_id = tid
-                    rec.span_id = _bits(64) or 1
-                    rec.name = name
-                    rec.info = ("handle", proc, kind, msg)
-                    rec.start = _time_ns()
-                    if ctx is not None:
-                        if type(ctx) is Pending:
-                            rec.link = (ctx.trace_id, ctx.span_id)
-                            rec.sender = _weakref(ctx)
-                        else:
-                            sc = ctx.get_span_context()
-                            if sc.is_valid:
-                                rec.link = (sc.trace_id, sc.span_id)
-                    ring = proxy.ring
-                    if len(ring) == ring.maxlen:
-                        self.tail.evicted += 1  # type: ignore[union-attr]
-                    ring.append(rec)
-                    proxy.span = rec  # the current span while the callback runs
-                    if self.metrics is None:
-                        return (rec, proxy, 0.0, proc, label, kind)
-                    return (rec, proxy, _perf(), proc, label, kind)
-                sampled = True
+            if self._raw and kind != "call":
+                # "failures" mode, a cast or a plain message: a new trace, recorded as a raw
+                # record (see `BridgeState._pend`); in the sampled share, exported at its end.
+                cur = proc.instrument_state
+                if cur is None:
+                    cur = self._attach_current(proc)
+                t0 = _perf()
+                if ctx is None:
+                    rec = [t0, 0.0, None, msg, None, None]
+                else:
+                    rec = [t0, 0.0, None, msg, *self._link_of(ctx)]
+                if self.metrics is None:  # a token's t0 is for the metrics
+                    t0 = 0.0
+                raw = (rec, cur, t0, proc, proc.name or proc.initial_call, kind)
+                cur.ring.append(raw)
+                cur.count += 1
+                cur.span = raw  # the current span while the callback runs
+                ratio = self.ratio
+                if ratio and _random() < ratio:
+                    self._sample(raw)
+                return raw
             label = proc.name or proc.initial_call
             span = None
-            token: Any = None
+            token = None
             mode = self.mode
             if mode == TAIL:
-                token = self._proxies.get(proc)
+                token = proc.instrument_state
                 if token is None:
                     token = self._attach_current(proc)
                 name = self._process_names.get(label) or self._process_name(label)
@@ -246,7 +234,7 @@ class Messages(BridgeState):
                             sc = ctx.get_span_context()
                             if sc.is_valid:
                                 link = (sc.trace_id, sc.span_id)
-                    span = self._root(name, CONSUMER, link, info, sampled)
+                    span = self._root(name, CONSUMER, link, info)
                     if type(ctx) is Pending and type(span) is Pending:
                         span.sender = weakref.ref(ctx)
                 if type(span) is Pending:
@@ -286,11 +274,31 @@ class Messages(BridgeState):
             self._broken("handle_begin", exc)
             return None
 
-    def handle_end(self, token: Token, error: BaseException | None) -> None:
+    def handle_end(self, token: Any, error: BaseException | None) -> None:
         try:
             span, ctx_token, t0, proc, label, kind = token
+            if type(span) is list:  # a raw record ("failures" mode's hot path)
+                t1 = span[1] = _perf()
+                proc.inbound = None  # a bare message leaves no stale context behind
+                if error is None:
+                    ctx_token.span = None
+                    if span[2] is not None:  # its span was made meanwhile: its end, export
+                        self._ended(span[2], t1)
+                    m = self.metrics
+                    if m is not None:
+                        slot = ctx_token.keys.get(kind)
+                        if slot is None or slot[0] is not label:
+                            series = m.series_for(MESSAGE, (label, OPS.get(kind, kind), None))
+                            slot = ctx_token.keys[kind] = (label, series)
+                        series = slot[1]
+                        series.append(t1 - span[0])
+                        if len(series) > PENDING_LIMIT:
+                            m.flush()
+                    return
+                span = self._pend(token)
             if type(ctx_token) is Current:
                 ctx_token.span = None
+                proc.inbound = None  # no stale context behind
                 if error is None and type(span) is Pending:  # the hot path: a healthy handling
                     span.end_ns = _time_ns()
                     if span.trace_id in self.tail.selected:  # type: ignore[union-attr]
@@ -309,6 +317,7 @@ class Messages(BridgeState):
             elif ctx_token is not None:
                 detach(ctx_token)
             assert proc is not None  # a handling's token names its process
+            proc.inbound = None  # a bare message leaves no stale context behind
             failed = None
             if error is not None:
                 failed = failure_class(error, proc)
@@ -333,7 +342,7 @@ class Messages(BridgeState):
                     span.end()
             m = self.metrics
             if m is not None:
-                m.record_handling(label, OPS.get(kind, kind), failed, _perf() - t0)
+                m.record_handling(label, OPS.get(kind) or kind, failed, _perf() - t0)
         except Exception as exc:  # telemetry must never break the process it watches
             self._broken("handle_end", exc)
 

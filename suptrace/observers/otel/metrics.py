@@ -121,6 +121,9 @@ class _Observed:
         #: cumulative counter at collection time (an SDK ``Counter.add`` per message
         #: costs far more than the send itself).
         self.sent: dict[tuple[str, str], int] = {}
+        #: Casts sent, by destination: the hot path's share of ``sent``, keyed by the
+        #: label alone (a string's hash is cached, a tuple's is computed at each lookup).
+        self.casts: dict[str, int] = {}
         meter.create_observable_counter(
             "suptrace.messages.sent",
             callbacks=[self._sent],
@@ -185,7 +188,11 @@ class _Observed:
         # Collection runs the callbacks before it reads the synchronous instruments:
         # the durations recorded here are part of this very collection.
         self.flush()
-        for (label, op), count in list(self.sent.items()):
+        totals = dict(self.sent)
+        for label, count in list(self.casts.items()):
+            key = (label, "cast")
+            totals[key] = totals.get(key, 0) + count
+        for (label, op), count in totals.items():
             yield Observation(
                 count, {"messaging.destination.name": label, "messaging.operation.name": op}
             )
@@ -257,6 +264,8 @@ class Metrics:
         self.series = self.observed.series
         #: Messages sent by (destination, operation) (`_Observed.sent`), for the hot path.
         self.sent = self.observed.sent
+        #: Casts sent by destination (`_Observed.casts`), for the hot path.
+        self.casts = self.observed.casts
         self._handle_attrs: dict[tuple[str, str], dict[str, str]] = {}
         self._dest_attrs: dict[str, dict[str, str]] = {}
 
@@ -320,6 +329,13 @@ class Metrics:
         if len(values) > PENDING_LIMIT:
             self.observed.flush()
 
+    def count_cast(self, label: str) -> None:
+        """The first cast to ``label`` (the hot path increments the next ones itself)."""
+        casts = self.observed.casts
+        if label not in casts and len(casts) > _CACHE_LIMIT:
+            return  # too many distinct destinations: keep the metric low-cardinality
+        casts[label] = casts.get(label, 0) + 1
+
     def count_sent(self, label: str, op: str) -> None:
         """One more message sent to ``label`` (cheap: a dict increment)."""
         tally = self.observed.sent
@@ -368,15 +384,20 @@ def _merge(histogram: Any, attrs: dict[str, str], values: list[float]) -> bool:
     bounds = targets[0][1]._boundaries
     if any(agg._boundaries != bounds for _, agg in targets):
         return False
-    # Bucket i holds bounds[i-1] < v <= bounds[i]: count the sorted values up to each bound.
-    ordered = sorted(values)
-    counts = []
-    below = 0
-    for bound in bounds:
-        upto = bisect_right(ordered, bound, below)
-        counts.append(upto - below)
-        below = upto
-    counts.append(len(ordered) - below)
+    # Bucket i holds bounds[i-1] < v <= bounds[i]. Most durations fall in the first
+    # bucket: only the values above its bound are sorted (filtered at C speed), then
+    # counted up to each further bound.
+    if bounds:
+        ordered = sorted(filter(bounds[0].__lt__, values))
+        counts = [len(values) - len(ordered)]
+        below = 0
+        for bound in bounds[1:]:
+            upto = bisect_right(ordered, bound, below)
+            counts.append(upto - below)
+            below = upto
+        counts.append(len(ordered) - below)
+    else:
+        counts = [len(values)]
     total, low, high = math.fsum(values), min(values), max(values)
     for match, agg in targets:
         with match._lock, agg._lock:

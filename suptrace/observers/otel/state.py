@@ -7,10 +7,12 @@ the supervision hooks (`~.supervision`) and the report logs (`~.logs`) share;
 
 from __future__ import annotations
 
+import time
+import weakref
 from collections import OrderedDict
 from typing import Any
 
-from opentelemetry.trace import INVALID_SPAN, get_current_span
+from opentelemetry.trace import INVALID_SPAN, SpanContext, TraceFlags, get_current_span
 
 from suptrace.core.process import Process
 from suptrace.core.runtime import Runtime
@@ -18,15 +20,19 @@ from suptrace.core.terms import Pid
 from suptrace.observers.otel.config import DEFAULT_SAMPLE, TRACE_MODES
 from suptrace.observers.otel.metrics import Metrics
 from suptrace.observers.otel.spans import (
+    CONSUMER,
     NAME_LIMIT,
     OFF,
     OPS,
+    RATIO_MASK,
     SCHEMA_URL,
     SCOPE,
+    SPAN_KEY,
     TAIL,
     app_sampler,
     brief,
     call_failed,
+    context_now,
     label_of,
     mark_failed,
     meter_on,
@@ -35,10 +41,12 @@ from suptrace.observers.otel.spans import (
     trace_mode,
     version,
 )
-from suptrace.observers.otel.tail import Current, Pending, Tail
+from suptrace.observers.otel.tail import Current, Pending, Tail, new_span_id, new_trace_id
 from suptrace.observers.reports import Reports
 
 __all__ = ["BridgeState"]
+
+SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 
 class BridgeState:
@@ -84,7 +92,10 @@ class BridgeState:
             if self.mode and self.traces == "failures" and sdk_tracer(self.tracer):
                 self.mode = TAIL
                 self.app_sampler = app_sampler(tracer_provider)
-                self.tail = Tail(self.tracer, self._describe, self._mark_pending)
+                self.tail = Tail(self.tracer, self._describe, self._mark_pending, self._pend)
+        #: Casts and plain messages are recorded as raw records ("failures" mode without
+        #: a sampler of the application's, which decides span by span).
+        self._raw = self.mode == TAIL and not self.app_sampler
         self.metrics: Metrics | None = None
         if meter_provider is not None:
             meter = meter_provider.get_meter(SCOPE, scope_version, schema_url=SCHEMA_URL)
@@ -195,13 +206,94 @@ class BridgeState:
         elif isinstance(error, BaseException):
             record_exception(span, error, {"suptrace.event": "exit"})
 
+    # -- raw records ("failures" mode) ---------------------------------------------------
+    #
+    # A cast or plain message handled in "failures" mode outside any sampled trace is
+    # recorded as a raw record: its token ``(cell, current, t0, process, label, kind)``
+    # (the shape of every handling token, see `suptrace.observers.otel.messages`),
+    # whose ``cell`` is the list ``[t0, t1, pending, message, link, sender]``: ``t0``
+    # / ``t1`` are ``perf_counter()`` readings (``t1`` 0.0 while it runs), ``pending``
+    # its `Pending` span once something needed one, ``link`` the sender's (trace id,
+    # span id) and ``sender`` a weak reference to the sender's `Pending`. No id is
+    # drawn, no span object made, until something asks: the handler reading its
+    # current span (`Current`), a call or span made inside it, a failure exporting it
+    # (`Tail.fail`), a send from it the receiver links to. Then `_pend` makes the
+    # `Pending` once, and everything sees the same ids.
+
+    def _sample(self, token: tuple[Any, ...]) -> None:
+        """A raw record starting a sampled trace: its span now, with a trace id in the
+        sampled share (as a trace-id ratio sampler decides), exported when it ends."""
+        span = self._pend(token, True)
+        # Sampled: spans of other instrumentations inside it are sampled too, and the
+        # traceparent sent downstream says so.
+        span._sc = SpanContext(span.trace_id, span.span_id, False, SAMPLED)
+        tail = self.tail
+        assert tail is not None
+        tail.select(span, 0)
+
+    def _pend(self, token: tuple[Any, ...], sampled: bool = False) -> Pending:
+        """The `Pending` span of a raw record, made on first use (same ids ever after)."""
+        cell = token[0]
+        span: Pending | None = cell[2]
+        if span is not None:
+            return span
+        t0, t1, _, msg, link, sender = cell
+        _, _, _, proc, label, kind = token
+        name = self._process_names.get(label) or self._process_name(label)
+        bound = self._bound
+        trace_id = new_trace_id()
+        if sampled:  # inside the sampled share
+            trace_id = (trace_id & ~RATIO_MASK) | (trace_id & RATIO_MASK) % max(bound, 1)
+            trace_id = trace_id or 1
+        else:
+            while trace_id & RATIO_MASK < bound:  # outside the sampled share
+                trace_id = new_trace_id()
+        span = Pending(trace_id, new_span_id(), 0, name, CONSUMER, ("handle", proc, kind, msg), link)
+        offset = time.time_ns() - int(time.perf_counter() * 1e9)
+        span.start = int(t0 * 1e9) + offset
+        if t1:
+            span.end_ns = int(t1 * 1e9) + offset
+        if sender is not None:
+            span.sender = sender
+        cell[2] = span
+        return span
+
+    def _ended(self, span: Pending, t1: float) -> None:
+        """A raw record whose `Pending` exists ended healthy at ``t1``: exported if its
+        trace was selected (a sampled one alone in its trace is then forgotten: the
+        sample never crowds the failures out of `Tail.selected`)."""
+        span.end_ns = int(t1 * 1e9) + time.time_ns() - int(time.perf_counter() * 1e9)
+        tail = self.tail
+        if tail is not None and span.trace_id in tail.selected:
+            tail.emit(span)
+            if span.group is None and span.sender is None:
+                tail.selected.pop(span.trace_id, None)
+
+    def _link_of(self, ctx: Any) -> tuple[tuple[int, int] | None, Any]:
+        """(link, weak reference to the sender's `Pending`) for a message's context."""
+        if type(ctx) is tuple:  # a raw record's token
+            ctx = self._pend(ctx)
+        if type(ctx) is Pending:
+            return (ctx.trace_id, ctx.span_id), weakref.ref(ctx)
+        sc = ctx.get_span_context()
+        if sc.is_valid:
+            return (sc.trace_id, sc.span_id), None
+        return None, None
+
     def _current(self, proc: Process | None) -> Any:
         """The current span, unless it is the one ``proc`` merely inherited at spawn."""
-        span = get_current_span()
+        if context_now is not None:  # get_current_span() without the API's layers
+            span = context_now().get(SPAN_KEY)  # only spans are set under the key
+            if span is None:
+                span = INVALID_SPAN
+        else:  # pragma: no cover - an API without the key
+            span = get_current_span()
         if type(span) is Current:
             if proc is None or span.proc is not proc:
                 return INVALID_SPAN  # a spawner's, inherited
             span = span.span if span.span is not None else span.before
+            if type(span) is tuple:  # a raw record's token
+                return self._pend(span)
             return INVALID_SPAN if span is None else span
         if proc is not None and span is not INVALID_SPAN and self.inherited.get(proc) is span:
             return INVALID_SPAN

@@ -183,6 +183,9 @@ class Supervision(BridgeState):
         self._crashed.pop(proc, None)
         self._proxies.pop(proc, None)
         if self.tail is not None:
+            proxy = self.tail.proxies.pop(proc, None)
+            if proxy is not None:
+                self.tail.forget_proxy(proxy)
             self.tail.forget(proc)
 
     # -- supervision events ------------------------------------------------------------

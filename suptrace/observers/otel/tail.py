@@ -1,11 +1,18 @@
 """In-process tail sampling: the ``traces="failures"`` mode of the OpenTelemetry bridge.
 
-Every handling, call, and abnormal exit gets a `Pending` span: a small record
-with real trace and span ids (allocated as the SDK would, propagated exactly as
-real spans are) but no SDK span behind it. While a handler runs, its `Pending`
-is the current OpenTelemetry span: a non-recording span with a valid
-``SpanContext``, so the spans other instrumentations make inside it and the W3C
-``traceparent`` they send downstream carry the trace id a later export uses.
+Every call and abnormal exit gets a `Pending` span: a small record with real
+trace and span ids (allocated as the SDK would, propagated exactly as real spans
+are) but no SDK span behind it. A cast or plain message is cheaper still: a raw
+record (its handling token, see
+`suptrace.observers.otel.state.BridgeState._pend`) whose `Pending`, ids
+included, is made only when something needs it: the handler reading its current
+span, a call or span made inside it, a message it sends, a failure exporting it.
+While a handler runs, its span is the current OpenTelemetry span (through the
+process's `Current`): a non-recording span with a valid ``SpanContext``, so the
+spans other instrumentations make inside it and the W3C ``traceparent`` they
+send downstream carry the trace id a later export uses. The sampled share of
+healthy traces is recorded the same way and handed to the span processors as
+finished spans when it ends.
 
 Each process keeps its last handlings in a short ring; the spans of one trace
 (a call chain across processes) share a list, and a handling keeps a weak
@@ -42,6 +49,7 @@ __all__ = ["Current", "Pending", "Tail", "new_trace_id", "new_span_id"]
 
 _UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_UNSET = Status()
 _bits = random.getrandbits
 _now = time.time_ns
 
@@ -168,6 +176,10 @@ class Pending(Span):
             self.status = failure
 
 
+def _no_records(rec: tuple[Any, ...]) -> Pending:
+    raise TypeError("a raw record reached a Current span that has no bridge to make its span")
+
+
 class Current(Span):
     """A process's current span in ``"failures"`` mode, attached to its task's context once.
 
@@ -189,8 +201,13 @@ class Current(Span):
         #: The span of the handling in progress, None between handlings.
         self.span: Any = None
         self.proc = proc
-        #: The process's recent handlings (its ring in `Tail.recent`).
-        self.ring: deque[Pending] = deque(maxlen=1)
+        #: The process's recent handlings (its ring in `Tail.recent`): `Pending` spans
+        #: and raw records (see `suptrace.observers.otel.state.BridgeState._pend`).
+        self.ring: deque[Any] = deque(maxlen=1)
+        #: Records appended to ``ring`` so far (what fell out = this - its length).
+        self.count = 0
+        #: Makes the `Pending` span of a raw record (set by the bridge).
+        self.pend: Callable[[tuple[Any, ...]], Pending] = _no_records
         #: (label, durations list) by handling kind (the hot path reuses them).
         self.keys: dict[str, tuple[str, list[float]]] = {}
         self.before = before
@@ -207,6 +224,8 @@ class Current(Span):
             span = self.span
             if span is None:
                 span = self.before
+            elif type(span) is tuple:  # a raw record: its pending span, made now
+                span = self.pend(span)
             return INVALID_SPAN if span is None else span
         span = self.fallback(running)
         return INVALID_SPAN if span is None else span
@@ -268,11 +287,13 @@ class Tail:
         tracer: Any,
         describe: Describe,
         mark: Mark,
+        pend: Callable[[tuple[Any, ...]], Pending] | None = None,
         *,
         max_traces: int = 4096,
         per_trace: int = 256,
         recent: int = 16,
     ) -> None:
+        from opentelemetry.sdk.trace import ReadableSpan
         from opentelemetry.sdk.trace import Span as SdkSpan
 
         class ExportedSpan(SdkSpan):
@@ -280,23 +301,46 @@ class Tail:
             its own class)."""
 
         self._sdk_span = ExportedSpan
+        processor = tracer.span_processor
+
+        def readable(*fields: Any) -> None:
+            processor.on_end(ReadableSpan(*fields))
+
+        #: Hands a finished span, built from its fields, to the tracer's processors.
+        self._readable = readable
         self.tracer = tracer
         self.describe = describe
         self.mark = mark
+        #: Makes the `Pending` span of a raw record (see `BridgeState._pend`).
+        self.pend = pend
         self.max_traces = max_traces
         self.per_trace = per_trace
         self.recent_size = recent
         #: trace ids selected for export (bounded, oldest forgotten first).
         self.selected: OrderedDict[int, None] = OrderedDict()
         #: each process's recent handlings (its flight recorder, as spans).
-        self.recent: dict[Any, deque[Pending]] = {}
-        #: Pending spans that fell out of a process's recent ring or a trace too long
-        #: to keep whole (exported only if their trace was already selected).
-        self.evicted = 0
+        self.recent: dict[Any, deque[Any]] = {}
+        #: Pending spans that fell out of a trace too long to keep whole, or out of the
+        #: recent ring of a process that has no `Current` span (see `evicted`).
+        self.dropped = 0
+        #: Each process's `Current` span: its ring counts what was appended to it.
+        self.proxies: dict[Any, Current] = {}
         #: Spans exported because their trace was selected.
         self.exported = 0
         #: Failures that selected a trace.
         self.failures = 0
+
+    @property
+    def evicted(self) -> int:
+        """Pending spans that fell out of a process's recent ring or a trace too long to
+        keep whole (exported only if their trace was already selected)."""
+        return self.dropped + sum(
+            max(0, c.count - len(c.ring)) for c in list(self.proxies.values())
+        )
+
+    def forget_proxy(self, proxy: Current) -> None:
+        """``proxy``'s process is gone: what fell out of its ring stays counted."""
+        self.dropped += max(0, proxy.count - len(proxy.ring))
 
     # -- recording -----------------------------------------------------------------------
 
@@ -306,8 +350,11 @@ class Tail:
             ring = self.recent.get(owner)
             if ring is None:
                 ring = self.recent[owner] = deque(maxlen=self.recent_size)
+            proxy = self.proxies.get(owner)
+            if proxy is not None and proxy.ring is ring:
+                proxy.count += 1
             elif len(ring) == self.recent_size:
-                self.evicted += 1
+                self.dropped += 1
             ring.append(rec)
 
     def join(self, parent: Pending, child: Pending) -> None:
@@ -319,7 +366,7 @@ class Tail:
             group.append(child)
             child.group = group
         else:
-            self.evicted += 1
+            self.dropped += 1
 
     def ended(self, rec: Pending) -> None:
         """``rec`` ended healthy: exported now only if its trace was selected meanwhile."""
@@ -340,6 +387,9 @@ class Tail:
         ring = self.recent.get(owner) if owner is not None else None
         if ring:
             for r in list(ring):
+                if type(r) is tuple:  # a raw record: its pending span, made now
+                    assert self.pend is not None
+                    r = self.pend(r)
                 self.select(r, 1)
 
     def select(self, rec: Pending, link_depth: int = 1) -> None:
@@ -373,6 +423,26 @@ class Tail:
         if rec.link is not None:
             links = (Link(SpanContext(rec.link[0], rec.link[1], False, _SAMPLED)),)
         parent = SpanContext(tid, rec.parent_id, False, _SAMPLED) if rec.parent_id else None
+        if rec.error is None and rec.events is None and rec.status is None:
+            # Healthy (the sampled share, and the healthy spans of a selected trace): a
+            # finished span as it is handed to the processors, nothing to mutate first.
+            self._readable(
+                rec.name,
+                SpanContext(tid, rec.span_id, False, _SAMPLED),
+                parent,
+                tracer.resource,
+                self.describe(rec),
+                (),
+                links,
+                rec.kind,
+                None,
+                _UNSET,
+                rec.start,
+                rec.end_ns,
+                tracer._instrumentation_scope,
+            )
+            self.exported += 1
+            return
         span = self._sdk_span(
             rec.name,
             SpanContext(tid, rec.span_id, False, _SAMPLED),

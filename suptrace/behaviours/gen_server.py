@@ -25,7 +25,7 @@ from suptrace.core.runtime import (
 )
 from suptrace.core.saferepr import safe_repr
 from suptrace.core.spawn import start_process
-from suptrace.core.terms import IGNORE, KILL, NORMAL, ExitMsg, Pid, Ref
+from suptrace.core.terms import CAST, IGNORE, KILL, NORMAL, CastRequest, ExitMsg, Pid, Ref
 from suptrace.core.timers import EXPIRED, PRECISE_BELOW, expire
 
 __all__ = [
@@ -126,19 +126,6 @@ class CallRequest(Caller):
 
     def __repr__(self) -> str:
         return f"call({self._request!r}, from={self.pid})"
-
-
-class CastRequest:
-    """A `cast` in the server's mailbox (internal: what tracing and instrumentation
-    see of a cast; ``msg`` is what ``handle_cast`` gets)."""
-
-    __slots__ = ("msg",)
-
-    def __init__(self, msg: Any) -> None:
-        self.msg = msg
-
-    def __repr__(self) -> str:
-        return f"cast({self.msg!r})"
 
 
 class SystemRequest(Caller):
@@ -301,8 +288,11 @@ def cast(dest: Pid | str, msg: Any) -> None:
     else:
         raise TypeError(f"cast() needs a Pid or a registered name (str), got {dest!r}")
     # As for send: a task a process created counts (and is traced) as that process.
-    request = _new(CastRequest)  # CastRequest(msg) without its __init__ frame
-    request.msg = msg
+    if proc is not None and proc.runtime.instrument is not None:
+        request: Any = _new(CastRequest)  # instrumentation sees casts as CastRequest objects
+        request.msg = msg
+    else:
+        request = (CAST, msg)  # the mailbox form (see CastRequest)
     post(current_process_var.get(), proc, dest, request)
 
 
@@ -547,7 +537,10 @@ class GenServer:
                 continue
             msg = take(proc)
             kind = type(msg)
-            if kind is not CastRequest and kind is not CallRequest:
+            if kind is tuple and msg and msg[0] is CAST:
+                kind = _Cast  # a cast in its mailbox form: handled without a CastRequest
+                msg = msg[1]
+            elif kind is not CastRequest and kind is not CallRequest:
                 if kind is ExitMsg and msg.pid == parent and proc.trap:
                     reason = msg.reason  # the parent is shutting us down
                     break
@@ -560,7 +553,10 @@ class GenServer:
                 token = instrument.handle_begin(proc, _KIND_NAMES.get(kind, "info"), msg, proc.inbound)
                 proc.inbound = None
             try:
-                if kind is CastRequest:
+                if kind is _Cast:
+                    self._casts += 1
+                    await self.handle_cast(msg)
+                elif kind is CastRequest:
                     self._casts += 1
                     await self.handle_cast(msg.msg)
                 elif kind is CallRequest:
@@ -614,7 +610,11 @@ class GenServer:
             fut.set_result(value)
 
 
-_KIND_NAMES: dict[type, str] = {CallRequest: "call", CastRequest: "cast"}
+class _Cast:
+    """The kind the server loop gives a cast taken in its mailbox form ``(CAST, msg)``."""
+
+
+_KIND_NAMES: dict[type, str] = {CallRequest: "call", CastRequest: "cast", _Cast: "cast"}
 
 
 def parent_of(proc: Process) -> Pid | None:

@@ -27,13 +27,24 @@ from suptrace.core.runtime import (
     process_of,
     running_task,
 )
-from suptrace.core.terms import Pid
+from suptrace.core.terms import CAST, CastRequest, Pid, shown
 from suptrace.core.timers import EXPIRED, expire
 
 if TYPE_CHECKING:
     from suptrace.core.process import Process
 
-__all__ = ["Envelope", "NOTHING", "post", "send", "receive", "take", "extract"]
+__all__ = [
+    "Envelope",
+    "CastRequest",
+    "CAST",
+    "NOTHING",
+    "post",
+    "send",
+    "receive",
+    "take",
+    "extract",
+    "shown",
+]
 
 #: What `extract` returns when no message matched.
 NOTHING: Any = object()
@@ -88,10 +99,10 @@ def post(
             elif rt.recorder_size:
                 record(me, "send", dest, msg)
             if me.tracers or "send" in rt.watch:
-                rt.emit(me, "send", {"to": dest if proc is None else proc.pid, "msg": msg})
+                rt.emit(me, "send", {"to": dest if proc is None else proc.pid, "msg": shown(msg)})
             if proc is None:
                 if me.tracers or "dead_letter" in rt.watch:
-                    rt.emit(me, "dead_letter", {"to": dest, "msg": msg})
+                    rt.emit(me, "dead_letter", {"to": dest, "msg": shown(msg)})
                 return None
             proc.deliver(msg, me.pid, now)
             return None
@@ -110,7 +121,7 @@ def post(
     if proc is None:
         home = maybe_runtime()
         if home is not None and "dead_letter" in home.watch:
-            home.emit(None, "dead_letter", {"to": dest, "msg": msg})
+            home.emit(None, "dead_letter", {"to": dest, "msg": shown(msg)})
         return None
     token = None
     if request is not NOTHING:
@@ -137,7 +148,8 @@ def send(dest: Pid | str, msg: Any) -> None:
 
 
 def take(proc: Process) -> Any:
-    """Pop ``proc``'s oldest message (the mailbox must not be empty), unwrapped."""
+    """Pop ``proc``'s oldest message (the mailbox must not be empty), unwrapped
+    (a cast stays in its mailbox form ``(CAST, msg)``: see `CastRequest`)."""
     item = proc.mailbox.popleft()  # type: ignore[union-attr]
     if type(item) is Envelope:
         proc.inbound = item.ctx
@@ -156,6 +168,8 @@ def extract(proc: Process, match: Callable[[Any], bool], start: int = 0) -> tupl
     index = start
     for item in islice(mb, start, None):
         msg = item.msg if type(item) is Envelope else item
+        if type(msg) is tuple and msg and msg[0] is CAST:
+            msg = CastRequest(msg[1])
         if match(msg):
             del mb[index]
             if type(item) is Envelope:
@@ -187,13 +201,15 @@ async def receive(
     proc = current_process_var.get()
     if proc is None:
         proc = current_process("receive()")  # raises: not inside a process
-    loop = proc.runtime.loop
+    rt = proc.runtime
+    loop = rt.loop
     if proc.task is not running_task(loop):
         raise not_the_process(proc, "receive()")  # a task the process created
     scanned = 0
     if proc.mailbox:
         if match is None:
-            return take(proc)
+            msg = take(proc)
+            return CastRequest(msg[1]) if type(msg) is tuple and msg and msg[0] is CAST else msg
         found, scanned = extract(proc, match, 0)
         if found is not NOTHING:
             return found
@@ -203,7 +219,7 @@ async def receive(
     deadline = None if timeout is None else loop.time() + timeout
     while True:
         # Inline (no helper coroutine): a waiting process holds one frame less.
-        waiter = loop.create_future()
+        waiter = rt.new_future()
         proc.waiter = waiter
         if deadline is not None:
             handle = loop.call_at(deadline, expire, waiter)
@@ -219,7 +235,8 @@ async def receive(
                 handle.cancel()
         if proc.mailbox:
             if match is None:
-                return take(proc)
+                msg = take(proc)
+                return CastRequest(msg[1]) if type(msg) is tuple and msg and msg[0] is CAST else msg
             found, scanned = extract(proc, match, scanned)
             if found is not NOTHING:
                 return found

@@ -44,15 +44,19 @@ from suptrace.core.terms import (
     KILL,
     KILLED,
     NORMAL,
+    Down,
     ExitMsg,
     Pid,
     Ref,
     is_normal_exit,
-    make_down,
+    shown,
 )
 from suptrace.core.terms import is_atom as _atom
 
 _new = object.__new__
+_set_down_ref = Down.__dict__["ref"].__set__
+_set_down_pid = Down.__dict__["pid"].__set__
+_set_down_reason = Down.__dict__["reason"].__set__
 
 __all__ = ["Process", "format_reason"]
 
@@ -160,7 +164,7 @@ class Process:
         if self.reason is not None or self.pending_exit is not None:
             rt = self.runtime
             if "dead_letter" in rt.watch:
-                rt.emit(maybe_process(), "dead_letter", {"to": self.pid, "msg": msg})
+                rt.emit(maybe_process(), "dead_letter", {"to": self.pid, "msg": shown(msg)})
             return
         mb = self.mailbox
         if mb is None:
@@ -183,7 +187,7 @@ class Process:
             if not waiter.done():
                 waiter.set_result(None)
         if self.tracers or "receive" in rt.watch:
-            rt.emit(self, "receive", {"from": sender, "msg": msg})
+            rt.emit(self, "receive", {"from": sender, "msg": shown(msg)})
 
     # -- signals ------------------------------------------------------------------------
 
@@ -278,13 +282,21 @@ class Process:
         if name is not None and rt.names.get(name) is self:
             del rt.names[name]
         escaped: BaseException | None = None
-        try:
-            self._announce(reason)
-        except Exception as exc:  # an observer must never stop a death half-way
-            rt.handler_failed("observer", self._announce, exc, "exit")
-        except BaseException as exc:  # Exit, SystemExit...: after the death is complete
-            rt.handler_failed("observer", self._announce, exc, "exit")
-            escaped = exc
+        watch = rt.watch
+        if (
+            rt.death_hooks
+            or self.tracers
+            or "exit" in watch
+            or ("crash" in watch and reason is not NORMAL)
+            or (name is not None and "unregister" in watch)
+        ):  # somebody listens: _announce's own checks, the call only then
+            try:
+                self._announce(reason)
+            except Exception as exc:  # an observer must never stop a death half-way
+                rt.handler_failed("observer", self._announce, exc, "exit")
+            except BaseException as exc:  # Exit, SystemExit...: after the death is complete
+                rt.handler_failed("observer", self._announce, exc, "exit")
+                escaped = exc
         if name is not None:
             stone = Tombstone(name, pid, reason, clock(), self.initial_call)
             if self.recorder is not None:
@@ -334,7 +346,11 @@ class Process:
                                         "down",
                                         {"target": pid, "ref": ref, "reason": reason},
                                     )
-                                watcher.deliver(make_down(ref, pid, reason), pid)
+                                down = _new(Down)  # make_down(ref, pid, reason), inline
+                                _set_down_ref(down, ref)
+                                _set_down_pid(down, pid)
+                                _set_down_reason(down, reason)
+                                watcher.deliver(down, pid)
                         else:
                             watcher(ref, pid, reason)
                     break

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import itertools
 import os
 import time
@@ -172,6 +173,18 @@ class Runtime:
         self.recorder_size = 16
         #: Timeouts of calls and receives.
         self.deadlines = Deadlines(loop)
+        base = asyncio.BaseEventLoop
+        kind = type(loop)
+        #: True for an asyncio loop that keeps asyncio's own ``get_task_factory``:
+        #: the hot path then reads its ``_task_factory`` without a method call.
+        self.plain_loop = kind.get_task_factory is base.get_task_factory
+        #: ``loop.create_future()``: for asyncio's own loops a C-level partial of
+        #: `asyncio.Future` (what that method returns, without its Python frame).
+        self.new_future: Callable[[], asyncio.Future[Any]] = (
+            functools.partial(asyncio.Future, loop=loop)
+            if kind.create_future is base.create_future
+            else loop.create_future
+        )
 
     # -- pids -------------------------------------------------------------------------
 

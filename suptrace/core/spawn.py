@@ -24,8 +24,7 @@ from suptrace.core.runtime import (
     current_runtime,
     running_task,
 )
-from suptrace.core.terms import KILLED, NORMAL, Pid, Ref
-from suptrace.core.terms import new_ref as _new_ref
+from suptrace.core.terms import KILLED, NORMAL, Pid, Ref, ref_counter
 
 __all__ = [
     "spawn",
@@ -38,6 +37,7 @@ __all__ = [
 ]
 
 _Task = asyncio.Task
+_new = object.__new__
 
 
 
@@ -217,7 +217,7 @@ def _spawn(
     if name is not None:
         check_name(rt, name)
     loop = rt.loop
-    factory = loop.get_task_factory()
+    factory = loop._task_factory if rt.plain_loop else loop.get_task_factory()  # type: ignore[attr-defined]
     direct = factory is None or _runs_eagerly(factory, loop)  # may refuse the factory
     proc = Process(rt, initial_call or text, parent, trap)
     pid = proc.pid
@@ -236,7 +236,8 @@ def _spawn(
         if link:
             add_link(parent, proc)
         if monitor:
-            ref = _new_ref()
+            ref = _new(Ref)  # new_ref(), inline
+            ref.number = next(ref_counter)
             # _add_monitor(parent, proc, ref), inline: every spawn_monitor passes here
             if parent.monitors is None:
                 parent.monitors = {ref: pid}

@@ -24,6 +24,9 @@ __all__ = [
     "Shutdown",
     "ExitMsg",
     "Down",
+    "CastRequest",
+    "CAST",
+    "shown",
     "is_normal_exit",
     "reason_class",
 ]
@@ -201,6 +204,39 @@ class Down:
     ref: Ref
     pid: Pid
     reason: Any
+
+
+class CastRequest:
+    """A `cast` as tracing, the flight recorder and instrumentation see it
+    (internal; ``msg`` is what ``handle_cast`` gets).
+
+    In a mailbox a cast is the exact tuple ``(CAST, msg)`` unless an instrument
+    is installed: a tuple of untracked values leaves the cyclic garbage
+    collector's tables at its first pass, where a queue of objects would be
+    traversed by every collection until handled. Whatever shows a message
+    (`receive`, `extract`, tracing events, the flight recorder) shows a
+    `CastRequest` (see `shown`).
+    """
+
+    __slots__ = ("msg",)
+
+    def __init__(self, msg: Any) -> None:
+        self.msg = msg
+
+    def __repr__(self) -> str:
+        return f"cast({self.msg!r})"
+
+
+#: A cast in a mailbox: the tuple ``(CAST, msg)``. A bare ``object()``: its
+#: instances, unlike those of any class, are not tracked by the garbage collector.
+CAST: Final[Any] = object()
+
+
+def shown(msg: Any) -> Any:
+    """``msg`` as tracing and receivers see it: a cast in its mailbox form becomes a `CastRequest`."""
+    if type(msg) is tuple and msg and msg[0] is CAST:
+        return CastRequest(msg[1])
+    return msg
 
 
 _new = object.__new__

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Final
 
 from suptrace.core.errors import CallError, CallExit, CallTimeout, Exit
 from suptrace.core.links import death_future, unlink, unwatch, watch
-from suptrace.core.mailbox import extract, post, take
+from suptrace.core.mailbox import Envelope, extract, post
 from suptrace.core.process import Process
 from suptrace.core.registry import noproc_error, resolve
 from suptrace.core.runtime import (
@@ -222,7 +222,7 @@ async def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> An
             raise CallError("calling_self", dest, request, timeout, "a process cannot call itself")
         me = None  # a task the server created calls it: a plain task, not the server
     rt = proc.runtime
-    fut: asyncio.Future[Any] = rt.loop.create_future()
+    fut: asyncio.Future[Any] = rt.new_future()
     # CallRequest(...) without its __init__ frame: one of these per call.
     caller = _new(CallRequest)
     caller._future = fut
@@ -520,12 +520,12 @@ class GenServer:
         parent = self._parent
         failure: BaseException | None = None
         rt = proc.runtime
-        loop = rt.loop
+        new_future = rt.new_future
         while True:
             mb = proc.mailbox
             if not mb:
                 # Inline receive(): one future per wait, no extra coroutine per message.
-                waiter = loop.create_future()
+                waiter = new_future()
                 proc.waiter = waiter
                 proc.status = "waiting"
                 try:
@@ -535,8 +535,12 @@ class GenServer:
                         proc.status = "running"
                     proc.waiter = None
                 continue
-            msg = take(proc)
+            msg = mb.popleft()  # take(proc), inline: one frame less per message
             kind = type(msg)
+            if kind is Envelope:
+                proc.inbound = msg.ctx
+                msg = msg.msg
+                kind = type(msg)
             if kind is tuple and msg and msg[0] is CAST:
                 kind = _Cast  # a cast in its mailbox form: handled without a CastRequest
                 msg = msg[1]

@@ -104,7 +104,29 @@ def post(
                 if me.tracers or "dead_letter" in rt.watch:
                     rt.emit(me, "dead_letter", {"to": dest, "msg": shown(msg)})
                 return None
-            proc.deliver(msg, me.pid, now)
+            # Process.deliver(msg, me.pid, now), inline for a live receiver with a
+            # mailbox and a flight recorder, on a node without instrumentation.
+            mb = proc.mailbox
+            prec = proc.recorder
+            if (
+                mb is None
+                or prec is None
+                or proc.reason is not None
+                or proc.pending_exit is not None
+                or proc.runtime.instrument is not None
+            ):
+                proc.deliver(msg, me.pid, now)
+                return None
+            mb.append(msg)
+            proc.messages_in += 1
+            prec.append((now or clock(), "receive", me.pid, msg))
+            waiter = proc.waiter
+            if waiter is not None:
+                proc.waiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
+            if proc.tracers or "receive" in proc.runtime.watch:
+                proc.runtime.emit(proc, "receive", {"from": me.pid, "msg": shown(msg)})
             return None
         # A call: its server is alive (`call` raised NoProc otherwise).
         if rec is not None:

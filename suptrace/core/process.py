@@ -160,7 +160,9 @@ class Process:
         """Enqueue ``msg`` and wake the process if it waits for one.
 
         ``ts`` is the sender's clock reading when it already took one (the
-        flight recorder then reuses it instead of reading the clock again)."""
+        flight recorder then reuses it instead of reading the clock again).
+        `suptrace.core.mailbox.post` holds an inline copy of the common case (a
+        live receiver with a mailbox and a recorder, no instrument): keep both alike."""
         if self.reason is not None or self.pending_exit is not None:
             rt = self.runtime
             if "dead_letter" in rt.watch:

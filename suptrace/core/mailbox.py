@@ -13,6 +13,7 @@ for a message to a dead pid). The receiving side is `Process.deliver`.
 
 from __future__ import annotations
 
+from asyncio import InvalidStateError
 from collections.abc import Callable
 from itertools import islice
 from typing import TYPE_CHECKING, Any
@@ -123,8 +124,10 @@ def post(
             waiter = proc.waiter
             if waiter is not None:
                 proc.waiter = None
-                if not waiter.done():
+                try:  # noqa: SIM105 (no context manager on the hot path)
                     waiter.set_result(None)
+                except InvalidStateError:  # cancelled: the process is being killed
+                    pass
             if proc.tracers or "receive" in proc.runtime.watch:
                 proc.runtime.emit(proc, "receive", {"from": me.pid, "msg": shown(msg)})
             return None
@@ -228,17 +231,23 @@ async def receive(
     if proc.task is not running_task(loop):
         raise not_the_process(proc, "receive()")  # a task the process created
     scanned = 0
-    if proc.mailbox:
+    mb = proc.mailbox
+    if mb:
         if match is None:
-            msg = take(proc)
-            return CastRequest(msg[1]) if type(msg) is tuple and msg and msg[0] is CAST else msg
+            msg = mb.popleft()  # take(proc), inline
+            kind = type(msg)
+            if kind is Envelope:
+                proc.inbound = msg.ctx
+                return shown(msg.msg)
+            return CastRequest(msg[1]) if kind is tuple and msg and msg[0] is CAST else msg
         found, scanned = extract(proc, match, 0)
         if found is not NOTHING:
             return found
-    if timeout is not None and timeout <= 0:
-        raise TimeoutError(f"receive(timeout={timeout}): no matching message")
-    handle = None
-    deadline = None if timeout is None else loop.time() + timeout
+    handle = deadline = None
+    if timeout is not None:
+        if timeout <= 0:
+            raise TimeoutError(f"receive(timeout={timeout}): no matching message")
+        deadline = loop.time() + timeout
     while True:
         # Inline (no helper coroutine): a waiting process holds one frame less.
         waiter = rt.new_future()
@@ -255,10 +264,15 @@ async def receive(
                 proc.waiter = None
             if handle is not None:
                 handle.cancel()
-        if proc.mailbox:
+        mb = proc.mailbox
+        if mb:
             if match is None:
-                msg = take(proc)
-                return CastRequest(msg[1]) if type(msg) is tuple and msg and msg[0] is CAST else msg
+                msg = mb.popleft()  # take(proc), inline
+                kind = type(msg)
+                if kind is Envelope:
+                    proc.inbound = msg.ctx
+                    return shown(msg.msg)
+                return CastRequest(msg[1]) if kind is tuple and msg and msg[0] is CAST else msg
             found, scanned = extract(proc, match, scanned)
             if found is not NOTHING:
                 return found

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import traceback
+from asyncio import InvalidStateError
 from collections import deque
 from collections.abc import Callable
 from types import FrameType
@@ -106,7 +107,7 @@ class Process:
         pid.number = number = next(runtime._numbers)
         pid.serial = 0
         pid._proc = self
-        pid._hash = hash((number, 0))  # as Pid.__init__ computes it
+        pid.__hash__ = hash((number, 0)).conjugate  # type: ignore[method-assign]  # as Pid.__init__
         self.runtime = runtime
         self.name: str | None = None
         self.task: asyncio.Task[None] | None = None
@@ -120,11 +121,12 @@ class Process:
         self.trap = trap
         self.status = "init"
         self.initial_call = initial_call
-        self.parent = parent.pid if parent is not None else None
         if parent is None:
+            self.parent: Pid | None = None
             self.ancestors: tuple[Pid | str, ...] = ()
         else:
-            self.ancestors = (parent.name or parent.pid, *parent.ancestors)
+            self.parent = parent_pid = parent.pid
+            self.ancestors = (parent.name or parent_pid, *parent.ancestors)
         self.messages_in = 0
         self.messages_out = 0
         #: The exit reason once the process is dead.
@@ -186,8 +188,10 @@ class Process:
         waiter = self.waiter
         if waiter is not None:
             self.waiter = None
-            if not waiter.done():
+            try:  # noqa: SIM105 (no context manager on the hot path)
                 waiter.set_result(None)
+            except InvalidStateError:  # cancelled: the process is being killed
+                pass
         if self.tracers or "receive" in rt.watch:
             rt.emit(self, "receive", {"from": sender, "msg": shown(msg)})
 

@@ -201,22 +201,28 @@ def _spawn(
     initial_call: str | None = None,
 ) -> tuple[Pid, Ref | None]:
     parent = current_process_var.get()
-    if parent is not None and parent.task is not running_task(parent.runtime.loop):
-        parent = None  # a task the process created with plain asyncio is not the process
-    if monitor and parent is None:
-        current_process("spawn_monitor()")  # raises: there is nobody to monitor from
-    rt = parent.runtime if parent is not None else current_runtime("spawn()")
+    if parent is None:
+        if monitor:
+            current_process("spawn_monitor()")  # raises: there is nobody to monitor from
+        rt = current_runtime("spawn()")
+        loop = rt.loop
+    else:
+        rt = parent.runtime  # also the node of a task the process created
+        loop = rt.loop
+        if parent.task is not running_task(loop):
+            parent = None  # a task the process created with plain asyncio is not the process
+            if monitor:
+                current_process("spawn_monitor()")  # raises: there is nobody to monitor from
+        elif parent.reason is not None and (link or monitor):
+            raise NodeError("a dead process cannot spawn linked or monitored processes")
     if rt.closing:
         raise NodeError(f"node {rt.name!r} is shutting down: no new processes can start")
     # _spawn_info(fn), its cache hit inline (a bound method forwards __code__).
     text = _SPAWNABLE.get(getattr(fn, "__code__", None))  # type: ignore[arg-type]
     if text is None:
         text = _spawn_info(fn)
-    if (link or monitor) and parent is not None and parent.reason is not None:
-        raise NodeError("a dead process cannot spawn linked or monitored processes")
     if name is not None:
         check_name(rt, name)
-    loop = rt.loop
     factory = loop._task_factory if rt.plain_loop else loop.get_task_factory()  # type: ignore[attr-defined]
     direct = factory is None or _runs_eagerly(factory, loop)  # may refuse the factory
     proc = Process(rt, initial_call or text, parent, trap)
@@ -237,7 +243,8 @@ def _spawn(
             add_link(parent, proc)
         if monitor:
             ref = _new(Ref)  # new_ref(), inline
-            ref.number = next(ref_counter)
+            ref.number = n = next(ref_counter)
+            ref.__hash__ = n.conjugate  # type: ignore[method-assign]
             # _add_monitor(parent, proc, ref), inline: every spawn_monitor passes here
             if parent.monitors is None:
                 parent.monitors = {ref: pid}

@@ -77,7 +77,10 @@ class Pid:
     True
     """
 
-    __slots__ = ("__weakref__", "_hash", "_home", "_proc", "number", "serial")
+    # ``__hash__`` is a slot: each pid holds its hash as the bound ``conjugate`` of
+    # an int (a C call that returns that int), so the dicts and sets the runtime
+    # keys by pid on every spawn and death hash it without a Python frame.
+    __slots__ = ("__hash__", "__weakref__", "_home", "_proc", "number", "serial")
 
     number: int
     serial: int
@@ -90,7 +93,7 @@ class Pid:
         self.number = number
         self.serial = serial
         self._proc = None
-        self._hash = hash((number, serial))  # pids are dict keys on every hot path
+        self.__hash__ = hash((number, serial)).conjugate  # type: ignore[method-assign]
 
     def __repr__(self) -> str:
         return f"<0.{self.number}.{self.serial}>"
@@ -101,9 +104,6 @@ class Pid:
         if type(other) is not Pid:
             return NotImplemented
         return self.number == other.number and self.serial == other.serial
-
-    def __hash__(self) -> int:
-        return self._hash
 
     def __lt__(self, other: Pid) -> bool:
         return (self.number, self.serial) < (other.number, other.serial)
@@ -160,19 +160,17 @@ ref_counter = itertools.count(1)
 class Ref:
     """A unique reference (monitors, calls), printed like ``#Ref<0.7>``."""
 
-    __slots__ = ("number",)
+    __slots__ = ("__hash__", "number")  # the hash as for `Pid`: the number's bound conjugate
 
     def __init__(self, number: int | None = None) -> None:
-        self.number = next(ref_counter) if number is None else number
+        self.number = n = next(ref_counter) if number is None else number
+        self.__hash__ = n.conjugate  # type: ignore[method-assign]
 
     def __repr__(self) -> str:
         return f"#Ref<0.{self.number}>"
 
     def __eq__(self, other: object) -> bool:
         return type(other) is Ref and other.number == self.number
-
-    def __hash__(self) -> int:
-        return self.number
 
     def __lt__(self, other: Ref) -> bool:
         return self.number < other.number
@@ -245,7 +243,8 @@ _new = object.__new__
 def new_ref() -> Ref:
     """``Ref()`` without its ``__init__`` frame (one per monitor on the spawn path)."""
     ref = _new(Ref)
-    ref.number = next(ref_counter)
+    ref.number = n = next(ref_counter)
+    ref.__hash__ = n.conjugate  # type: ignore[method-assign]
     return ref
 
 

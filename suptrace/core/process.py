@@ -126,7 +126,7 @@ class Process:
             self.ancestors: tuple[Pid | str, ...] = ()
         else:
             self.parent = parent_pid = parent.pid
-            self.ancestors = (parent.name or parent_pid, *parent.ancestors)
+            self.ancestors = (parent.name or parent_pid,) + parent.ancestors  # noqa: RUF005 (one tuple, no list)
         self.messages_in = 0
         self.messages_out = 0
         #: The exit reason once the process is dead.
@@ -288,13 +288,11 @@ class Process:
         if name is not None and rt.names.get(name) is self:
             del rt.names[name]
         escaped: BaseException | None = None
-        watch = rt.watch
         if (
-            rt.death_hooks
+            rt.death_watched
+            or rt.death_hooks
             or self.tracers
-            or "exit" in watch
-            or ("crash" in watch and reason is not NORMAL)
-            or (name is not None and "unregister" in watch)
+            or (reason is not NORMAL and "crash" in rt.watch)
         ):  # somebody listens: _announce's own checks, the call only then
             try:
                 self._announce(reason)

@@ -135,6 +135,10 @@ def handler_name(fn: Any) -> str:
     return safe_str(fn, 200)
 
 
+_SPAWN_KINDS = frozenset({"spawn", "monitor", "spawned", "register"})
+_DEATH_KINDS = frozenset({"exit", "unregister"})
+
+
 class Runtime:
     """The process table and registry of one node."""
 
@@ -151,6 +155,11 @@ class Runtime:
         self.hooks: tuple[tuple[EventHandler, frozenset[str] | None], ...] = ()
         #: The kinds some global hook wants: the hot path's one check.
         self.watch: frozenset[str] = frozenset()
+        #: Whether a hook wants one of the events a spawn emits (``spawn``, ``monitor``,
+        #: ``spawned``, ``register``): spawn's one check when nobody does.
+        self.spawn_watched = False
+        #: Whether a hook wants ``exit`` or ``unregister`` (what every death may emit).
+        self.death_watched = False
         #: Observer failures (event, report, trace and death handlers), all counted here.
         self.hook_errors = 0
         #: Failures per handler: the first one of each handler is logged, the rest counted.
@@ -233,6 +242,8 @@ class Runtime:
         for _, wanted in self.hooks:
             kinds |= KINDS if wanted is None else wanted
         self.watch = frozenset(kinds)
+        self.spawn_watched = not _SPAWN_KINDS.isdisjoint(kinds)
+        self.death_watched = not _DEATH_KINDS.isdisjoint(kinds)
 
     def emit(self, proc: Process | None, kind: str, data: dict[str, Any]) -> None:
         """Build one event and hand it to every interested handler.

@@ -235,10 +235,13 @@ def _spawn(
         rt.names[name] = proc
         rt.tombstones.pop(name, None)  # as in register(): the name lives again
     watch = rt.watch
+    quiet = not rt.spawn_watched
     ref = None
     if parent is not None:
-        if parent.tracers or "spawn" in watch:
-            rt.emit(parent, "spawn", {"child": pid, "initial_call": proc.initial_call, "link": link})
+        if not quiet or parent.tracers:
+            if parent.tracers or "spawn" in watch:
+                rt.emit(parent, "spawn", {"child": pid, "initial_call": proc.initial_call, "link": link})
+            quiet = False
         if link:
             add_link(parent, proc)
         if monitor:
@@ -251,9 +254,10 @@ def _spawn(
             else:
                 parent.monitors[ref] = pid
             proc.monitored_by = {ref: parent}
-            if parent.tracers or "monitor" in watch:
+            if not quiet and (parent.tracers or "monitor" in watch):
                 rt.emit(parent, "monitor", {"target": pid, "ref": ref})
     if rt.spawn_hooks:
+        quiet = False  # a hook may attach tracers to the new process
         for hook in rt.spawn_hooks:
             hook(proc, parent)
     if direct:
@@ -263,6 +267,8 @@ def _spawn(
         proc.task = _Task(_process_main(proc, fn, args), loop=loop)
     else:
         proc.task = loop.create_task(_process_main(proc, fn, args))
+    if quiet:
+        return pid, ref
     if proc.tracers or "spawned" in watch:
         rt.emit(proc, "spawned", {"parent": proc.parent, "initial_call": proc.initial_call})
     if name is not None and (proc.tracers or "register" in watch):

@@ -182,6 +182,28 @@ async def test_queued_casts_are_left_alone_by_the_garbage_collector() -> None:
     assert [m.msg for m in got] == [1, 0, 2]
 
 
+async def test_a_hook_added_later_sees_spawn_and_death_events() -> None:
+    """Spawn and death skip their event checks while no hook wants their kinds: a
+    hook added afterwards (for one of those kinds only) still gets every event."""
+
+    async def child() -> None:
+        await suptrace.receive()
+
+    async def main() -> tuple[list[tuple[str, Any]], Pid, Pid]:
+        rt = current_runtime()
+        seen: list[TraceEvent] = []
+        suptrace.spawn_monitor(child)  # before any hook: nobody sees it
+        remove = rt.add_event_handler(seen.append, ["monitor", "unregister", "exit"])
+        pid, ref = suptrace.spawn_monitor(child, name="watched")
+        suptrace.send(pid, "go")
+        await suptrace.receive(lambda m: isinstance(m, Down) and m.ref == ref)
+        remove()
+        return [(e.kind, e.pid) for e in seen], suptrace.self_pid(), pid
+
+    got, me, pid = await in_node(main)
+    assert got == [("monitor", me), ("unregister", pid), ("exit", pid)]
+
+
 # -- the receiving side: one take, with an instrument's envelopes ------------------------------
 
 

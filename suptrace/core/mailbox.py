@@ -226,20 +226,18 @@ async def receive(
     proc = current_process_var.get()
     if proc is None:
         proc = current_process("receive()")  # raises: not inside a process
-    rt = proc.runtime
-    loop = rt.loop
+    loop = proc.runtime.loop
     if proc.task is not running_task(loop):
         raise not_the_process(proc, "receive()")  # a task the process created
+    # Few locals: a waiting process keeps this frame, and every local is a word of it.
     scanned = 0
-    mb = proc.mailbox
-    if mb:
+    if proc.mailbox:
         if match is None:
-            msg = mb.popleft()  # take(proc), inline
-            kind = type(msg)
-            if kind is Envelope:
-                proc.inbound = msg.ctx
-                return shown(msg.msg)
-            return CastRequest(msg[1]) if kind is tuple and msg and msg[0] is CAST else msg
+            found = proc.mailbox.popleft()  # take(proc), inline
+            if type(found) is Envelope:
+                proc.inbound = found.ctx
+                return shown(found.msg)
+            return CastRequest(found[1]) if type(found) is tuple and found and found[0] is CAST else found
         found, scanned = extract(proc, match, 0)
         if found is not NOTHING:
             return found
@@ -250,7 +248,7 @@ async def receive(
         deadline = loop.time() + timeout
     while True:
         # Inline (no helper coroutine): a waiting process holds one frame less.
-        waiter = rt.new_future()
+        waiter = proc.runtime.new_future()
         proc.waiter = waiter
         if deadline is not None:
             handle = loop.call_at(deadline, expire, waiter)
@@ -264,15 +262,13 @@ async def receive(
                 proc.waiter = None
             if handle is not None:
                 handle.cancel()
-        mb = proc.mailbox
-        if mb:
+        if proc.mailbox:
             if match is None:
-                msg = mb.popleft()  # take(proc), inline
-                kind = type(msg)
-                if kind is Envelope:
-                    proc.inbound = msg.ctx
-                    return shown(msg.msg)
-                return CastRequest(msg[1]) if kind is tuple and msg and msg[0] is CAST else msg
+                found = proc.mailbox.popleft()  # take(proc), inline
+                if type(found) is Envelope:
+                    proc.inbound = found.ctx
+                    return shown(found.msg)
+                return CastRequest(found[1]) if type(found) is tuple and found and found[0] is CAST else found
             found, scanned = extract(proc, match, scanned)
             if found is not NOTHING:
                 return found

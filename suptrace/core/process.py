@@ -107,7 +107,7 @@ class Process:
         pid.number = number = next(runtime._numbers)
         pid.serial = 0
         pid._proc = self
-        pid.__hash__ = hash((number, 0)).conjugate  # type: ignore[method-assign]  # as Pid.__init__
+        pid._hash = hash((number, 0))  # as Pid.__init__ computes it
         self.runtime = runtime
         self.name: str | None = None
         self.task: asyncio.Task[None] | None = None

@@ -77,10 +77,7 @@ class Pid:
     True
     """
 
-    # ``__hash__`` is a slot: each pid holds its hash as the bound ``conjugate`` of
-    # an int (a C call that returns that int), so the dicts and sets the runtime
-    # keys by pid on every spawn and death hash it without a Python frame.
-    __slots__ = ("__hash__", "__weakref__", "_home", "_proc", "number", "serial")
+    __slots__ = ("__weakref__", "_hash", "_home", "_proc", "number", "serial")
 
     number: int
     serial: int
@@ -93,10 +90,13 @@ class Pid:
         self.number = number
         self.serial = serial
         self._proc = None
-        self.__hash__ = hash((number, serial)).conjugate  # type: ignore[method-assign]
+        self._hash = hash((number, serial))  # pids are dict keys on every hot path
 
     def __repr__(self) -> str:
         return f"<0.{self.number}.{self.serial}>"
+
+    def __hash__(self) -> int:
+        return self._hash
 
     __str__ = __repr__
 
@@ -160,7 +160,10 @@ ref_counter = itertools.count(1)
 class Ref:
     """A unique reference (monitors, calls), printed like ``#Ref<0.7>``."""
 
-    __slots__ = ("__hash__", "number")  # the hash as for `Pid`: the number's bound conjugate
+    # ``__hash__`` is a slot: each ref holds its hash as the bound ``conjugate`` of its
+    # number (a C call that returns the number), so the monitor tables hash refs on
+    # every spawn_monitor and death without a Python frame.
+    __slots__ = ("__hash__", "number")
 
     def __init__(self, number: int | None = None) -> None:
         self.number = n = next(ref_counter) if number is None else number

@@ -159,6 +159,51 @@ async def test_a_task_of_a_process_posts_as_that_process() -> None:
     assert sent == 2  # the cast and the call, both the process's
 
 
+async def test_queued_casts_are_left_alone_by_the_garbage_collector() -> None:
+    """A cast waits in its mailbox as a tuple the collector stops tracking, not as an
+    object every collection would traverse again; receivers still get a CastRequest."""
+    import gc
+
+    async def main() -> tuple[list[bool], list[Any]]:
+        me = suptrace.self_pid()
+        proc = me._proc
+        assert proc is not None
+        for i in range(3):
+            suptrace.cast(me, i)  # untracked values: what is left to track is the envelope
+        gc.collect()
+        tracked = [gc.is_tracked(item) for item in proc.mailbox or ()]
+        picked = await suptrace.receive(lambda m: isinstance(m, CastRequest) and m.msg == 1)
+        rest = [await suptrace.receive(), await suptrace.receive(timeout=0)]
+        return tracked, [picked, *rest]
+
+    tracked, got = await in_node(main)
+    assert tracked == [False, False, False]
+    assert [type(m) for m in got] == [CastRequest] * 3
+    assert [m.msg for m in got] == [1, 0, 2]
+
+
+async def test_a_hook_added_later_sees_spawn_and_death_events() -> None:
+    """Spawn and death skip their event checks while no hook wants their kinds: a
+    hook added afterwards (for one of those kinds only) still gets every event."""
+
+    async def child() -> None:
+        await suptrace.receive()
+
+    async def main() -> tuple[list[tuple[str, Any]], Pid, Pid]:
+        rt = current_runtime()
+        seen: list[TraceEvent] = []
+        suptrace.spawn_monitor(child)  # before any hook: nobody sees it
+        remove = rt.add_event_handler(seen.append, ["monitor", "unregister", "exit"])
+        pid, ref = suptrace.spawn_monitor(child, name="watched")
+        suptrace.send(pid, "go")
+        await suptrace.receive(lambda m: isinstance(m, Down) and m.ref == ref)
+        remove()
+        return [(e.kind, e.pid) for e in seen], suptrace.self_pid(), pid
+
+    got, me, pid = await in_node(main)
+    assert got == [("monitor", me), ("unregister", pid), ("exit", pid)]
+
+
 # -- the receiving side: one take, with an instrument's envelopes ------------------------------
 
 

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Final
 
 from suptrace.core.errors import CallError, CallExit, CallTimeout, Exit
 from suptrace.core.links import death_future, unlink, unwatch, watch
-from suptrace.core.mailbox import extract, post, take
+from suptrace.core.mailbox import Envelope, extract, post
 from suptrace.core.process import Process
 from suptrace.core.registry import noproc_error, resolve
 from suptrace.core.runtime import (
@@ -25,7 +25,7 @@ from suptrace.core.runtime import (
 )
 from suptrace.core.saferepr import safe_repr
 from suptrace.core.spawn import start_process
-from suptrace.core.terms import IGNORE, KILL, NORMAL, ExitMsg, Pid, Ref
+from suptrace.core.terms import CAST, IGNORE, KILL, NORMAL, CastRequest, ExitMsg, Pid, Ref
 from suptrace.core.timers import EXPIRED, PRECISE_BELOW, expire
 
 __all__ = [
@@ -128,19 +128,6 @@ class CallRequest(Caller):
         return f"call({self._request!r}, from={self.pid})"
 
 
-class CastRequest:
-    """A `cast` in the server's mailbox (internal: what tracing and instrumentation
-    see of a cast; ``msg`` is what ``handle_cast`` gets)."""
-
-    __slots__ = ("msg",)
-
-    def __init__(self, msg: Any) -> None:
-        self.msg = msg
-
-    def __repr__(self) -> str:
-        return f"cast({self.msg!r})"
-
-
 class SystemRequest(Caller):
     """A system request (``get_state``, ``statistics``, ``terminate``) in the
     server's mailbox, as OTP's ``sys`` messages. Internal, like `CallRequest`: it
@@ -235,7 +222,7 @@ async def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> An
             raise CallError("calling_self", dest, request, timeout, "a process cannot call itself")
         me = None  # a task the server created calls it: a plain task, not the server
     rt = proc.runtime
-    fut: asyncio.Future[Any] = rt.loop.create_future()
+    fut: asyncio.Future[Any] = rt.new_future()
     # CallRequest(...) without its __init__ frame: one of these per call.
     caller = _new(CallRequest)
     caller._future = fut
@@ -301,8 +288,11 @@ def cast(dest: Pid | str, msg: Any) -> None:
     else:
         raise TypeError(f"cast() needs a Pid or a registered name (str), got {dest!r}")
     # As for send: a task a process created counts (and is traced) as that process.
-    request = _new(CastRequest)  # CastRequest(msg) without its __init__ frame
-    request.msg = msg
+    if proc is not None and proc.runtime.instrument is not None:
+        request: Any = _new(CastRequest)  # instrumentation sees casts as CastRequest objects
+        request.msg = msg
+    else:
+        request = (CAST, msg)  # the mailbox form (see CastRequest)
     post(current_process_var.get(), proc, dest, request)
 
 
@@ -530,12 +520,12 @@ class GenServer:
         parent = self._parent
         failure: BaseException | None = None
         rt = proc.runtime
-        loop = rt.loop
+        new_future = rt.new_future
         while True:
             mb = proc.mailbox
             if not mb:
                 # Inline receive(): one future per wait, no extra coroutine per message.
-                waiter = loop.create_future()
+                waiter = new_future()
                 proc.waiter = waiter
                 proc.status = "waiting"
                 try:
@@ -545,9 +535,16 @@ class GenServer:
                         proc.status = "running"
                     proc.waiter = None
                 continue
-            msg = take(proc)
+            msg = mb.popleft()  # take(proc), inline: one frame less per message
             kind = type(msg)
-            if kind is not CastRequest and kind is not CallRequest:
+            if kind is Envelope:
+                proc.inbound = msg.ctx
+                msg = msg.msg
+                kind = type(msg)
+            if kind is tuple and msg and msg[0] is CAST:
+                kind = _Cast  # a cast in its mailbox form: handled without a CastRequest
+                msg = msg[1]
+            elif kind is not CastRequest and kind is not CallRequest:
                 if kind is ExitMsg and msg.pid == parent and proc.trap:
                     reason = msg.reason  # the parent is shutting us down
                     break
@@ -560,7 +557,10 @@ class GenServer:
                 token = instrument.handle_begin(proc, _KIND_NAMES.get(kind, "info"), msg, proc.inbound)
                 proc.inbound = None
             try:
-                if kind is CastRequest:
+                if kind is _Cast:
+                    self._casts += 1
+                    await self.handle_cast(msg)
+                elif kind is CastRequest:
                     self._casts += 1
                     await self.handle_cast(msg.msg)
                 elif kind is CallRequest:
@@ -614,7 +614,11 @@ class GenServer:
             fut.set_result(value)
 
 
-_KIND_NAMES: dict[type, str] = {CallRequest: "call", CastRequest: "cast"}
+class _Cast:
+    """The kind the server loop gives a cast taken in its mailbox form ``(CAST, msg)``."""
+
+
+_KIND_NAMES: dict[type, str] = {CallRequest: "call", CastRequest: "cast", _Cast: "cast"}
 
 
 def parent_of(proc: Process) -> Pid | None:

@@ -13,6 +13,7 @@ for a message to a dead pid). The receiving side is `Process.deliver`.
 
 from __future__ import annotations
 
+from asyncio import InvalidStateError
 from collections.abc import Callable
 from itertools import islice
 from typing import TYPE_CHECKING, Any
@@ -27,13 +28,24 @@ from suptrace.core.runtime import (
     process_of,
     running_task,
 )
-from suptrace.core.terms import Pid
+from suptrace.core.terms import CAST, CastRequest, Pid, shown
 from suptrace.core.timers import EXPIRED, expire
 
 if TYPE_CHECKING:
     from suptrace.core.process import Process
 
-__all__ = ["Envelope", "NOTHING", "post", "send", "receive", "take", "extract"]
+__all__ = [
+    "Envelope",
+    "CastRequest",
+    "CAST",
+    "NOTHING",
+    "post",
+    "send",
+    "receive",
+    "take",
+    "extract",
+    "shown",
+]
 
 #: What `extract` returns when no message matched.
 NOTHING: Any = object()
@@ -88,12 +100,36 @@ def post(
             elif rt.recorder_size:
                 record(me, "send", dest, msg)
             if me.tracers or "send" in rt.watch:
-                rt.emit(me, "send", {"to": dest if proc is None else proc.pid, "msg": msg})
+                rt.emit(me, "send", {"to": dest if proc is None else proc.pid, "msg": shown(msg)})
             if proc is None:
                 if me.tracers or "dead_letter" in rt.watch:
-                    rt.emit(me, "dead_letter", {"to": dest, "msg": msg})
+                    rt.emit(me, "dead_letter", {"to": dest, "msg": shown(msg)})
                 return None
-            proc.deliver(msg, me.pid, now)
+            # Process.deliver(msg, me.pid, now), inline for a live receiver with a
+            # mailbox and a flight recorder, on a node without instrumentation.
+            mb = proc.mailbox
+            prec = proc.recorder
+            if (
+                mb is None
+                or prec is None
+                or proc.reason is not None
+                or proc.pending_exit is not None
+                or proc.runtime.instrument is not None
+            ):
+                proc.deliver(msg, me.pid, now)
+                return None
+            mb.append(msg)
+            proc.messages_in += 1
+            prec.append((now or clock(), "receive", me.pid, msg))
+            waiter = proc.waiter
+            if waiter is not None:
+                proc.waiter = None
+                try:  # noqa: SIM105 (no context manager on the hot path)
+                    waiter.set_result(None)
+                except InvalidStateError:  # cancelled: the process is being killed
+                    pass
+            if proc.tracers or "receive" in proc.runtime.watch:
+                proc.runtime.emit(proc, "receive", {"from": me.pid, "msg": shown(msg)})
             return None
         # A call: its server is alive (`call` raised NoProc otherwise).
         if rec is not None:
@@ -110,7 +146,7 @@ def post(
     if proc is None:
         home = maybe_runtime()
         if home is not None and "dead_letter" in home.watch:
-            home.emit(None, "dead_letter", {"to": dest, "msg": msg})
+            home.emit(None, "dead_letter", {"to": dest, "msg": shown(msg)})
         return None
     token = None
     if request is not NOTHING:
@@ -137,7 +173,8 @@ def send(dest: Pid | str, msg: Any) -> None:
 
 
 def take(proc: Process) -> Any:
-    """Pop ``proc``'s oldest message (the mailbox must not be empty), unwrapped."""
+    """Pop ``proc``'s oldest message (the mailbox must not be empty), unwrapped
+    (a cast stays in its mailbox form ``(CAST, msg)``: see `CastRequest`)."""
     item = proc.mailbox.popleft()  # type: ignore[union-attr]
     if type(item) is Envelope:
         proc.inbound = item.ctx
@@ -156,6 +193,8 @@ def extract(proc: Process, match: Callable[[Any], bool], start: int = 0) -> tupl
     index = start
     for item in islice(mb, start, None):
         msg = item.msg if type(item) is Envelope else item
+        if type(msg) is tuple and msg and msg[0] is CAST:
+            msg = CastRequest(msg[1])
         if match(msg):
             del mb[index]
             if type(item) is Envelope:
@@ -190,20 +229,26 @@ async def receive(
     loop = proc.runtime.loop
     if proc.task is not running_task(loop):
         raise not_the_process(proc, "receive()")  # a task the process created
+    # Few locals: a waiting process keeps this frame, and every local is a word of it.
     scanned = 0
     if proc.mailbox:
         if match is None:
-            return take(proc)
+            found = proc.mailbox.popleft()  # take(proc), inline
+            if type(found) is Envelope:
+                proc.inbound = found.ctx
+                return shown(found.msg)
+            return CastRequest(found[1]) if type(found) is tuple and found and found[0] is CAST else found
         found, scanned = extract(proc, match, 0)
         if found is not NOTHING:
             return found
-    if timeout is not None and timeout <= 0:
-        raise TimeoutError(f"receive(timeout={timeout}): no matching message")
-    handle = None
-    deadline = None if timeout is None else loop.time() + timeout
+    handle = deadline = None
+    if timeout is not None:
+        if timeout <= 0:
+            raise TimeoutError(f"receive(timeout={timeout}): no matching message")
+        deadline = loop.time() + timeout
     while True:
         # Inline (no helper coroutine): a waiting process holds one frame less.
-        waiter = loop.create_future()
+        waiter = proc.runtime.new_future()
         proc.waiter = waiter
         if deadline is not None:
             handle = loop.call_at(deadline, expire, waiter)
@@ -219,7 +264,11 @@ async def receive(
                 handle.cancel()
         if proc.mailbox:
             if match is None:
-                return take(proc)
+                found = proc.mailbox.popleft()  # take(proc), inline
+                if type(found) is Envelope:
+                    proc.inbound = found.ctx
+                    return shown(found.msg)
+                return CastRequest(found[1]) if type(found) is tuple and found and found[0] is CAST else found
             found, scanned = extract(proc, match, scanned)
             if found is not NOTHING:
                 return found

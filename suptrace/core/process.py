@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import traceback
+from asyncio import InvalidStateError
 from collections import deque
 from collections.abc import Callable
 from types import FrameType
@@ -44,15 +45,19 @@ from suptrace.core.terms import (
     KILL,
     KILLED,
     NORMAL,
+    Down,
     ExitMsg,
     Pid,
     Ref,
     is_normal_exit,
-    make_down,
+    shown,
 )
 from suptrace.core.terms import is_atom as _atom
 
 _new = object.__new__
+_set_down_ref = Down.__dict__["ref"].__set__
+_set_down_pid = Down.__dict__["pid"].__set__
+_set_down_reason = Down.__dict__["reason"].__set__
 
 __all__ = ["Process", "format_reason"]
 
@@ -117,11 +122,12 @@ class Process:
         self.trap = trap
         self.status = "init"
         self.initial_call = initial_call
-        self.parent = parent.pid if parent is not None else None
         if parent is None:
+            self.parent: Pid | None = None
             self.ancestors: tuple[Pid | str, ...] = ()
         else:
-            self.ancestors = (parent.name or parent.pid, *parent.ancestors)
+            self.parent = parent_pid = parent.pid
+            self.ancestors = (parent.name or parent_pid,) + parent.ancestors  # noqa: RUF005 (one tuple, no list)
         self.messages_in = 0
         self.messages_out = 0
         #: The exit reason once the process is dead.
@@ -160,11 +166,13 @@ class Process:
         """Enqueue ``msg`` and wake the process if it waits for one.
 
         ``ts`` is the sender's clock reading when it already took one (the
-        flight recorder then reuses it instead of reading the clock again)."""
+        flight recorder then reuses it instead of reading the clock again).
+        `suptrace.core.mailbox.post` holds an inline copy of the common case (a
+        live receiver with a mailbox and a recorder, no instrument): keep both alike."""
         if self.reason is not None or self.pending_exit is not None:
             rt = self.runtime
             if "dead_letter" in rt.watch:
-                rt.emit(maybe_process(), "dead_letter", {"to": self.pid, "msg": msg})
+                rt.emit(maybe_process(), "dead_letter", {"to": self.pid, "msg": shown(msg)})
             return
         mb = self.mailbox
         if mb is None:
@@ -185,10 +193,12 @@ class Process:
         waiter = self.waiter
         if waiter is not None:
             self.waiter = None
-            if not waiter.done():
+            try:  # noqa: SIM105 (no context manager on the hot path)
                 waiter.set_result(None)
+            except InvalidStateError:  # cancelled: the process is being killed
+                pass
         if self.tracers or "receive" in rt.watch:
-            rt.emit(self, "receive", {"from": sender, "msg": msg})
+            rt.emit(self, "receive", {"from": sender, "msg": shown(msg)})
 
     # -- signals ------------------------------------------------------------------------
 
@@ -283,13 +293,19 @@ class Process:
         if name is not None and rt.names.get(name) is self:
             del rt.names[name]
         escaped: BaseException | None = None
-        try:
-            self._announce(reason)
-        except Exception as exc:  # an observer must never stop a death half-way
-            rt.handler_failed("observer", self._announce, exc, "exit")
-        except BaseException as exc:  # Exit, SystemExit...: after the death is complete
-            rt.handler_failed("observer", self._announce, exc, "exit")
-            escaped = exc
+        if (
+            rt.death_watched
+            or rt.death_hooks
+            or self.tracers
+            or (reason is not NORMAL and "crash" in rt.watch)
+        ):  # somebody listens: _announce's own checks, the call only then
+            try:
+                self._announce(reason)
+            except Exception as exc:  # an observer must never stop a death half-way
+                rt.handler_failed("observer", self._announce, exc, "exit")
+            except BaseException as exc:  # Exit, SystemExit...: after the death is complete
+                rt.handler_failed("observer", self._announce, exc, "exit")
+                escaped = exc
         if name is not None:
             stone = Tombstone(name, pid, reason, clock(), self.initial_call)
             if self.recorder is not None:
@@ -339,7 +355,11 @@ class Process:
                                         "down",
                                         {"target": pid, "ref": ref, "reason": reason},
                                     )
-                                watcher.deliver(make_down(ref, pid, reason), pid)
+                                down = _new(Down)  # make_down(ref, pid, reason), inline
+                                _set_down_ref(down, ref)
+                                _set_down_pid(down, pid)
+                                _set_down_reason(down, reason)
+                                watcher.deliver(down, pid)
                         else:
                             watcher(ref, pid, reason)
                     break

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 from suptrace.core.events import TraceEvent
-from suptrace.core.terms import Pid
+from suptrace.core.terms import CAST, CastRequest, Pid
 
 if TYPE_CHECKING:
     from suptrace.core.process import Process
@@ -100,5 +100,7 @@ def _recorded_event(pid: Pid, name: str | None, entry: tuple[float, str, Any, An
     elif kind == "call":
         data = {"to": peer, "request": payload}
     else:
+        if type(payload) is tuple and payload and payload[0] is CAST:
+            payload = CastRequest(payload[1])  # a cast, as its mailbox holds it
         data = {_PEER_KEY.get(kind, "peer"): peer, "msg": payload}
     return TraceEvent(ts, pid, name, kind, data)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import itertools
 import os
 import time
@@ -134,6 +135,10 @@ def handler_name(fn: Any) -> str:
     return safe_str(fn, 200)
 
 
+_SPAWN_KINDS = frozenset({"spawn", "monitor", "spawned", "register"})
+_DEATH_KINDS = frozenset({"exit", "unregister"})
+
+
 class Runtime:
     """The process table and registry of one node."""
 
@@ -150,6 +155,11 @@ class Runtime:
         self.hooks: tuple[tuple[EventHandler, frozenset[str] | None], ...] = ()
         #: The kinds some global hook wants: the hot path's one check.
         self.watch: frozenset[str] = frozenset()
+        #: Whether a hook wants one of the events a spawn emits (``spawn``, ``monitor``,
+        #: ``spawned``, ``register``): spawn's one check when nobody does.
+        self.spawn_watched = False
+        #: Whether a hook wants ``exit`` or ``unregister`` (what every death may emit).
+        self.death_watched = False
         #: Observer failures (event, report, trace and death handlers), all counted here.
         self.hook_errors = 0
         #: Failures per handler: the first one of each handler is logged, the rest counted.
@@ -172,6 +182,18 @@ class Runtime:
         self.recorder_size = 16
         #: Timeouts of calls and receives.
         self.deadlines = Deadlines(loop)
+        base = asyncio.BaseEventLoop
+        kind = type(loop)
+        #: True for an asyncio loop that keeps asyncio's own ``get_task_factory``:
+        #: the hot path then reads its ``_task_factory`` without a method call.
+        self.plain_loop = kind.get_task_factory is base.get_task_factory
+        #: ``loop.create_future()``: for asyncio's own loops a C-level partial of
+        #: `asyncio.Future` (what that method returns, without its Python frame).
+        self.new_future: Callable[[], asyncio.Future[Any]] = (
+            functools.partial(asyncio.Future, loop=loop)
+            if kind.create_future is base.create_future
+            else loop.create_future
+        )
 
     # -- pids -------------------------------------------------------------------------
 
@@ -220,6 +242,8 @@ class Runtime:
         for _, wanted in self.hooks:
             kinds |= KINDS if wanted is None else wanted
         self.watch = frozenset(kinds)
+        self.spawn_watched = not _SPAWN_KINDS.isdisjoint(kinds)
+        self.death_watched = not _DEATH_KINDS.isdisjoint(kinds)
 
     def emit(self, proc: Process | None, kind: str, data: dict[str, Any]) -> None:
         """Build one event and hand it to every interested handler.

@@ -24,8 +24,7 @@ from suptrace.core.runtime import (
     current_runtime,
     running_task,
 )
-from suptrace.core.terms import KILLED, NORMAL, Pid, Ref
-from suptrace.core.terms import new_ref as _new_ref
+from suptrace.core.terms import KILLED, NORMAL, Pid, Ref, ref_counter
 
 __all__ = [
     "spawn",
@@ -38,6 +37,7 @@ __all__ = [
 ]
 
 _Task = asyncio.Task
+_new = object.__new__
 
 
 
@@ -201,23 +201,29 @@ def _spawn(
     initial_call: str | None = None,
 ) -> tuple[Pid, Ref | None]:
     parent = current_process_var.get()
-    if parent is not None and parent.task is not running_task(parent.runtime.loop):
-        parent = None  # a task the process created with plain asyncio is not the process
-    if monitor and parent is None:
-        current_process("spawn_monitor()")  # raises: there is nobody to monitor from
-    rt = parent.runtime if parent is not None else current_runtime("spawn()")
+    if parent is None:
+        if monitor:
+            current_process("spawn_monitor()")  # raises: there is nobody to monitor from
+        rt = current_runtime("spawn()")
+        loop = rt.loop
+    else:
+        rt = parent.runtime  # also the node of a task the process created
+        loop = rt.loop
+        if parent.task is not running_task(loop):
+            parent = None  # a task the process created with plain asyncio is not the process
+            if monitor:
+                current_process("spawn_monitor()")  # raises: there is nobody to monitor from
+        elif parent.reason is not None and (link or monitor):
+            raise NodeError("a dead process cannot spawn linked or monitored processes")
     if rt.closing:
         raise NodeError(f"node {rt.name!r} is shutting down: no new processes can start")
     # _spawn_info(fn), its cache hit inline (a bound method forwards __code__).
     text = _SPAWNABLE.get(getattr(fn, "__code__", None))  # type: ignore[arg-type]
     if text is None:
         text = _spawn_info(fn)
-    if (link or monitor) and parent is not None and parent.reason is not None:
-        raise NodeError("a dead process cannot spawn linked or monitored processes")
     if name is not None:
         check_name(rt, name)
-    loop = rt.loop
-    factory = loop.get_task_factory()
+    factory = loop._task_factory if rt.plain_loop else loop.get_task_factory()  # type: ignore[attr-defined]
     direct = factory is None or _runs_eagerly(factory, loop)  # may refuse the factory
     proc = Process(rt, initial_call or text, parent, trap)
     pid = proc.pid
@@ -229,23 +235,29 @@ def _spawn(
         rt.names[name] = proc
         rt.tombstones.pop(name, None)  # as in register(): the name lives again
     watch = rt.watch
+    quiet = not rt.spawn_watched
     ref = None
     if parent is not None:
-        if parent.tracers or "spawn" in watch:
-            rt.emit(parent, "spawn", {"child": pid, "initial_call": proc.initial_call, "link": link})
+        if not quiet or parent.tracers:
+            if parent.tracers or "spawn" in watch:
+                rt.emit(parent, "spawn", {"child": pid, "initial_call": proc.initial_call, "link": link})
+            quiet = False
         if link:
             add_link(parent, proc)
         if monitor:
-            ref = _new_ref()
+            ref = _new(Ref)  # new_ref(), inline
+            ref.number = n = next(ref_counter)
+            ref.__hash__ = n.conjugate  # type: ignore[method-assign]
             # _add_monitor(parent, proc, ref), inline: every spawn_monitor passes here
             if parent.monitors is None:
                 parent.monitors = {ref: pid}
             else:
                 parent.monitors[ref] = pid
             proc.monitored_by = {ref: parent}
-            if parent.tracers or "monitor" in watch:
+            if not quiet and (parent.tracers or "monitor" in watch):
                 rt.emit(parent, "monitor", {"target": pid, "ref": ref})
     if rt.spawn_hooks:
+        quiet = False  # a hook may attach tracers to the new process
         for hook in rt.spawn_hooks:
             hook(proc, parent)
     if direct:
@@ -255,6 +267,8 @@ def _spawn(
         proc.task = _Task(_process_main(proc, fn, args), loop=loop)
     else:
         proc.task = loop.create_task(_process_main(proc, fn, args))
+    if quiet:
+        return pid, ref
     if proc.tracers or "spawned" in watch:
         rt.emit(proc, "spawned", {"parent": proc.parent, "initial_call": proc.initial_call})
     if name is not None and (proc.tracers or "register" in watch):

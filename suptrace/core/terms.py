@@ -24,6 +24,9 @@ __all__ = [
     "Shutdown",
     "ExitMsg",
     "Down",
+    "CastRequest",
+    "CAST",
+    "shown",
     "is_normal_exit",
     "reason_class",
 ]
@@ -92,15 +95,15 @@ class Pid:
     def __repr__(self) -> str:
         return f"<0.{self.number}.{self.serial}>"
 
+    def __hash__(self) -> int:
+        return self._hash
+
     __str__ = __repr__
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not Pid:
             return NotImplemented
         return self.number == other.number and self.serial == other.serial
-
-    def __hash__(self) -> int:
-        return self._hash
 
     def __lt__(self, other: Pid) -> bool:
         return (self.number, self.serial) < (other.number, other.serial)
@@ -157,19 +160,20 @@ ref_counter = itertools.count(1)
 class Ref:
     """A unique reference (monitors, calls), printed like ``#Ref<0.7>``."""
 
-    __slots__ = ("number",)
+    # ``__hash__`` is a slot: each ref holds its hash as the bound ``conjugate`` of its
+    # number (a C call that returns the number), so the monitor tables hash refs on
+    # every spawn_monitor and death without a Python frame.
+    __slots__ = ("__hash__", "number")
 
     def __init__(self, number: int | None = None) -> None:
-        self.number = next(ref_counter) if number is None else number
+        self.number = n = next(ref_counter) if number is None else number
+        self.__hash__ = n.conjugate  # type: ignore[method-assign]
 
     def __repr__(self) -> str:
         return f"#Ref<0.{self.number}>"
 
     def __eq__(self, other: object) -> bool:
         return type(other) is Ref and other.number == self.number
-
-    def __hash__(self) -> int:
-        return self.number
 
     def __lt__(self, other: Ref) -> bool:
         return self.number < other.number
@@ -203,13 +207,47 @@ class Down:
     reason: Any
 
 
+class CastRequest:
+    """A `cast` as tracing, the flight recorder and instrumentation see it
+    (internal; ``msg`` is what ``handle_cast`` gets).
+
+    In a mailbox a cast is the exact tuple ``(CAST, msg)`` unless an instrument
+    is installed: a tuple of untracked values leaves the cyclic garbage
+    collector's tables at its first pass, where a queue of objects would be
+    traversed by every collection until handled. Whatever shows a message
+    (`receive`, `extract`, tracing events, the flight recorder) shows a
+    `CastRequest` (see `shown`).
+    """
+
+    __slots__ = ("msg",)
+
+    def __init__(self, msg: Any) -> None:
+        self.msg = msg
+
+    def __repr__(self) -> str:
+        return f"cast({self.msg!r})"
+
+
+#: A cast in a mailbox: the tuple ``(CAST, msg)``. A bare ``object()``: its
+#: instances, unlike those of any class, are not tracked by the garbage collector.
+CAST: Final[Any] = object()
+
+
+def shown(msg: Any) -> Any:
+    """``msg`` as tracing and receivers see it: a cast in its mailbox form becomes a `CastRequest`."""
+    if type(msg) is tuple and msg and msg[0] is CAST:
+        return CastRequest(msg[1])
+    return msg
+
+
 _new = object.__new__
 
 
 def new_ref() -> Ref:
     """``Ref()`` without its ``__init__`` frame (one per monitor on the spawn path)."""
     ref = _new(Ref)
-    ref.number = next(ref_counter)
+    ref.number = n = next(ref_counter)
+    ref.__hash__ = n.conjugate  # type: ignore[method-assign]
     return ref
 
 

@@ -13,6 +13,7 @@ from runtime_support import in_node, wait_dead
 
 import suptrace
 from suptrace import TimerRef, TraceEvent
+from suptrace.core.runtime import process_of
 
 
 def timers_held(pid: suptrace.Pid) -> int:
@@ -37,6 +38,11 @@ async def test_message_arrives_after_the_delay_and_is_traced_as_a_send_by_the_se
         assert [(e.pid, e.data["to"], e.data["msg"]) for e in sends] == [(me, me, "tick")]
         info = suptrace.process_info(me)
         assert info is not None and info["messages_out"] == 1 and info["messages_in"] == 1
+        # ... and the setter's flight recorder has the send, then its own receive
+        proc = process_of(me)
+        assert proc is not None
+        recent = [(e.kind, e.data.get("msg")) for e in proc.recent_events()]
+        assert recent[-2:] == [("send", "tick"), ("receive", "tick")]
         assert suptrace.cancel_timer(ref) is None  # already fired: OTP's false
 
     await in_node(main)

@@ -37,6 +37,7 @@ __all__ = [
     "cast",
     "reply",
     "stop",
+    "calls_handled",
     "get_state",
     "statistics",
     "CallRequest",
@@ -164,6 +165,12 @@ class SystemRequest(Caller):
 def reply(caller: Caller, value: Any) -> None:
     """Answer a call. Dropped if the caller already timed out or died."""
     _reply(maybe_process(), caller, value)
+
+
+def calls_handled(server: GenServer) -> int:
+    """How many calls ``server`` has handled so far (what `statistics` reports as
+    ``calls``), read in place: for tools on the node's loop, such as the doctor."""
+    return server._calls
 
 
 def _reply(proc: Process | None, caller: Caller, value: Any) -> None:

@@ -19,8 +19,8 @@ import contextvars
 import math
 from typing import Any
 
+from suptrace.core.mailbox import post
 from suptrace.core.process import Process
-from suptrace.core.recorder import clock
 from suptrace.core.runtime import Runtime, current_runtime, maybe_process
 from suptrace.core.terms import Pid, ref_counter
 
@@ -122,29 +122,9 @@ def _fire(timer: TimerRef) -> None:
     proc = dest._proc if type(dest) is Pid else rt.names.get(dest)  # type: ignore[arg-type]
     if proc is None and type(dest) is Pid:  # a pid without its handle: parsed or unpickled
         proc = rt.procs.get(dest) if getattr(dest, "_home", rt.creation) == rt.creation else None
-    if owner is not None and owner.reason is None:
-        # As `send` does for a sender: counted, recorded, traced.
-        owner.messages_out += 1
-        now = 0.0
-        rec = owner.recorder
-        if rec is not None:
-            now = clock()
-            rec.append((now, "send", dest, msg))
-        elif rt.recorder_size:
-            owner.record("send", dest, msg)
-        if "send" in rt.watch or owner.tracers:
-            rt.emit(owner, "send", {"to": dest if proc is None else proc.pid, "msg": msg})
-        if proc is None:
-            if "dead_letter" in rt.watch or owner.tracers:
-                rt.emit(owner, "dead_letter", {"to": dest, "msg": msg})
-            return
-        proc.deliver(msg, owner.pid, now)
-        return
-    if proc is None:
-        if "dead_letter" in rt.watch:
-            rt.emit(None, "dead_letter", {"to": dest, "msg": msg})
-        return
-    proc.deliver(msg, None)
+    # Posted as if by the process that set the timer (counted, recorded, traced as
+    # its send) while it lives; by nobody once it is gone.
+    post(owner if owner is not None and owner.reason is None else None, proc, dest, msg)
 
 
 def cancel_timer(ref: TimerRef) -> float | None:

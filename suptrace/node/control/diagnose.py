@@ -13,7 +13,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from suptrace.behaviours.gen_server import GenServer
+from suptrace.behaviours.gen_server import GenServer, calls_handled
 from suptrace.core.process import Process
 from suptrace.core.runtime import Runtime
 from suptrace.core.terms import Pid, reason_class
@@ -181,7 +181,7 @@ def call_timeout_rows(rt: Runtime, service: CallTimeouts | None) -> list[dict[st
             behaviour = proc.behaviour
             if isinstance(behaviour, GenServer):
                 # Handled so far; a timed-out call still queued counts once handled.
-                calls = int(getattr(behaviour, "_calls", 0))
+                calls = calls_handled(behaviour)
         rows.append(
             {
                 "destination": dest.destination,

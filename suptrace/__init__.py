@@ -17,6 +17,22 @@ from typing import TYPE_CHECKING, Any
 from suptrace._version import __version__
 
 if TYPE_CHECKING:
+    from suptrace.behaviours.admin import AlreadyPresent as AlreadyPresent
+    from suptrace.behaviours.admin import AlreadyStarted as AlreadyStarted
+    from suptrace.behaviours.admin import ChildNotFound as ChildNotFound
+    from suptrace.behaviours.admin import ChildRestarting as ChildRestarting
+    from suptrace.behaviours.admin import ChildRunning as ChildRunning
+    from suptrace.behaviours.admin import MaxChildren as MaxChildren
+    from suptrace.behaviours.admin import StartChildError as StartChildError
+    from suptrace.behaviours.admin import SupervisorError as SupervisorError
+    from suptrace.behaviours.admin import count_children as count_children
+    from suptrace.behaviours.admin import delete_child as delete_child
+    from suptrace.behaviours.admin import describe as describe
+    from suptrace.behaviours.admin import get_childspec as get_childspec
+    from suptrace.behaviours.admin import restart_child as restart_child
+    from suptrace.behaviours.admin import start_child as start_child
+    from suptrace.behaviours.admin import terminate_child as terminate_child
+    from suptrace.behaviours.admin import which_children as which_children
     from suptrace.behaviours.childspec import ChildInfo as ChildInfo
     from suptrace.behaviours.childspec import ChildSpec as ChildSpec
     from suptrace.behaviours.dynamic import DynamicSupervisor as DynamicSupervisor
@@ -31,23 +47,7 @@ if TYPE_CHECKING:
     from suptrace.behaviours.gen_server import statistics as statistics
     from suptrace.behaviours.gen_server import stop as stop
     from suptrace.behaviours.intensity import add_restart as add_restart
-    from suptrace.behaviours.supervisor import AlreadyPresent as AlreadyPresent
-    from suptrace.behaviours.supervisor import AlreadyStarted as AlreadyStarted
-    from suptrace.behaviours.supervisor import ChildNotFound as ChildNotFound
-    from suptrace.behaviours.supervisor import ChildRestarting as ChildRestarting
-    from suptrace.behaviours.supervisor import ChildRunning as ChildRunning
-    from suptrace.behaviours.supervisor import MaxChildren as MaxChildren
-    from suptrace.behaviours.supervisor import StartChildError as StartChildError
     from suptrace.behaviours.supervisor import Supervisor as Supervisor
-    from suptrace.behaviours.supervisor import SupervisorError as SupervisorError
-    from suptrace.behaviours.supervisor import count_children as count_children
-    from suptrace.behaviours.supervisor import delete_child as delete_child
-    from suptrace.behaviours.supervisor import describe as describe
-    from suptrace.behaviours.supervisor import get_childspec as get_childspec
-    from suptrace.behaviours.supervisor import restart_child as restart_child
-    from suptrace.behaviours.supervisor import start_child as start_child
-    from suptrace.behaviours.supervisor import terminate_child as terminate_child
-    from suptrace.behaviours.supervisor import which_children as which_children
     from suptrace.core.errors import CallError as CallError
     from suptrace.core.errors import CallExit as CallExit
     from suptrace.core.errors import CallTimeout as CallTimeout

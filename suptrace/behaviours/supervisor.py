@@ -32,17 +32,7 @@ from suptrace.behaviours.admin import (
     ChildNotFound,
     ChildRestarting,
     ChildRunning,
-    MaxChildren,
     StartChildError,
-    SupervisorError,
-    count_children,
-    delete_child,
-    describe,
-    get_childspec,
-    restart_child,
-    start_child,
-    terminate_child,
-    which_children,
 )
 from suptrace.behaviours.childspec import ChildSpec, as_childspec, check_flags
 from suptrace.behaviours.intensity import RestartWindow
@@ -51,25 +41,7 @@ from suptrace.core.errors import Exit
 from suptrace.core.links import trap_exit
 from suptrace.core.terms import SHUTDOWN, ExitMsg, Pid, Shutdown, is_normal_exit
 
-__all__ = [
-    "Supervisor",
-    "SupervisorError",
-    "ChildNotFound",
-    "ChildRunning",
-    "ChildRestarting",
-    "AlreadyPresent",
-    "AlreadyStarted",
-    "StartChildError",
-    "MaxChildren",
-    "which_children",
-    "count_children",
-    "start_child",
-    "terminate_child",
-    "restart_child",
-    "delete_child",
-    "get_childspec",
-    "describe",
-]
+__all__ = ["Supervisor"]
 
 
 class Supervisor(SupervisorBase):

@@ -542,7 +542,7 @@ class GenServer:
                         proc.status = "running"
                     proc.waiter = None
                 continue
-            msg = mb.popleft()  # take(proc), inline: one frame less per message
+            msg = mb.popleft()  # as receive() takes one, inline: one frame less per message
             kind = type(msg)
             if kind is Envelope:
                 proc.inbound = msg.ctx

@@ -1,4 +1,4 @@
-"""Messages: posting one (`post`, `send`), and taking one out (`take`, `extract`, `receive`).
+"""Messages: posting one (`post`, `send`), and taking one out (`receive`, `extract`).
 
 `post` is the one way a message goes from a sender to a mailbox: `send`, a
 GenServer's `cast` and `call` and its system requests (`get_state`,
@@ -7,8 +7,10 @@ GenServer's `cast` and `call` and its system requests (`get_state`,
 (``send``/``call`` on the sender, ``receive`` on the receiver, ``dead_letter``
 for a message to a dead pid). The receiving side is `Process.deliver`.
 
-`take` is the one way a message leaves a mailbox in order: it unwraps the
-`Envelope` an installed instrument (the OpenTelemetry bridge) put around it.
+`receive` takes a message out (`extract` for a selective receive): it unwraps
+the `Envelope` an installed instrument (the OpenTelemetry bridge) put around it
+and shows a queued cast as a `CastRequest`. The GenServer loop takes its
+messages the same way, inline.
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ __all__ = [
     "post",
     "send",
     "receive",
-    "take",
     "extract",
     "shown",
 ]
@@ -55,7 +56,7 @@ class Envelope:
     """A message plus the context captured when it was sent.
 
     Only used while an instrument (the OpenTelemetry bridge) is installed;
-    mailbox consumers see the bare message through `take` / `extract`.
+    mailbox consumers see the bare message through `receive` / `extract`.
     """
 
     __slots__ = ("ctx", "msg")
@@ -172,16 +173,6 @@ def send(dest: Pid | str, msg: Any) -> None:
 # -- taking -----------------------------------------------------------------------------------
 
 
-def take(proc: Process) -> Any:
-    """Pop ``proc``'s oldest message (the mailbox must not be empty), unwrapped
-    (a cast stays in its mailbox form ``(CAST, msg)``: see `CastRequest`)."""
-    item = proc.mailbox.popleft()  # type: ignore[union-attr]
-    if type(item) is Envelope:
-        proc.inbound = item.ctx
-        return item.msg
-    return item
-
-
 def extract(proc: Process, match: Callable[[Any], bool], start: int = 0) -> tuple[Any, int]:
     """Remove and return ``proc``'s first message from index ``start`` on that matches.
 
@@ -231,22 +222,25 @@ async def receive(
         raise not_the_process(proc, "receive()")  # a task the process created
     # Few locals: a waiting process keeps this frame, and every local is a word of it.
     scanned = 0
-    if proc.mailbox:
-        if match is None:
-            found = proc.mailbox.popleft()  # take(proc), inline
-            if type(found) is Envelope:
-                proc.inbound = found.ctx
-                return shown(found.msg)
-            return CastRequest(found[1]) if type(found) is tuple and found and found[0] is CAST else found
-        found, scanned = extract(proc, match, 0)
-        if found is not NOTHING:
-            return found
-    handle = deadline = None
-    if timeout is not None:
-        if timeout <= 0:
-            raise TimeoutError(f"receive(timeout={timeout}): no matching message")
-        deadline = loop.time() + timeout
+    handle = deadline = woke = None
     while True:
+        if proc.mailbox:
+            if match is None:
+                # The oldest message as its receiver sees it: unwrapped, a cast as a CastRequest.
+                found = proc.mailbox.popleft()
+                if type(found) is Envelope:
+                    proc.inbound = found.ctx
+                    return shown(found.msg)
+                return CastRequest(found[1]) if type(found) is tuple and found and found[0] is CAST else found
+            found, scanned = extract(proc, match, scanned)
+            if found is not NOTHING:
+                return found
+        if woke is EXPIRED:
+            raise TimeoutError(f"receive(timeout={timeout}): no matching message in {timeout}s")
+        if deadline is None and timeout is not None:
+            if timeout <= 0:
+                raise TimeoutError(f"receive(timeout={timeout}): no matching message")
+            deadline = loop.time() + timeout
         # Inline (no helper coroutine): a waiting process holds one frame less.
         waiter = proc.runtime.new_future()
         proc.waiter = waiter
@@ -262,15 +256,3 @@ async def receive(
                 proc.waiter = None
             if handle is not None:
                 handle.cancel()
-        if proc.mailbox:
-            if match is None:
-                found = proc.mailbox.popleft()  # take(proc), inline
-                if type(found) is Envelope:
-                    proc.inbound = found.ctx
-                    return shown(found.msg)
-                return CastRequest(found[1]) if type(found) is tuple and found and found[0] is CAST else found
-            found, scanned = extract(proc, match, scanned)
-            if found is not NOTHING:
-                return found
-        if woke is EXPIRED:
-            raise TimeoutError(f"receive(timeout={timeout}): no matching message in {timeout}s")

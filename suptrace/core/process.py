@@ -37,7 +37,7 @@ from suptrace.core.events import TraceEvent
 from suptrace.core.links import (
     WatchCallback,
 )
-from suptrace.core.mailbox import Envelope, extract, take
+from suptrace.core.mailbox import Envelope, extract
 from suptrace.core.recorder import clock, record, recorded
 from suptrace.core.runtime import Runtime, Tombstone, maybe_process
 from suptrace.core.saferepr import safe_repr
@@ -261,7 +261,6 @@ class Process:
 
     # -- taking messages out (the one copy lives in suptrace.core.mailbox) ---------------
 
-    take = take
     extract = extract
 
     # -- flight recorder (suptrace.core.recorder) -----------------------------------------

@@ -8,6 +8,7 @@ State lives on ``self``. ``init`` runs inside the new process before
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from typing import Any, ClassVar, Final
 
@@ -108,6 +109,11 @@ class Caller:
 
 
 _new = object.__new__
+_perf = time.perf_counter
+_random = random.random
+#: Durations a recorded handling leaves in its series before the instrument must flush
+#: them (the OpenTelemetry bridge's pending limit).
+_SERIES_LIMIT = 65536
 
 
 class CallRequest(Caller):
@@ -559,10 +565,39 @@ class GenServer:
                     reason = msg.arg
                     break
             instrument = rt.instrument
-            token = None
+            token = raw = None
             if instrument is not None and kind is not SystemRequest:
-                token = instrument.handle_begin(proc, _KIND_NAMES.get(kind, "info"), msg, proc.inbound)
-                proc.inbound = None
+                state = proc.instrument_state
+                if (
+                    (kind is CastRequest or kind not in _KIND_NAMES)
+                    and state is not None
+                    and state.inline
+                    and proc.inbound is None
+                ):
+                    # A cast or plain message with no context, on a node whose instrument
+                    # lets the loop record it (OpenTelemetry's "failures" mode): its raw
+                    # record, as the instrument's ``handle_begin`` would make it (see
+                    # `suptrace.observers.otel.tail.Current`), without the call.
+                    t0 = _perf()
+                    raw = (
+                        [t0, 0.0, None, msg, None, None],
+                        state,
+                        t0,
+                        proc,
+                        proc.name or proc.initial_call,
+                        "info" if kind is not CastRequest else "cast",
+                    )
+                    state.ring.append(raw)
+                    state.count += 1
+                    state.span = raw
+                    if state.ratio and _random() < state.ratio:
+                        state.sample(raw)
+                    token = raw
+                else:
+                    token = instrument.handle_begin(
+                        proc, _KIND_NAMES.get(kind, "info"), msg, proc.inbound
+                    )
+                    proc.inbound = None
             try:
                 if kind is _Cast:
                     self._casts += 1
@@ -592,7 +627,25 @@ class GenServer:
                     raise
                 reason = failure = e
                 break
-            if token is not None:
+            if raw is not None:
+                # Its healthy end, as ``handle_end`` would record it: the end time and
+                # the duration, into the series the instrument keeps for this kind; the
+                # instrument ends it itself when its span was made meanwhile, or when
+                # there is no series or it is full.
+                cell = raw[0]
+                t1 = cell[1] = _perf()
+                state.span = None
+                slot = state.keys.get(raw[5])
+                if (
+                    cell[2] is None
+                    and slot is not None
+                    and slot[0] is raw[4]
+                    and len(slot[1]) < _SERIES_LIMIT
+                ):
+                    slot[1].append(t1 - t0)
+                else:
+                    state.finish(raw)
+            elif token is not None:
                 instrument.handle_end(token, None)  # type: ignore[union-attr]
         await self.terminate(reason)
         if failure is not None:

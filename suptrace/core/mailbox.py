@@ -107,19 +107,18 @@ def post(
                     rt.emit(me, "dead_letter", {"to": dest, "msg": shown(msg)})
                 return None
             # Process.deliver(msg, me.pid, now), inline for a live receiver with a
-            # mailbox and a flight recorder, on a node without instrumentation.
+            # mailbox and a flight recorder.
             mb = proc.mailbox
             prec = proc.recorder
-            if (
-                mb is None
-                or prec is None
-                or proc.reason is not None
-                or proc.pending_exit is not None
-                or proc.runtime.instrument is not None
-            ):
+            if mb is None or prec is None or proc.reason is not None or proc.pending_exit is not None:
                 proc.deliver(msg, me.pid, now)
                 return None
-            mb.append(msg)
+            instrument = proc.runtime.instrument
+            if instrument is None:
+                mb.append(msg)
+            else:
+                ctx = instrument.capture(proc, msg, me.pid)  # None: no context, no envelope
+                mb.append(msg if ctx is None else Envelope(msg, ctx))
             proc.messages_in += 1
             prec.append((now or clock(), "receive", me.pid, msg))
             waiter = proc.waiter

@@ -13,7 +13,8 @@ tuple ``(span, context, t0, process, label, kind)`` given back to
 * ``context`` -- for a handling, the `Current` proxy ("failures" mode) or the
   token of the OpenTelemetry context attached while the callback runs; None
   for a call (its span is never the current one);
-* ``t0`` -- ``perf_counter()`` at the start when metrics are on, else 0.0;
+* ``t0`` -- ``perf_counter()`` at the start when metrics are on (always for a
+  raw record), else 0.0;
 * ``process`` -- the handling process, or the caller (None outside a process);
 * ``label`` -- the handling process's or the called server's name for
   metrics and span names;
@@ -179,6 +180,11 @@ class Messages(BridgeState):
                 ring = tail.recent[proc] = deque(maxlen=tail.recent_size)
             proxy.ring = ring
         proxy.pend = self._pend
+        if self._raw:  # the GenServer loop records casts and plain messages itself
+            proxy.inline = True
+            proxy.ratio = self.ratio
+            proxy.sample = self._sample
+            proxy.finish = self._finish
         attach(set_span_in_context(proxy))
         self._proxies[proc] = proxy
         if tail is not None:
@@ -200,8 +206,6 @@ class Messages(BridgeState):
                     rec = [t0, 0.0, None, msg, None, None]
                 else:
                     rec = [t0, 0.0, None, msg, *self._link_of(ctx)]
-                if self.metrics is None:  # a token's t0 is for the metrics
-                    t0 = 0.0
                 raw = (rec, cur, t0, proc, proc.name or proc.initial_call, kind)
                 cur.ring.append(raw)
                 cur.count += 1
@@ -274,27 +278,39 @@ class Messages(BridgeState):
             self._broken("handle_begin", exc)
             return None
 
+    def _finish(self, token: tuple[Any, ...]) -> None:
+        """A raw record's handling ended healthy (`Current.finish`: the GenServer loop
+        calls it, as ``handle_end`` would): its end time, its export when its span was
+        made and its trace selected meanwhile, its duration."""
+        try:
+            cell, current, _, _, label, kind = token
+            t1 = cell[1] or _perf()  # the loop may have read it
+            cell[1] = t1
+            current.span = None
+            if cell[2] is not None:  # its span was made meanwhile: its end, export
+                self._ended(cell[2], t1)
+            m = self.metrics
+            if m is not None:
+                slot = current.keys.get(kind)
+                if slot is None or slot[0] is not label:
+                    series = m.series_for(MESSAGE, (label, OPS.get(kind, kind), None))
+                    slot = current.keys[kind] = (label, series)
+                series = slot[1]
+                series.append(t1 - cell[0])
+                if len(series) > PENDING_LIMIT:
+                    m.flush()
+        except Exception as exc:  # telemetry must never break the process it watches
+            self._broken("handle_end", exc)
+
     def handle_end(self, token: Any, error: BaseException | None) -> None:
         try:
             span, ctx_token, t0, proc, label, kind = token
             if type(span) is list:  # a raw record ("failures" mode's hot path)
-                t1 = span[1] = _perf()
                 proc.inbound = None  # a bare message leaves no stale context behind
                 if error is None:
-                    ctx_token.span = None
-                    if span[2] is not None:  # its span was made meanwhile: its end, export
-                        self._ended(span[2], t1)
-                    m = self.metrics
-                    if m is not None:
-                        slot = ctx_token.keys.get(kind)
-                        if slot is None or slot[0] is not label:
-                            series = m.series_for(MESSAGE, (label, OPS.get(kind, kind), None))
-                            slot = ctx_token.keys[kind] = (label, series)
-                        series = slot[1]
-                        series.append(t1 - span[0])
-                        if len(series) > PENDING_LIMIT:
-                            m.flush()
+                    self._finish(token)
                     return
+                span[1] = _perf()
                 span = self._pend(token)
             if type(ctx_token) is Current:
                 ctx_token.span = None

@@ -176,6 +176,10 @@ class Pending(Span):
             self.status = failure
 
 
+def _no_sample(rec: tuple[Any, ...]) -> None:
+    """No sampled share: nothing to do."""
+
+
 def _no_records(rec: tuple[Any, ...]) -> Pending:
     raise TypeError("a raw record reached a Current span that has no bridge to make its span")
 
@@ -212,6 +216,15 @@ class Current(Span):
         self.keys: dict[str, tuple[str, list[float]]] = {}
         self.before = before
         self.fallback = fallback
+        #: True when the GenServer loop may record this process's casts and plain
+        #: messages itself, as raw records (``ring``, ``count``, ``span`` above, then
+        #: ``sample`` for the sampled share and ``finish`` when one ends healthy).
+        self.inline = False
+        #: The share of new traces sampled ("failures" mode), and what samples one.
+        self.ratio = 0.0
+        self.sample: Callable[[tuple[Any, ...]], None] = _no_sample
+        #: What ends a raw record that ended healthy (set by the bridge).
+        self.finish: Callable[[tuple[Any, ...]], None] = _no_sample
 
     def target(self) -> Any:
         """The span this one stands for right now, in the running task."""

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.sdk._logs import ReadWriteLogRecord
@@ -125,17 +125,19 @@ def _note(exporter: Any, why: str, permanent: bool) -> None:
         guard.trouble(why)
 
 
-_OBSERVED: dict[type, type] = {}
+_OBSERVED: dict[tuple[type, Any], type] = {}
 
 
-def observed(cls: type) -> type:
+def observed(cls: type, translate: Callable[[Any], Any] | None = None) -> type:
     """A subclass of a standard OTLP exporter whose client is wrapped in a `_Probe`.
 
     Both the gRPC and the HTTP exporters keep their client in ``self._client``
     (and the gRPC one replaces it when it reconnects): a property catches every
     assignment, so the probe stays in place whatever the exporter does.
+    ``translate``, for a gRPC exporter, replaces the encoder it turns a batch
+    into a request with (`suptrace.observers.otel.wire.encode_spans` for spans).
     """
-    sub = _OBSERVED.get(cls)
+    sub = _OBSERVED.get((cls, translate))
     if sub is None:
 
         def get(self: Any) -> Any:
@@ -144,17 +146,16 @@ def observed(cls: type) -> type:
         def put(self: Any, value: Any) -> None:
             self.__dict__["_suptrace_client"] = None if value is None else _Probe(value, self)
 
-        sub = type(
-            cls.__name__,
-            (cls,),
-            {
-                "_client": property(get, put),
-                "_suptrace_failure": None,
-                "_suptrace_guard": None,
-                "__module__": cls.__module__,
-            },
-        )
-        _OBSERVED[cls] = sub
+        namespace: dict[str, Any] = {
+            "_client": property(get, put),
+            "_suptrace_failure": None,
+            "_suptrace_guard": None,
+            "__module__": cls.__module__,
+        }
+        if translate is not None:
+            namespace["_translate_data"] = lambda self, data: translate(data)
+        sub = type(cls.__name__, (cls,), namespace)
+        _OBSERVED[(cls, translate)] = sub
     return sub
 
 

@@ -17,7 +17,8 @@ Three sections:
     how many of the injected failures arrived as a complete trace (the crashing
     handling, its exit and the cast that caused it: target all of them), and the CPU
     time a message costs in each (the loop's thread alone, and the whole process with
-    the export threads).
+    the export threads). Then the same against a traces-only receiver (what Jaeger and
+    Tempo answer for metrics), whose refusal turns the metrics' hot-path tallies off.
 ``paced``
     ``traces="all"`` at a paced 2,000 and 20,000 messages/s, same workload and
     receiver: the rate achieved and the spans exported / produced (target at 2,000:
@@ -491,7 +492,7 @@ def receiver_main() -> None:
     sys.path.insert(0, TESTS)
     from otlp_receivers import GrpcReceiver
 
-    receiver = GrpcReceiver()
+    receiver = GrpcReceiver(traces_only="--traces-only" in sys.argv)
     print(receiver.endpoint, flush=True)
     sys.stdin.readline()
     last = -1
@@ -525,11 +526,12 @@ def receiver_main() -> None:
 class Receiver:
     """The receiver subprocess (see `receiver_main`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, traces_only: bool = False) -> None:
         import subprocess
 
         self.proc = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--receiver"],
+            [sys.executable, os.path.abspath(__file__), "--receiver"]
+            + (["--traces-only"] if traces_only else []),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -616,7 +618,11 @@ class _Produced(SpanProcessor):
 
 
 def run_mixed(
-    seconds: float, traces: str | None, endpoint: str | None, rate: float | None = None
+    seconds: float,
+    traces: str | None,
+    endpoint: str | None,
+    rate: float | None = None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """One node running `mixed_workload`: telemetry off (``traces`` None) or over OTLP."""
     saved = dict(os.environ)
@@ -629,6 +635,7 @@ def run_mixed(
                 "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint or "",
                 "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
                 "OTEL_SERVICE_NAME": "bench-otel",
+                **(env or {}),
             }
         )
         opts["traces"] = traces
@@ -649,15 +656,29 @@ def failures_section(seconds: float, log: Callable[[str], None]) -> dict[str, An
     log(f"failures: traces='failures' to {receiver.endpoint}")
     on = run_mixed(seconds, "failures", receiver.endpoint)
     got = receiver.report()
+    jaeger = Receiver(traces_only=True)
+    log(f"failures: traces='failures' to a traces-only backend at {jaeger.endpoint}")
+    # The first metrics export is refused after one interval (60 s by default): a
+    # 1-second interval shows the steady state within the run.
+    on_jaeger = run_mixed(
+        seconds, "failures", jaeger.endpoint, env={"OTEL_METRIC_EXPORT_INTERVAL": "1000"}
+    )
+    got_jaeger = jaeger.report()
     rate_off = off["messages"] / off["seconds"]
     rate_on = on["messages"] / on["seconds"]
     ratio = rate_on / rate_off
-    traces = got["crash_traces"]
-    complete = sum(
-        1
-        for tid in on["injected"]
-        if {"process crasher", "exit crasher"} <= set(traces.get(tid, ()))
-    )
+    rate_jaeger = on_jaeger["messages"] / on_jaeger["seconds"]
+
+    def delivered(run: dict[str, Any], report: dict[str, Any]) -> int:
+        traces = report["crash_traces"]
+        return sum(
+            1
+            for tid in run["injected"]
+            if {"process crasher", "exit crasher"} <= set(traces.get(tid, ()))
+        )
+
+    complete = delivered(on, got)
+    complete_jaeger = delivered(on_jaeger, got_jaeger)
     injected = len(on["injected"])
     print(
         f"failures mode, cast+call (20 casts + 1 call a batch), one crash a second, "
@@ -671,6 +692,10 @@ def failures_section(seconds: float, log: Callable[[str], None]) -> dict[str, An
         f"  failure traces delivered complete: {complete}/{injected} "
         f"{'PASS' if complete == injected and injected else 'MISS'}; "
         f"{got['spans']} spans exported in all ({len(got['failed'])} with ERROR status)\n"
+        f"  traces-only backend (metrics refused after the first second, as Jaeger or Tempo "
+        f"refuse them): "
+        f"{rate_jaeger:.0f} msgs/s = {rate_jaeger / rate_off:.2f}x; failure traces "
+        f"delivered {complete_jaeger}/{len(on_jaeger['injected'])}\n"
     )
     return {
         "off_msgs_per_s": rate_off,
@@ -682,6 +707,10 @@ def failures_section(seconds: float, log: Callable[[str], None]) -> dict[str, An
         "off_cpu_us_per_msg": off["cpu"] / off["messages"] * 1e6,
         "failures_main_cpu_us_per_msg": on["main_cpu"] / on["messages"] * 1e6,
         "failures_cpu_us_per_msg": on["cpu"] / on["messages"] * 1e6,
+        "traces_only_msgs_per_s": rate_jaeger,
+        "traces_only_ratio": rate_jaeger / rate_off,
+        "traces_only_delivered": complete_jaeger,
+        "traces_only_injected": len(on_jaeger["injected"]),
         "pass": ratio >= 0.8 and complete == injected and injected > 0,
     }
 

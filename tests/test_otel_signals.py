@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,58 @@ async def test_traces_only_backend_gets_every_span_and_turns_the_other_signals_o
         assert receiver.unimplemented[signal] == 1
     assert count(lines, "cannot export") == 0, lines
     assert count(lines, "works again") == 0, lines
+
+
+@pytest.mark.parametrize(
+    ("prometheus", "traces"), [(False, "all"), (False, "failures"), (True, "failures")]
+)
+async def test_refused_metrics_cost_the_hot_path_nothing_unless_prometheus_reads_them(
+    monkeypatch: pytest.MonkeyPatch, prometheus: bool, traces: str
+) -> None:
+    """Once the only destination of the metrics refuses them, sends and handlings stop
+    tallying them; a ``/metrics`` endpoint on the same node keeps them going."""
+    receiver = GrpcReceiver(traces_only=True)
+    try:
+        with otlp_env(monkeypatch, receiver, "grpc"):
+            monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "100")
+            monkeypatch.setenv("SUPTRACE_TRACES", traces)
+
+            async def main() -> tuple[bool, int, int]:
+                telemetry = node.telemetry
+                assert telemetry is not None and telemetry.setup is not None
+                bridge = telemetry.bridge
+                assert bridge is not None and bridge.metrics is not None
+                tallies = bridge.metrics  # the tallies are cumulative: never drained
+                refused = threading.Event()
+                telemetry.setup.guards["metrics"].on_refused.append(refused.set)
+                pid = await Echo.start_link(name="echo")
+                assert await asyncio.to_thread(refused.wait, 10), "metrics never refused"
+                # The bridge's own hook ran first and queued its switch on this loop
+                # ahead of this coroutine's wake-up: it has happened now.
+                before = sum(tallies.sent.values()) + sum(tallies.casts.values())
+                for i in range(100):
+                    suptrace.cast(pid, i)
+                    assert await suptrace.call(pid, i) == i
+                after = sum(tallies.sent.values()) + sum(tallies.casts.values())
+                if traces == "failures":
+                    # The server loop writes the durations of the casts it records itself
+                    # where the bridge tells it to: nowhere, without metrics.
+                    state = pid._proc.instrument_state  # type: ignore[union-attr]
+                    sinks = [series for _, series in state.keys.values()]
+                    nowhere = [type(s) is deque and s.maxlen == 0 for s in sinks]
+                    assert sinks and set(nowhere) == {bridge.metrics is None}, sinks
+                return bridge.metrics is not None, before, after
+
+            async with suptrace.Node(
+                "jaeger", control=False, log_reports=False, prometheus=0 if prometheus else None
+            ) as node:
+                on, before, after = await node.run_root(main)
+    finally:
+        receiver.close()
+    if prometheus:
+        assert on and after == before + 200  # 100 casts and 100 calls, still counted
+    else:
+        assert not on and after == before
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

@@ -168,6 +168,16 @@ class Telemetry:
             setup.close_sync(0.5)
             raise
         self.bridge = bridge
+        guard = setup.guards.get("metrics")
+        if guard is not None and setup.prometheus_server is None and bridge.metrics is not None:
+            # The refused destination is the metrics' only reader (no /metrics endpoint):
+            # once it refuses them, the hot path stops paying for metrics nobody takes.
+            loop = asyncio.get_running_loop()
+
+            def refused() -> None:
+                loop.call_soon_threadsafe(bridge.metrics_refused)
+
+            guard.on_refused.append(refused)
 
     async def close(self) -> None:
         bridge, self.bridge = self.bridge, None

@@ -89,6 +89,8 @@ class ExportGuard:
         self.stop_inner: Callable[[], None] | None = None
         #: The node's stop stopped the real exporter (see `interrupt`).
         self.interrupted = False
+        #: Called once, in the exporting thread, when the signal is refused (`refuse`).
+        self.on_refused: list[Callable[[], None]] = []
         self._initial_backoff = backoff
         self._backoff = backoff
         self._max_backoff = max_backoff
@@ -237,6 +239,9 @@ class ExportGuard:
             self.state = "refused"
         if not first:
             return
+        for hook in list(self.on_refused):
+            with contextlib.suppress(Exception):  # a stopped node's loop, say
+                hook()
         from loguru import logger
 
         others = " and ".join(s for s in SIGNALS if s != self.signal)

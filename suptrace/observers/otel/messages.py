@@ -77,6 +77,8 @@ _bits = random.getrandbits
 _weakref = weakref.ref
 _new_pending = Pending.__new__
 _random = random.random
+#: Where the server loop writes durations when there are no metrics: nowhere.
+_NO_SERIES: deque[float] = deque(maxlen=0)
 
 
 class Messages(BridgeState):
@@ -299,8 +301,24 @@ class Messages(BridgeState):
                 series.append(t1 - cell[0])
                 if len(series) > PENDING_LIMIT:
                     m.flush()
+            elif current.keys.get(kind) is None:
+                # No metrics: a series that keeps nothing, so that the loop writes the
+                # next durations inline instead of calling here each time.
+                current.keys[kind] = (label, _NO_SERIES)
         except Exception as exc:  # telemetry must never break the process it watches
             self._broken("handle_end", exc)
+
+    def metrics_refused(self) -> None:
+        """Nothing takes this node's metrics any more (its only reader's destination
+        refused them): stop recording them on the hot path, and stop feeding the
+        observable instruments. Runs on the node's loop."""
+        m = self.metrics
+        if m is None:
+            return
+        self.metrics = None
+        m.detach(self.runtime)
+        for proxy in self._proxies.values():
+            proxy.keys.clear()  # the durations series: see `_finish`
 
     def handle_end(self, token: Any, error: BaseException | None) -> None:
         try:

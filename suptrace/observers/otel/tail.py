@@ -212,8 +212,9 @@ class Current(Span):
         self.count = 0
         #: Makes the `Pending` span of a raw record (set by the bridge).
         self.pend: Callable[[tuple[Any, ...]], Pending] = _no_records
-        #: (label, durations list) by handling kind (the hot path reuses them).
-        self.keys: dict[str, tuple[str, list[float]]] = {}
+        #: (label, where its durations go: a list, or nowhere without metrics) by
+        #: handling kind (the hot path reuses them).
+        self.keys: dict[str, tuple[str, Any]] = {}
         self.before = before
         self.fallback = fallback
         #: True when the GenServer loop may record this process's casts and plain

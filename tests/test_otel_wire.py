@@ -253,3 +253,41 @@ def test_the_grpc_span_exporter_sends_what_the_fast_encoder_writes() -> None:
     finally:
         exporter.shutdown()
     assert grpc  # the gRPC exporter is installed with the package
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_a_node_s_spans_reach_a_real_receiver_through_the_encoder_of_its_protocol(
+    monkeypatch: pytest.MonkeyPatch, protocol: str
+) -> None:
+    """Over gRPC every span a node sends was written by the fast encoder (and the
+    receiver parsed all of them); over HTTP the SDK's encoder writes them all."""
+    from otlp_receivers import GrpcReceiver, HttpReceiver, otlp_env
+
+    written: list[int] = []
+    inner = wire._span
+
+    def counting(s: ReadableSpan, cache: Any) -> bytes:
+        encoded = inner(s, cache)
+        written.append(s.context.span_id)
+        return encoded
+
+    monkeypatch.setattr(wire, "_span", counting)
+    receiver = GrpcReceiver() if protocol == "grpc" else HttpReceiver()
+    try:
+        with otlp_env(monkeypatch, receiver, protocol):
+            monkeypatch.setenv("SUPTRACE_TRACES", "all")
+
+            async def main() -> None:
+                pid = await Crasher.start_link(name="c")
+                for i in range(50):
+                    assert await suptrace.call(pid, i) == i
+
+            suptrace.run(main, control=False, log_reports=False)
+        got = {int.from_bytes(bytes.fromhex(s.span_id), "big") for s in receiver.dump().spans}
+    finally:
+        receiver.close()
+    assert len([s for s in receiver.dump().spans if s.name == "call c"]) == 50
+    if protocol == "grpc":
+        assert got and got == set(written)
+    else:
+        assert not written

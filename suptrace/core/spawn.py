@@ -50,23 +50,28 @@ async def _process_main(proc: Process, fn: Callable[..., Awaitable[Any]], args: 
         proc.task = None  # break the cycle process -> task -> context -> process
         return
     proc.status = "running"
-    reraise: BaseException | None = None
     try:
         proc.result = await fn(*args)
-        reason: Any = NORMAL
     except Exit as e:
-        reason = e.reason
+        reason: Any = e.reason
+        reraise: BaseException | None = None
     except asyncio.CancelledError:
         reason = KILLED
+        reraise = None
     except Exception as e:
         reason = e
+        reraise = None
     except BaseException as e:  # KeyboardInterrupt, SystemExit: die, then let it through
-        reason = e
-        reraise = e
+        reason = reraise = e
+    else:  # returned: exits normal, unless an exit signal came while it unwound
+        reason = proc.pending_exit
+        proc.finish(NORMAL if reason is None else reason)
+        proc.task = None  # break the cycle process -> task -> context -> process
+        return
     if proc.pending_exit is not None:
         reason = proc.pending_exit
     proc.finish(reason)
-    proc.task = None  # break the cycle process -> task -> context -> process
+    proc.task = None
     # An exception's traceback holds this frame, whose locals would hold the
     # exception again: clear them so a dead process is freed by reference
     # counting, not left for the cyclic garbage collector.
@@ -206,10 +211,12 @@ def _spawn(
             current_process("spawn_monitor()")  # raises: there is nobody to monitor from
         rt = current_runtime("spawn()")
         loop = rt.loop
+        running = None
     else:
         rt = parent.runtime  # also the node of a task the process created
         loop = rt.loop
-        if parent.task is not running_task(loop):
+        running = running_task(loop)
+        if parent.task is not running:
             parent = None  # a task the process created with plain asyncio is not the process
             if monitor:
                 current_process("spawn_monitor()")  # raises: there is nobody to monitor from
@@ -264,7 +271,12 @@ def _spawn(
         # What loop.create_task() does without a task factory, minus its checks
         # and naming (a process is named by its pid and initial call instead).
         # An eager factory is passed by: a process starts on the next iteration.
-        proc.task = _Task(_process_main(proc, fn, args), loop=loop)
+        # A task of the node's loop runs now: the loop is the running one, which the
+        # task takes without the keyword (its parsing costs more than the lookup).
+        if running is not None:
+            proc.task = _Task(_process_main(proc, fn, args))
+        else:
+            proc.task = _Task(_process_main(proc, fn, args), loop=loop)
     else:
         proc.task = loop.create_task(_process_main(proc, fn, args))
     if quiet:

@@ -79,6 +79,7 @@ class Process:
         "__weakref__",
         "ancestors",
         "behaviour",
+        "child_ancestors",
         "inbound",
         "initial_call",
         "instrument_state",
@@ -112,6 +113,7 @@ class Process:
         initial_call: str,
         parent: Process | None,
         trap: bool,
+        system: bool = False,
     ) -> None:
         # Pid(number) without its __init__ frame: one per spawn.
         self.pid = pid = _new(Pid)
@@ -136,8 +138,16 @@ class Process:
             self.parent: Pid | None = None
             self.ancestors: tuple[Pid | str, ...] = ()
         else:
-            self.parent = parent_pid = parent.pid
-            self.ancestors = (parent.name or parent_pid,) + parent.ancestors  # noqa: RUF005 (one tuple, no list)
+            self.parent = parent.pid
+            # The parent's name (or pid) then its own ancestors, as OTP's $ancestors:
+            # one tuple the siblings share, made at the parent's first spawn.
+            kin = parent.child_ancestors
+            if kin is None:
+                kin = parent.child_ancestors = (parent.name or parent.pid,) + parent.ancestors  # noqa: RUF005
+            self.ancestors = kin
+        #: The ancestors this process's children get (made at its first spawn;
+        #: `register` and `unregister` drop it, as they change the first of them).
+        self.child_ancestors: tuple[Pid | str, ...] | None = None
         self.messages_in = 0
         self.messages_out = 0
         #: The exit reason once the process is dead.
@@ -153,7 +163,7 @@ class Process:
         #: The behaviour object (GenServer, Supervisor) running in this process.
         self.behaviour: Any = None
         #: System processes (the control server...) are never traced by "all".
-        self.system = False
+        self.system = system
         #: What the process's own code said about why it is exiting (goes on the tombstone).
         self.notes: list[str] | None = None
         #: The context that came with the message being handled (instrumented nodes only).

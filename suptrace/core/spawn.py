@@ -39,6 +39,7 @@ __all__ = [
 _Task = asyncio.Task
 _new = object.__new__
 _get_process = current_process_var.get
+_init_process = Process.__init__
 _set_process = current_process_var.set
 
 
@@ -236,7 +237,10 @@ def _spawn(
     factory = loop._task_factory if rt.plain_loop else loop.get_task_factory()  # type: ignore[attr-defined]
     if factory is not None and _runs_eagerly(factory, loop):  # may refuse the factory
         factory = None  # passed by: a process starts on the next iteration, never inside spawn()
-    proc = Process(rt, initial_call or text, parent, trap, system)
+    # Process(...) without the class call's detour (its __init__ entered from C):
+    # the record, then its __init__ called as the plain function it is.
+    proc = _new(Process)
+    _init_process(proc, rt, initial_call or text, parent, trap, system)
     pid = proc.pid
     rt.procs[pid] = proc
     if name is not None:

@@ -138,3 +138,27 @@ async def test_spawning_from_a_plain_task_and_from_a_loop_callback() -> None:
         assert from_task not in info.procs and from_callback not in info.procs  # both done
 
     await in_node(main)
+
+
+async def test_linking_again_after_spawn_link_adds_nothing() -> None:
+    async def main() -> None:
+        me = suptrace.self_pid()
+        suptrace.trap_exit(True)
+
+        async def child() -> None:
+            suptrace.link(me)  # linked already, from this side
+            suptrace.send(me, "linked")
+            await suptrace.receive()
+
+        pid = suptrace.spawn_link(child)
+        suptrace.link(pid)  # and from the parent's side
+        assert await suptrace.receive(timeout=1) == "linked"
+        mine, its = suptrace.process_info(me), suptrace.process_info(pid)
+        assert mine is not None and its is not None
+        assert (mine["links"], its["links"]) == ([pid], [me])
+        suptrace.exit(pid, "kill")
+        assert await suptrace.receive(timeout=1) == suptrace.ExitMsg(pid, "killed")
+        with pytest.raises(TimeoutError):
+            await suptrace.receive(timeout=0)  # exactly one ExitMsg
+
+    await in_node(main)

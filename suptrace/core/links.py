@@ -42,14 +42,16 @@ WatchCallback = Callable[[Ref, Pid, Any], None]
 
 
 def add_link(a: Process, b: Process) -> None:
-    if a.links is None:
-        a.links = set()
-    if b.links is None:
-        b.links = set()
-    if b.pid in a.links:
+    if b.links is None:  # b has no link yet (a process just spawned): nothing to look up
+        b.links = {a.pid}
+    elif a.pid in b.links:  # linked already (a link is held by both sides)
         return
-    a.links.add(b.pid)
-    b.links.add(a.pid)
+    else:
+        b.links.add(a.pid)
+    if a.links is None:
+        a.links = {b.pid}
+    else:
+        a.links.add(b.pid)
     rt = a.runtime
     if "link" in rt.watch or a.tracers:
         rt.emit(a, "link", {"peer": b.pid})

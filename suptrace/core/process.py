@@ -55,9 +55,19 @@ from suptrace.core.terms import (
 from suptrace.core.terms import is_atom as _atom
 
 _new = object.__new__
-_set_down_ref = Down.__dict__["ref"].__set__
-_set_down_pid = Down.__dict__["pid"].__set__
-_set_down_reason = Down.__dict__["reason"].__set__
+
+
+class _DownDraft:
+    """A `Down` while death fills it in: the same slots, so it is filled at plain
+    attribute speed (a frozen dataclass's fields can only be set through their
+    descriptors, each a call), then becomes the `Down` by taking its class."""
+
+    __slots__ = Down.__slots__
+
+
+_draft = _DownDraft()
+_draft.__class__ = Down  # type: ignore[assignment]  # at import: a layout change fails here, not at a death
+del _draft
 
 __all__ = ["Process", "format_reason"]
 
@@ -69,6 +79,7 @@ class Process:
         "__weakref__",
         "ancestors",
         "behaviour",
+        "child_ancestors",
         "inbound",
         "initial_call",
         "instrument_state",
@@ -102,13 +113,14 @@ class Process:
         initial_call: str,
         parent: Process | None,
         trap: bool,
+        system: bool = False,
     ) -> None:
         # Pid(number) without its __init__ frame: one per spawn.
         self.pid = pid = _new(Pid)
         pid.number = number = next(runtime._numbers)
         pid.serial = 0
         pid._proc = self
-        pid._hash = hash((number, 0))  # as Pid.__init__ computes it
+        pid._hash = number  # as Pid.__init__ computes it for serial 0
         self.runtime = runtime
         self.name: str | None = None
         self.task: asyncio.Task[None] | None = None
@@ -126,8 +138,16 @@ class Process:
             self.parent: Pid | None = None
             self.ancestors: tuple[Pid | str, ...] = ()
         else:
-            self.parent = parent_pid = parent.pid
-            self.ancestors = (parent.name or parent_pid,) + parent.ancestors  # noqa: RUF005 (one tuple, no list)
+            self.parent = parent.pid
+            # The parent's name (or pid) then its own ancestors, as OTP's $ancestors:
+            # one tuple the siblings share, made at the parent's first spawn.
+            kin = parent.child_ancestors
+            if kin is None:
+                kin = parent.child_ancestors = (parent.name or parent.pid,) + parent.ancestors  # noqa: RUF005
+            self.ancestors = kin
+        #: The ancestors this process's children get (made at its first spawn;
+        #: `register` and `unregister` drop it, as they change the first of them).
+        self.child_ancestors: tuple[Pid | str, ...] | None = None
         self.messages_in = 0
         self.messages_out = 0
         #: The exit reason once the process is dead.
@@ -143,7 +163,7 @@ class Process:
         #: The behaviour object (GenServer, Supervisor) running in this process.
         self.behaviour: Any = None
         #: System processes (the control server...) are never traced by "all".
-        self.system = False
+        self.system = system
         #: What the process's own code said about why it is exiting (goes on the tombstone).
         self.notes: list[str] | None = None
         #: The context that came with the message being handled (instrumented nodes only).
@@ -324,44 +344,36 @@ class Process:
         links = self.links
         if links:
             self.links = None
-            peers = iter(links)
-            while True:  # one try around the loop: after a failure it resumes with the next
+            for peer in links:
+                # A try per peer (free until something raises): a failure costs nobody else.
                 try:
-                    for peer in peers:
-                        pproc = peer._proc
-                        if pproc is not None:
-                            if pproc.links is not None:
-                                pproc.links.discard(pid)
-                            pproc.signal_exit(pid, reason, True)
-                    break
+                    pproc = peer._proc
+                    if pproc is not None:
+                        if pproc.links is not None:
+                            pproc.links.discard(pid)
+                        pproc.signal_exit(pid, reason, True)
                 except Exception as exc:  # instrumentation or tracing of one peer failed
                     rt.handler_failed("observer", rt.instrument or rt.emit, exc, "exit_signal")
         watchers = self.monitored_by
         if watchers:
             self.monitored_by = None
-            items = iter(watchers.items())
-            watcher: Any = None
-            while True:
+            watcher: Any  # a Process, or a callback (the runtime's own monitors)
+            for ref, watcher in watchers.items():
                 try:
-                    for ref, watcher in items:
-                        if type(watcher) is Process:
-                            if watcher.monitors is not None:
-                                watcher.monitors.pop(ref, None)
-                            if watcher.reason is None:
-                                if watcher.tracers or "down" in rt.watch:
-                                    rt.emit(
-                                        watcher,
-                                        "down",
-                                        {"target": pid, "ref": ref, "reason": reason},
-                                    )
-                                down = _new(Down)  # make_down(ref, pid, reason), inline
-                                _set_down_ref(down, ref)
-                                _set_down_pid(down, pid)
-                                _set_down_reason(down, reason)
-                                watcher.deliver(down, pid)
-                        else:
-                            watcher(ref, pid, reason)
-                    break
+                    if type(watcher) is Process:
+                        if watcher.monitors is not None:
+                            watcher.monitors.pop(ref, None)
+                        if watcher.reason is None:
+                            if watcher.tracers or "down" in rt.watch:
+                                rt.emit(watcher, "down", {"target": pid, "ref": ref, "reason": reason})
+                            down: Any = _DownDraft()  # make_down(ref, pid, reason)
+                            down.ref = ref
+                            down.pid = pid
+                            down.reason = reason
+                            down.__class__ = Down
+                            watcher.deliver(down, pid)
+                    else:
+                        watcher(ref, pid, reason)
                 except Exception as exc:  # a watch callback or instrumentation failed
                     rt.handler_failed("monitor callback", watcher, exc, "down")
         self.mailbox = None

@@ -91,6 +91,7 @@ def register(name: str, pid: Pid) -> None:
     if proc.name is not None:
         raise RegistrationError(f"{pid} is already registered as {proc.name!r}")
     proc.name = name
+    proc.child_ancestors = None  # its next children name it by its name, not its pid
     rt.names[name] = proc
     rt.tombstones.pop(name, None)
     if "register" in rt.watch or proc.tracers:
@@ -104,6 +105,7 @@ def unregister(name: str) -> None:
     if proc is None:
         raise RegistrationError(f"name {name!r} is not registered")
     proc.name = None
+    proc.child_ancestors = None  # its next children name it by its pid again
     if "unregister" in rt.watch or proc.tracers:
         rt.emit(proc, "unregister", {"name": name, "reason": None})
 

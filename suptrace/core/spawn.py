@@ -38,11 +38,14 @@ __all__ = [
 
 _Task = asyncio.Task
 _new = object.__new__
+_get_process = current_process_var.get
+_init_process = Process.__init__
+_set_process = current_process_var.set
 
 
 
 async def _process_main(proc: Process, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
-    current_process_var.set(proc)
+    _set_process(proc)  # current_process_var.set(proc)
     if proc.task is None:  # a task factory that ran this first step inside create_task()
         proc.task = running_task(proc.runtime.loop)
     if proc.pending_exit is not None:  # killed before it ever ran
@@ -50,23 +53,29 @@ async def _process_main(proc: Process, fn: Callable[..., Awaitable[Any]], args: 
         proc.task = None  # break the cycle process -> task -> context -> process
         return
     proc.status = "running"
-    reraise: BaseException | None = None
     try:
-        proc.result = await fn(*args)
-        reason: Any = NORMAL
+        # A call without arguments skips unpacking the empty tuple.
+        proc.result = await (fn(*args) if args else fn())
     except Exit as e:
-        reason = e.reason
+        reason: Any = e.reason
+        reraise: BaseException | None = None
     except asyncio.CancelledError:
         reason = KILLED
+        reraise = None
     except Exception as e:
         reason = e
+        reraise = None
     except BaseException as e:  # KeyboardInterrupt, SystemExit: die, then let it through
-        reason = e
-        reraise = e
+        reason = reraise = e
+    else:  # returned: exits normal, unless an exit signal came while it unwound
+        reason = proc.pending_exit
+        proc.finish(NORMAL if reason is None else reason)
+        proc.task = None  # break the cycle process -> task -> context -> process
+        return
     if proc.pending_exit is not None:
         reason = proc.pending_exit
     proc.finish(reason)
-    proc.task = None  # break the cycle process -> task -> context -> process
+    proc.task = None
     # An exception's traceback holds this frame, whose locals would hold the
     # exception again: clear them so a dead process is freed by reference
     # counting, not left for the cyclic garbage collector.
@@ -200,16 +209,18 @@ def _spawn(
     system: bool = False,
     initial_call: str | None = None,
 ) -> tuple[Pid, Ref | None]:
-    parent = current_process_var.get()
+    parent = _get_process()  # current_process_var.get()
     if parent is None:
         if monitor:
             current_process("spawn_monitor()")  # raises: there is nobody to monitor from
         rt = current_runtime("spawn()")
         loop = rt.loop
+        running = None
     else:
         rt = parent.runtime  # also the node of a task the process created
         loop = rt.loop
-        if parent.task is not running_task(loop):
+        running = running_task(loop)
+        if parent.task is not running:
             parent = None  # a task the process created with plain asyncio is not the process
             if monitor:
                 current_process("spawn_monitor()")  # raises: there is nobody to monitor from
@@ -217,31 +228,32 @@ def _spawn(
             raise NodeError("a dead process cannot spawn linked or monitored processes")
     if rt.closing:
         raise NodeError(f"node {rt.name!r} is shutting down: no new processes can start")
-    # _spawn_info(fn), its cache hit inline (a bound method forwards __code__).
-    text = _SPAWNABLE.get(getattr(fn, "__code__", None))  # type: ignore[arg-type]
-    if text is None:
+    try:  # _spawn_info(fn), its cache hit inline (a bound method forwards __code__)
+        text = _SPAWNABLE[fn.__code__]
+    except (AttributeError, KeyError):
         text = _spawn_info(fn)
     if name is not None:
         check_name(rt, name)
     factory = loop._task_factory if rt.plain_loop else loop.get_task_factory()  # type: ignore[attr-defined]
-    direct = factory is None or _runs_eagerly(factory, loop)  # may refuse the factory
-    proc = Process(rt, initial_call or text, parent, trap)
+    if factory is not None and _runs_eagerly(factory, loop):  # may refuse the factory
+        factory = None  # passed by: a process starts on the next iteration, never inside spawn()
+    # Process(...) without the class call's detour (its __init__ entered from C):
+    # the record, then its __init__ called as the plain function it is.
+    proc = _new(Process)
+    _init_process(proc, rt, initial_call or text, parent, trap, system)
     pid = proc.pid
-    if system:
-        proc.system = True
     rt.procs[pid] = proc
     if name is not None:
         proc.name = name
         rt.names[name] = proc
         rt.tombstones.pop(name, None)  # as in register(): the name lives again
-    watch = rt.watch
-    quiet = not rt.spawn_watched
+    loud = rt.spawn_watched  # whether anybody may want this spawn's events
     ref = None
     if parent is not None:
-        if not quiet or parent.tracers:
-            if parent.tracers or "spawn" in watch:
+        if loud or parent.tracers:
+            if parent.tracers or "spawn" in rt.watch:
                 rt.emit(parent, "spawn", {"child": pid, "initial_call": proc.initial_call, "link": link})
-            quiet = False
+            loud = True
         if link:
             add_link(parent, proc)
         if monitor:
@@ -254,25 +266,27 @@ def _spawn(
             else:
                 parent.monitors[ref] = pid
             proc.monitored_by = {ref: parent}
-            if not quiet and (parent.tracers or "monitor" in watch):
+            if loud and (parent.tracers or "monitor" in rt.watch):
                 rt.emit(parent, "monitor", {"target": pid, "ref": ref})
     if rt.spawn_hooks:
-        quiet = False  # a hook may attach tracers to the new process
+        loud = True  # a hook may attach tracers to the new process
         for hook in rt.spawn_hooks:
             hook(proc, parent)
-    if direct:
-        # What loop.create_task() does without a task factory, minus its checks
-        # and naming (a process is named by its pid and initial call instead).
-        # An eager factory is passed by: a process starts on the next iteration.
-        proc.task = _Task(_process_main(proc, fn, args), loop=loop)
-    else:
+    # Without a task factory (or with an eager one, passed by): what loop.create_task()
+    # does, minus its checks and naming (a process is named by its pid and initial call).
+    # When a task of the node's loop runs now, the loop is the running one: the task
+    # takes it without the keyword, whose parsing costs more than that lookup.
+    if factory is not None:
         proc.task = loop.create_task(_process_main(proc, fn, args))
-    if quiet:
-        return pid, ref
-    if proc.tracers or "spawned" in watch:
-        rt.emit(proc, "spawned", {"parent": proc.parent, "initial_call": proc.initial_call})
-    if name is not None and (proc.tracers or "register" in watch):
-        rt.emit(proc, "register", {"name": name})
+    elif running is not None:
+        proc.task = _Task(_process_main(proc, fn, args))
+    else:
+        proc.task = _Task(_process_main(proc, fn, args), loop=loop)
+    if loud:
+        if proc.tracers or "spawned" in rt.watch:
+            rt.emit(proc, "spawned", {"parent": proc.parent, "initial_call": proc.initial_call})
+        if name is not None and (proc.tracers or "register" in rt.watch):
+            rt.emit(proc, "register", {"name": name})
     return pid, ref
 
 

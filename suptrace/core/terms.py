@@ -90,7 +90,9 @@ class Pid:
         self.number = number
         self.serial = serial
         self._proc = None
-        self._hash = hash((number, serial))  # pids are dict keys on every hot path
+        # Pids are dict keys on every hot path: the hash is kept, and a local pid's
+        # (serial 0, every pid the runtime makes) is its number, no tuple to hash.
+        self._hash = hash((number, serial)) if serial else number
 
     def __repr__(self) -> str:
         return f"<0.{self.number}.{self.serial}>"

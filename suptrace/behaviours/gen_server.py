@@ -109,6 +109,8 @@ class Caller:
 
 
 _new = object.__new__
+#: current_process_var.get, bound once (a bound method is built at each attribute call).
+_get_process = current_process_var.get
 _perf = time.perf_counter
 _random = random.random
 #: Durations a recorded handling leaves in its series before the instrument must flush
@@ -227,7 +229,7 @@ async def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> An
     proc = dest._proc if type(dest) is Pid else resolve(dest, "call", request, timeout)
     if proc is None:  # a pid without its handle (parsed, unpickled) or a dead one
         proc = resolve(dest)
-    me = current_process_var.get()
+    me = _get_process()
     if proc is None or proc.reason is not None or proc.pending_exit is not None:
         raise noproc_error(me.runtime if me is not None else None, dest, request, timeout)
     if proc is me:
@@ -306,7 +308,7 @@ def cast(dest: Pid | str, msg: Any) -> None:
         request.msg = msg
     else:
         request = (CAST, msg)  # the mailbox form (see CastRequest)
-    post(current_process_var.get(), proc, dest, request)
+    post(_get_process(), proc, dest, request)
 
 
 async def _system(dest: Pid | str, op: str, arg: Any, timeout: float | None) -> Any:
@@ -317,7 +319,7 @@ async def _system(dest: Pid | str, op: str, arg: Any, timeout: float | None) -> 
     fut: asyncio.Future[Any] = proc.runtime.loop.create_future()
     # Sent like any message (post): counted, recorded and traced as the caller's
     # send and the server's receive, as a dbg user sees OTP's sys messages.
-    me = current_process_var.get()
+    me = _get_process()
     request = SystemRequest(op, arg, fut, None if me is None else me.pid, dest, timeout)
     watchers = proc.monitored_by
     if watchers is None:
@@ -533,7 +535,7 @@ class GenServer:
         parent = self._parent
         failure: BaseException | None = None
         rt = proc.runtime
-        new_future = rt.new_future
+        new_future = rt.running_future  # this is the server's own task, on the node's loop
         while True:
             mb = proc.mailbox
             if not mb:

@@ -48,6 +48,9 @@ __all__ = [
     "shown",
 ]
 
+#: current_process_var.get, bound once (a bound method is built at each attribute call).
+_get_process = current_process_var.get
+
 #: What `extract` returns when no message matched.
 NOTHING: Any = object()
 
@@ -166,7 +169,7 @@ def send(dest: Pid | str, msg: Any) -> None:
     proc = dest._proc if type(dest) is Pid else resolve(dest)
     if proc is None:  # a pid without its handle (parsed, unpickled) or a dead one
         proc = process_of(dest)  # type: ignore[arg-type]
-    post(current_process_var.get(), proc, dest, msg)
+    post(_get_process(), proc, dest, msg)
 
 
 # -- taking -----------------------------------------------------------------------------------
@@ -213,7 +216,7 @@ async def receive(
     >>> suptrace.run(main)
     (('urgent', 1), 'low')
     """
-    proc = current_process_var.get()
+    proc = _get_process()
     if proc is None:
         proc = current_process("receive()")  # raises: not inside a process
     loop = proc.runtime.loop
@@ -241,7 +244,7 @@ async def receive(
                 raise TimeoutError(f"receive(timeout={timeout}): no matching message")
             deadline = loop.time() + timeout
         # Inline (no helper coroutine): a waiting process holds one frame less.
-        waiter = proc.runtime.new_future()
+        waiter = proc.runtime.running_future()  # this task runs on the node's loop (checked)
         proc.waiter = waiter
         if deadline is not None:
             handle = loop.call_at(deadline, expire, waiter)

@@ -194,6 +194,12 @@ class Runtime:
             if kind.create_future is base.create_future
             else loop.create_future
         )
+        #: `new_future` for code known to run in a task of this node's loop (a process
+        #: waiting in `receive`): asyncio's `Future()` takes the running loop, which
+        #: costs less than passing it by keyword.
+        self.running_future: Callable[[], asyncio.Future[Any]] = (
+            asyncio.Future if kind.create_future is base.create_future else loop.create_future
+        )
 
     # -- pids -------------------------------------------------------------------------
 

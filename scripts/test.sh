@@ -35,7 +35,7 @@ UVLOOP_TESTS="tests/test_event_loops.py tests/test_process.py tests/test_links_m
     tests/test_registry.py tests/test_genserver.py tests/test_node.py tests/test_deadlines.py
     tests/test_intensity.py tests/test_not_restarted.py tests/test_dynamic_supervisor.py
     tests/test_supervisor_*.py tests/test_supervision_api.py tests/test_hot_path.py tests/test_reports.py
-    tests/test_hooks.py tests/test_plain_tasks.py tests/test_cli_tasks.py"
+    tests/test_hooks.py tests/test_plain_tasks.py tests/test_cli_tasks.py tests/test_spawn_fast_paths.py"
 started=$SECONDS
 results=()
 failed=0

@@ -291,22 +291,28 @@ class Messages(BridgeState):
             current.span = None
             if cell[2] is not None:  # its span was made meanwhile: its end, export
                 self._ended(cell[2], t1)
-            m = self.metrics
-            if m is not None:
-                slot = current.keys.get(kind)
-                if slot is None or slot[0] is not label:
-                    series = m.series_for(MESSAGE, (label, OPS.get(kind, kind), None))
-                    slot = current.keys[kind] = (label, series)
-                series = slot[1]
-                series.append(t1 - cell[0])
-                if len(series) > PENDING_LIMIT:
-                    m.flush()
-            elif current.keys.get(kind) is None:
+            self._duration(current, label, kind, t1 - cell[0])
+        except Exception as exc:  # telemetry must never break the process it watches
+            self._broken("handle_end", exc)
+
+    def _duration(self, current: Current, label: str, kind: str, seconds: float) -> None:
+        """A healthy handling's duration, into the series ``current`` keeps for its kind
+        (the server loop appends the next ones itself, see `Current.inline`)."""
+        m = self.metrics
+        slot = current.keys.get(kind)
+        if m is None:
+            if slot is None:
                 # No metrics: a series that keeps nothing, so that the loop writes the
                 # next durations inline instead of calling here each time.
                 current.keys[kind] = (label, _NO_SERIES)
-        except Exception as exc:  # telemetry must never break the process it watches
-            self._broken("handle_end", exc)
+            return
+        if slot is None or slot[0] is not label:
+            series = m.series_for(MESSAGE, (label, OPS.get(kind, kind), None))
+            slot = current.keys[kind] = (label, series)
+        series = slot[1]
+        series.append(seconds)
+        if len(series) > PENDING_LIMIT:
+            m.flush()
 
     def metrics_refused(self) -> None:
         """Nothing takes this node's metrics any more (its only reader's destination
@@ -337,16 +343,7 @@ class Messages(BridgeState):
                     span.end_ns = _time_ns()
                     if span.trace_id in self.tail.selected:  # type: ignore[union-attr]
                         self.tail.emit(span)  # type: ignore[union-attr]
-                    m = self.metrics
-                    if m is not None:
-                        slot = ctx_token.keys.get(kind)
-                        if slot is None or slot[0] is not label:
-                            series = m.series_for(MESSAGE, (label, OPS.get(kind, kind), None))
-                            slot = ctx_token.keys[kind] = (label, series)
-                        series = slot[1]
-                        series.append(_perf() - t0)
-                        if len(series) > PENDING_LIMIT:
-                            m.flush()
+                    self._duration(ctx_token, label, kind, _perf() - t0)
                     return
             elif ctx_token is not None:
                 detach(ctx_token)

@@ -269,3 +269,37 @@ async def test_a_message_without_context_never_takes_an_earlier_ones(
     await run_node(grab_then_bare, seen)
     (bare,) = trace_of(grpc_receiver.dump(), seen["bare"][0])
     assert bare.links == []
+
+
+class Waiter(suptrace.GenServer):
+    """``"wait"`` takes a ``"ping"`` out of its mailbox inside the handling (a selective
+    receive); ``"next"`` does nothing."""
+
+    async def handle_cast(self, msg: Any) -> None:
+        if msg == "wait":
+            await suptrace.receive(lambda m: m == "ping")
+
+    async def handle_call(self, request: Any, caller: suptrace.Caller) -> Any:
+        return request
+
+
+async def test_a_message_received_inside_a_handling_leaves_no_context_to_the_next(
+    grpc_receiver: GrpcReceiver, sample: str
+) -> None:
+    """The context a selective receive took inside a handler is that message's only: the
+    next cast, sent from outside any span, is recorded with no link."""
+
+    async def main() -> Any:
+        waiter = await Waiter.start_link()
+        pinger = await Pinger.start_link()
+        suptrace.cast(waiter, "next")  # the first handling attaches the server's span
+        suptrace.cast(waiter, "wait")
+        suptrace.cast(pinger, waiter)
+        suptrace.cast(waiter, "next")
+        assert await suptrace.call(waiter, "sync") == "sync"
+        state = waiter._proc.instrument_state  # type: ignore[union-attr]
+        return [(t[0][3], t[0][4]) for t in state.ring if type(t) is tuple]
+
+    records = await run_node(main)
+    assert [msg.msg for msg, _ in records] == ["next", "wait", "next"], records
+    assert records[-1][1] is None, "the next cast was linked to the ping's sender"

@@ -637,6 +637,7 @@ class GenServer:
                 cell = raw[0]
                 t1 = cell[1] = _perf()
                 state.span = None
+                proc.inbound = None  # a receive inside the handler may have left one
                 slot = state.keys.get(raw[5])
                 if (
                     cell[2] is None

@@ -209,21 +209,16 @@ def _guard_source(inner: Any, guard: ExportGuard) -> Any:
     return None
 
 
-class GuardedSpanExporter(SpanExporter):
-    def __init__(self, inner: SpanExporter, guard: ExportGuard) -> None:
+class _Guarded:
+    """What the guarded span and log exporters share: the real exporter, its guard,
+    and a stop that runs once (at node stop, by the guard, or by the SDK)."""
+
+    def __init__(self, inner: Any, guard: ExportGuard) -> None:
         self.inner = inner
         self.guard = guard
         self._stopped = False
         guard.stop_inner = self._stop
         self._source = _guard_source(inner, guard)
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        ok = self.guard.run(
-            len(spans),
-            lambda: self.inner.export(spans) == SpanExportResult.SUCCESS,
-            self._source,
-        )
-        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
         self._stop()
@@ -234,7 +229,20 @@ class GuardedSpanExporter(SpanExporter):
             self.inner.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.inner.force_flush(timeout_millis)
+        return bool(self.inner.force_flush(timeout_millis))
+
+
+class GuardedSpanExporter(_Guarded, SpanExporter):
+    def __init__(self, inner: SpanExporter, guard: ExportGuard) -> None:
+        super().__init__(inner, guard)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        ok = self.guard.run(
+            len(spans),
+            lambda: self.inner.export(spans) == SpanExportResult.SUCCESS,
+            self._source,
+        )
+        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
 
 class GuardedMetricExporter(MetricExporter):
@@ -284,28 +292,13 @@ def count_points(data: MetricsData) -> int:
     return n
 
 
-class GuardedLogExporter(LogRecordExporter):
+class GuardedLogExporter(_Guarded, LogRecordExporter):
     def __init__(self, inner: LogRecordExporter, guard: ExportGuard) -> None:
-        self.inner = inner
-        self.guard = guard
-        self._stopped = False
-        guard.stop_inner = self._stop
-        self._source = _guard_source(inner, guard)
+        super().__init__(inner, guard)
 
     def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
         ok = self.guard.run(len(batch), lambda: _log_ok(self.inner.export(batch)), self._source)
         return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
-
-    def shutdown(self) -> None:
-        self._stop()
-
-    def _stop(self) -> None:
-        if not self._stopped:
-            self._stopped = True
-            self.inner.shutdown()  # type: ignore[no-untyped-call]
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.inner.force_flush(timeout_millis)
 
 
 def _log_ok(result: Any) -> bool:

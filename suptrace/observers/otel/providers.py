@@ -148,6 +148,28 @@ def _prometheus_reader(prometheus: Any, setup: Setup) -> MetricReader | None:
     return reader
 
 
+def _meter_provider(
+    setup: Setup,
+    resource: Resource,
+    readers: list[MetricReader],
+    prometheus: Any,
+    wanted: dict[str, list[str]],
+    owned: list[Any],
+) -> None:
+    """The node's meter provider over ``readers`` plus the Prometheus endpoint when
+    asked for (``prometheus=``, or ``prometheus`` in ``OTEL_METRICS_EXPORTER``); none
+    when nothing reads the metrics."""
+    if "prometheus" in wanted["metrics"] and prometheus is None:
+        prometheus = True
+    prom = _prometheus_reader(prometheus, setup)
+    if prom is not None:
+        readers.append(prom)
+    if readers:
+        mp = _Meters(resource=resource, metric_readers=readers, shutdown_on_exit=False)
+        setup.meter_provider = mp
+        owned.append(mp)
+
+
 def file_setup(
     path: Path, resource: Resource, prometheus: Any, wanted: dict[str, list[str]]
 ) -> Setup:
@@ -171,15 +193,7 @@ def file_setup(
     readers: list[MetricReader] = []
     if wanted["metrics"]:  # the file keeps the metrics too when Prometheus serves them
         readers.append(_metric_reader(FileMetricExporter(out), guard("metrics")))
-    if "prometheus" in wanted["metrics"] and prometheus is None:
-        prometheus = True
-    prom = _prometheus_reader(prometheus, setup)
-    if prom is not None:
-        readers.append(prom)
-    if readers:
-        mp = _Meters(resource=resource, metric_readers=readers, shutdown_on_exit=False)
-        setup.meter_provider = mp
-        owned.append(mp)
+    _meter_provider(setup, resource, readers, prometheus, wanted, owned)
     setup.owned = owned
     return setup
 
@@ -267,18 +281,9 @@ def otlp_setup(resource: Resource, prometheus: Any, wanted: dict[str, list[str]]
                 owned.append(lp)
             else:
                 readers.append(_metric_reader(exporter, guard))
-        if "prometheus" in wanted["metrics"]:
-            if "metrics" not in setup.guards:
-                setup.exporters["metrics"] = "prometheus"
-            if prometheus is None:
-                prometheus = True
-        prom = _prometheus_reader(prometheus, setup)
-        if prom is not None:
-            readers.append(prom)
-        if readers:
-            mp = _Meters(resource=resource, metric_readers=readers, shutdown_on_exit=False)
-            setup.meter_provider = mp
-            owned.append(mp)
+        if "prometheus" in wanted["metrics"] and "metrics" not in setup.guards:
+            setup.exporters["metrics"] = "prometheus"
+        _meter_provider(setup, resource, readers, prometheus, wanted, owned)
     except BaseException:
         setup.owned = owned
         setup.close_sync(0.5)  # what was built so far (its export threads) goes

@@ -164,3 +164,12 @@ async def test_handlings_and_calls_hand_back_one_token_shape(
             assert context is None and proc.name != "echo"  # the caller: main
         else:
             assert proc.name == "echo"
+
+
+def test_the_server_loop_hands_a_full_series_back_at_the_bridge_s_limit() -> None:
+    """The loop appends durations itself until a series holds the bridge's pending limit,
+    then lets the bridge flush it: both must name the same number."""
+    from suptrace.behaviours import gen_server
+    from suptrace.observers.otel.metrics import PENDING_LIMIT
+
+    assert gen_server._SERIES_LIMIT == PENDING_LIMIT

@@ -130,35 +130,43 @@ clock: Callable[[], float] = time.process_time
 last_switches = 0
 
 
-def thread_switches() -> int:
-    """Voluntary context switches so far of this process's threads other than the
-    main one: here, the batch processor's export thread. Each is one time that thread
-    went to sleep; Linux only (0 elsewhere)."""
-    main = os.getpid()
-    total = 0
+def thread_switches() -> dict[str, int]:
+    """Voluntary context switches so far of each of this process's threads other than
+    the main one (here, the batch processor's export thread), by thread id. Each is one
+    time that thread went to sleep; Linux only (empty elsewhere)."""
+    main = str(os.getpid())
+    counts: dict[str, int] = {}
     try:
         tids = os.listdir("/proc/self/task")
     except OSError:
-        return 0
+        return counts
     for tid in tids:
-        if tid == str(main):
+        if tid == main:
             continue
         try:
             with open(f"/proc/self/task/{tid}/status", encoding="ascii") as fh:
                 for line in fh:
                     if line.startswith("voluntary_ctxt_switches"):
-                        total += int(line.split()[1])
+                        counts[tid] = int(line.split()[1])
                         break
         except OSError:  # the thread ended meanwhile
             continue
-    return total
+    return counts
 
 
-def timed(t0: float, w0: int) -> float:
+def switches_since(before: dict[str, int]) -> int:
+    """Switches made since `thread_switches()` returned ``before``, summed per thread:
+    a thread that ended meanwhile drops out instead of making the sum negative, and one
+    that started counts from zero."""
+    after = thread_switches()
+    return sum(max(0, n - before.get(tid, 0)) for tid, n in after.items())
+
+
+def timed(t0: float, w0: dict[str, int]) -> float:
     """End a timed region begun at clock ``t0`` with ``w0`` = `thread_switches()`."""
     elapsed = clock() - t0
     global last_switches
-    last_switches = thread_switches() - w0
+    last_switches = switches_since(w0)
     return elapsed
 
 

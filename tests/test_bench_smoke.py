@@ -116,3 +116,31 @@ def test_control_bench_quick_run_reports_the_burst(tmp_path: Path) -> None:
     assert data["connections"] == 100
     assert data["before"]["rate"] > 0 and data["during"]["rate"] >= 0
     assert data["during"]["stall_ms"] >= 0
+
+
+def test_switch_count_stays_whole_when_a_thread_ends_in_the_region() -> None:
+    """A thread that slept, then ended inside the timed region, used to take its
+    switches out of the sum and make it negative."""
+    import importlib.util
+    import threading
+
+    spec = importlib.util.spec_from_file_location("bench_otel", ROOT / "bench" / "otel.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    go = threading.Event()
+    asleep = threading.Event()
+
+    def sleeper() -> None:
+        asleep.set()
+        go.wait()  # blocks: at least one voluntary switch
+
+    worker = threading.Thread(target=sleeper)
+    worker.start()
+    asleep.wait()
+    before = bench.thread_switches()
+    assert before.get(str(worker.native_id), 0) >= 1
+    go.set()
+    worker.join()
+    assert bench.switches_since(before) >= 0

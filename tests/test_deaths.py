@@ -278,7 +278,7 @@ async def test_an_exploding_event_build_does_not_stop_the_death(
         down = await suptrace.receive(lambda m: isinstance(m, Down) and m.ref == ref)
         assert isinstance(down.reason, RuntimeError)
         assert suptrace.whereis("exploding") is None and "exploding" in rt.tombstones
-        assert pid._proc is None and pid not in rt.procs
+        assert pid._proc is None and pid.number not in rt.procs
 
     await in_node(main)
     assert any("cannot build the exit event" in w and "fully processed" in w for w in warnings)
@@ -356,7 +356,7 @@ async def test_a_raising_watch_callback_does_not_stop_the_other_watchers(
     async def main() -> tuple[Any, Any]:
         rt = current_runtime()
         pid = suptrace.spawn(victim)
-        watch(rt.procs[pid], broken_watch)  # told first, fails first
+        watch(rt.procs[pid.number], broken_watch)  # told first, fails first
         ref = suptrace.monitor(pid)
         suptrace.trap_exit(True)
         suptrace.link(pid)

@@ -56,7 +56,10 @@ async def test_a_local_pid_hashes_like_its_parsed_and_unpickled_copies() -> None
         other = Pid(pid.number, 1)
         assert other != pid and other not in table and Pid.parse(str(other)) == other
         assert hash(Pid.parse(str(other))) == hash(other)
-        assert pid in current_runtime().procs and parsed in current_runtime().procs
+        rt = current_runtime()
+        assert rt.process(parsed) is rt.process(unpickled) is rt.procs[pid.number]
+        assert rt.process(other) is None  # no process of this node has another serial
+        assert rt.process(Pid.parse(f"<1.{pid.number}.0>")) is None  # another node's
         suptrace.exit(pid, "kill")
 
     await in_node(main)

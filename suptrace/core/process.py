@@ -107,70 +107,54 @@ class Process:
         "waiter",
     )
 
-    def __init__(
-        self,
-        runtime: Runtime,
-        initial_call: str,
-        parent: Process | None,
-        trap: bool,
-        system: bool = False,
-    ) -> None:
-        # Pid(number) without its __init__ frame: one per spawn.
-        self.pid = pid = _new(Pid)
-        pid.number = number = next(runtime._numbers)
-        pid.serial = 0
-        pid._proc = self
-        pid._hash = number  # as Pid.__init__ computes it for serial 0
-        self.runtime = runtime
-        self.name: str | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.mailbox: deque[Any] | None = None
-        self.waiter: asyncio.Future[Any] | None = None
-        self.links: set[Pid] | None = None
-        #: Monitors this process holds: ref -> target pid.
-        self.monitors: dict[Ref, Pid] | None = None
-        #: Who monitors this process: ref -> watching process or callback.
-        self.monitored_by: dict[Any, Process | WatchCallback] | None = None  # key: a Ref or a Caller
-        self.trap = trap
-        self.status = "init"
-        self.initial_call = initial_call
-        if parent is None:
-            self.parent: Pid | None = None
-            self.ancestors: tuple[Pid | str, ...] = ()
-        else:
-            self.parent = parent.pid
-            # The parent's name (or pid) then its own ancestors, as OTP's $ancestors:
-            # one tuple the siblings share, made at the parent's first spawn.
-            kin = parent.child_ancestors
-            if kin is None:
-                kin = parent.child_ancestors = (parent.name or parent.pid,) + parent.ancestors  # noqa: RUF005
-            self.ancestors = kin
-        #: The ancestors this process's children get (made at its first spawn;
-        #: `register` and `unregister` drop it, as they change the first of them).
-        self.child_ancestors: tuple[Pid | str, ...] | None = None
-        self.messages_in = 0
-        self.messages_out = 0
-        #: The exit reason once the process is dead.
-        self.reason: Any = None
-        #: The reason an exit signal decided, while the task unwinds.
-        self.pending_exit: Any = None
-        #: Process-level trace handlers (tuple) or None.
-        self.tracers: tuple[Callable[[Any], None], ...] | None = None
-        #: Flight recorder (a bounded deque of recent events) or None.
-        self.recorder: deque[Any] | None = None
-        self.result: Any = None
-        self.started_at = clock()
-        #: The behaviour object (GenServer, Supervisor) running in this process.
-        self.behaviour: Any = None
-        #: System processes (the control server...) are never traced by "all".
-        self.system = system
-        #: What the process's own code said about why it is exiting (goes on the tombstone).
-        self.notes: list[str] | None = None
-        #: The context that came with the message being handled (instrumented nodes only).
-        self.inbound: Any = None
-        #: What the installed instrument keeps on the process (the OpenTelemetry bridge:
-        #: its handling in progress and recent ones), None until the instrument sets it.
-        self.instrument_state: Any = None
+    # Spawn is the one maker of these records and sets every field itself, in
+    # `suptrace.core.spawn` (no __init__: its frame would cost every spawn).
+    pid: Pid
+    runtime: Runtime
+    name: str | None
+    task: asyncio.Task[None] | None
+    mailbox: deque[Any] | None
+    #: The future a waiting `receive` (or server loop) sleeps on.
+    waiter: asyncio.Future[Any] | None
+    links: set[Pid] | None
+    #: Monitors this process holds: ref -> target pid.
+    monitors: dict[Ref, Pid] | None
+    #: Who monitors this process: ref (or a pending call) -> watching process or callback.
+    monitored_by: dict[Any, Process | WatchCallback] | None
+    trap: bool
+    #: "init", "running", "waiting", "exiting", "exited".
+    status: str
+    initial_call: str
+    parent: Pid | None
+    #: The parent's name (or pid) then its own ancestors, as OTP's $ancestors: one
+    #: tuple the siblings share, made at the parent's first spawn.
+    ancestors: tuple[Pid | str, ...]
+    #: The ancestors this process's children get (made at its first spawn;
+    #: `register` and `unregister` drop it, as they change the first of them).
+    child_ancestors: tuple[Pid | str, ...] | None
+    messages_in: int
+    messages_out: int
+    #: The exit reason once the process is dead.
+    reason: Any
+    #: The reason an exit signal decided, while the task unwinds.
+    pending_exit: Any
+    #: Process-level trace handlers (tuple) or None.
+    tracers: tuple[Callable[[Any], None], ...] | None
+    #: Flight recorder (a bounded deque of recent events) or None.
+    recorder: deque[Any] | None
+    result: Any
+    started_at: float
+    #: The behaviour object (GenServer, Supervisor) running in this process.
+    behaviour: Any
+    #: System processes (the control server...) are never traced by "all".
+    system: bool
+    #: What the process's own code said about why it is exiting (goes on the tombstone).
+    notes: list[str] | None
+    #: The context that came with the message being handled (instrumented nodes only).
+    inbound: Any
+    #: What the installed instrument keeps on the process (the OpenTelemetry bridge:
+    #: its handling in progress and recent ones), None until the instrument sets it.
+    instrument_state: Any
 
     def __repr__(self) -> str:
         name = f" {self.name}" if self.name else ""
@@ -302,7 +286,7 @@ class Process:
         self.status = "exited"
         rt = self.runtime
         pid = self.pid
-        rt.procs.pop(pid, None)
+        rt.procs.pop(pid.number, None)
         waiter = self.waiter
         if waiter is not None:
             self.waiter = None
@@ -371,7 +355,28 @@ class Process:
                             down.pid = pid
                             down.reason = reason
                             down.__class__ = Down
-                            watcher.deliver(down, pid)
+                            # watcher.deliver(down, pid), inline when only the flight
+                            # recorder looks (as in `post`): one frame less a death.
+                            mb = watcher.mailbox
+                            wrec = watcher.recorder
+                            if (
+                                mb is None
+                                or wrec is None
+                                or watcher.pending_exit is not None
+                                or watcher.tracers
+                                or rt.instrument is not None
+                                or "receive" in rt.watch
+                            ):
+                                watcher.deliver(down, pid)
+                                continue
+                            mb.append(down)
+                            watcher.messages_in += 1
+                            wrec.append((clock(), "receive", pid, down))
+                            waiter = watcher.waiter
+                            if waiter is not None:
+                                watcher.waiter = None
+                                if not waiter.done():  # cancelled: it is being killed
+                                    waiter.set_result(None)
                     else:
                         watcher(ref, pid, reason)
                 except Exception as exc:  # a watch callback or instrumentation failed

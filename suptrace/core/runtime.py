@@ -148,7 +148,9 @@ class Runtime:
     def __init__(self, name: str, loop: asyncio.AbstractEventLoop) -> None:
         self.name = name
         self.loop = loop
-        self.procs: dict[Pid, Process] = {}
+        #: The live processes by pid number (an int hashes in C; a `Pid` would run its
+        #: Python ``__hash__`` at each spawn and death). Look a pid up with `process`.
+        self.procs: dict[int, Process] = {}
         self.names: dict[str, Process] = {}
         self.tombstones: OrderedDict[str, Tombstone] = OrderedDict()
         #: Global event handlers as ``(fn, kinds or None)``; empty when nobody listens.
@@ -205,6 +207,18 @@ class Runtime:
 
     def new_pid(self) -> Pid:
         return Pid(next(self._numbers))
+
+    def process(self, pid: Pid) -> Process | None:
+        """The live-or-dying process of this node that ``pid`` names, or None: a pid
+        of another node (unpickled from elsewhere, or parsed as ``<1.42.0>``), or one
+        with a serial this node never gives, names none."""
+        proc = pid._proc
+        if proc is not None:
+            return proc if proc.runtime is self else None
+        home = getattr(pid, "_home", None)
+        if pid.serial or (home is not None and home != self.creation):
+            return None
+        return self.procs.get(pid.number)
 
     # -- activation -------------------------------------------------------------------
 
@@ -435,7 +449,4 @@ def process_of(pid: Pid) -> Process | None:
     rt = maybe_runtime()
     if rt is None:
         return None
-    home = getattr(pid, "_home", None)
-    if home is not None and home != rt.creation:
-        return None
-    return rt.procs.get(pid)
+    return rt.process(pid)

@@ -17,6 +17,7 @@ from typing import Any
 from suptrace.core.errors import Exit, NodeError
 from suptrace.core.links import add_link
 from suptrace.core.process import Process
+from suptrace.core.recorder import clock as _clock
 from suptrace.core.registry import check_name
 from suptrace.core.runtime import (
     current_process,
@@ -39,7 +40,6 @@ __all__ = [
 _Task = asyncio.Task
 _new = object.__new__
 _get_process = current_process_var.get
-_init_process = Process.__init__
 _set_process = current_process_var.set
 
 
@@ -237,12 +237,48 @@ def _spawn(
     factory = loop._task_factory if rt.plain_loop else loop.get_task_factory()  # type: ignore[attr-defined]
     if factory is not None and _runs_eagerly(factory, loop):  # may refuse the factory
         factory = None  # passed by: a process starts on the next iteration, never inside spawn()
-    # Process(...) without the class call's detour (its __init__ entered from C):
-    # the record, then its __init__ called as the plain function it is.
+    # The record, every field of `Process` set here (no __init__ frame per spawn).
     proc = _new(Process)
-    _init_process(proc, rt, initial_call or text, parent, trap, system)
-    pid = proc.pid
-    rt.procs[pid] = proc
+    proc.pid = pid = _new(Pid)  # Pid(number), without its __init__ frame
+    pid.number = number = next(rt._numbers)
+    pid.serial = 0
+    pid._proc = proc
+    pid._hash = number  # as Pid.__init__ computes it for serial 0
+    proc.runtime = rt
+    proc.name = None
+    proc.task = None
+    proc.mailbox = None
+    proc.waiter = None
+    proc.links = None
+    proc.monitors = None
+    proc.monitored_by = None
+    proc.trap = trap
+    proc.status = "init"
+    proc.initial_call = initial_call or text
+    if parent is None:
+        proc.parent = None
+        proc.ancestors = ()
+    else:
+        proc.parent = parent.pid
+        kin = parent.child_ancestors
+        if kin is None:
+            kin = parent.child_ancestors = (parent.name or parent.pid,) + parent.ancestors  # noqa: RUF005
+        proc.ancestors = kin
+    proc.child_ancestors = None
+    proc.messages_in = 0
+    proc.messages_out = 0
+    proc.reason = None
+    proc.pending_exit = None
+    proc.tracers = None
+    proc.recorder = None
+    proc.result = None
+    proc.started_at = _clock()
+    proc.behaviour = None
+    proc.system = system
+    proc.notes = None
+    proc.inbound = None
+    proc.instrument_state = None
+    rt.procs[number] = proc
     if name is not None:
         proc.name = name
         rt.names[name] = proc

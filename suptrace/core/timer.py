@@ -121,7 +121,7 @@ def _fire(timer: TimerRef) -> None:
         return
     proc = dest._proc if type(dest) is Pid else rt.names.get(dest)  # type: ignore[arg-type]
     if proc is None and type(dest) is Pid:  # a pid without its handle: parsed or unpickled
-        proc = rt.procs.get(dest) if getattr(dest, "_home", rt.creation) == rt.creation else None
+        proc = rt.process(dest)
     # Posted as if by the process that set the timer (counted, recorded, traced as
     # its send) while it lives; by nobody once it is gone.
     post(owner if owner is not None and owner.reason is None else None, proc, dest, msg)

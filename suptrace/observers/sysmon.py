@@ -155,7 +155,7 @@ class SystemMonitor:
                     )
             elif proc.pid in flagged and size < limit // 2:
                 flagged.discard(proc.pid)
-        flagged.intersection_update(rt.procs)
+        flagged.intersection_update([pid for pid in flagged if pid.number in rt.procs])
 
     # -- watchdog thread ----------------------------------------------------------------
 

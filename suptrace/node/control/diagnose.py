@@ -93,7 +93,7 @@ async def doctor(
     now = time.time()
     last = snapshots[-1]
     for pid, (_mq, stack, m_in, m_out) in last.items():
-        proc = rt.procs.get(pid)
+        proc = rt.process(pid)
         if proc is None:
             continue
         series = [s[pid] for s in snapshots if pid in s]
@@ -173,7 +173,7 @@ def call_timeout_rows(rt: Runtime, service: CallTimeouts | None) -> list[dict[st
     for dest in list(service.by_dest.values()):
         proc = rt.names.get(dest.destination)
         if proc is None and dest.pid is not None:
-            proc = rt.procs.get(dest.pid)
+            proc = rt.process(dest.pid)
         calls = None
         recent = dest.total
         if proc is not None and proc.alive:

@@ -58,7 +58,7 @@ def find_process(rt: Runtime, target: str) -> Process | None:
             pid = Pid.parse(target)
         except ValueError:
             return None
-        proc = rt.procs.get(pid)
+        proc = rt.process(pid)
     else:
         proc = rt.names.get(target)
     return proc if proc is not None and proc.alive else None

@@ -40,7 +40,7 @@ async def _subtree(
     desc["restart"] = restart
     for child in desc["children"]:
         cproc = (
-            rt.procs.get(Pid.parse(child["pid"]))
+            rt.process(Pid.parse(child["pid"]))
             if child["pid"] not in (None, "restarting")
             else None
         )

@@ -123,6 +123,7 @@ def test_switch_count_stays_whole_when_a_thread_ends_in_the_region() -> None:
     switches out of the sum and make it negative."""
     import importlib.util
     import threading
+    import time
 
     spec = importlib.util.spec_from_file_location("bench_otel", ROOT / "bench" / "otel.py")
     assert spec is not None and spec.loader is not None
@@ -133,8 +134,9 @@ def test_switch_count_stays_whole_when_a_thread_ends_in_the_region() -> None:
     asleep = threading.Event()
 
     def sleeper() -> None:
+        time.sleep(0.001)  # the thing counted: a thread that goes to sleep (not a wait)
         asleep.set()
-        go.wait()  # blocks: at least one voluntary switch
+        go.wait()
 
     worker = threading.Thread(target=sleeper)
     worker.start()

@@ -138,11 +138,13 @@ def test_switch_count_stays_whole_when_a_thread_ends_in_the_region() -> None:
         asleep.set()
         go.wait()
 
-    worker = threading.Thread(target=sleeper)
+    worker = threading.Thread(target=sleeper, daemon=True)
     worker.start()
-    asleep.wait()
-    before = bench.thread_switches()
-    assert before.get(str(worker.native_id), 0) >= 1
-    go.set()
+    try:
+        asleep.wait()
+        before = bench.thread_switches()
+        assert before.get(str(worker.native_id), 0) >= 1
+    finally:
+        go.set()  # a failed check must not leave the thread waiting
     worker.join()
     assert bench.switches_since(before) >= 0

@@ -171,8 +171,9 @@ class Process:
 
         ``ts`` is the sender's clock reading when it already took one (the
         flight recorder then reuses it instead of reading the clock again).
-        `suptrace.core.mailbox.post` holds an inline copy of the common case (a
-        live receiver with a mailbox and a recorder): keep both alike."""
+        `suptrace.core.mailbox.post` and `finish` (a `Down` to a live watcher) hold
+        inline copies of the common case (a live receiver with a mailbox and a
+        recorder, nobody tracing): keep the three alike."""
         if self.reason is not None or self.pending_exit is not None:
             rt = self.runtime
             if "dead_letter" in rt.watch:

@@ -42,6 +42,39 @@ async def test_a_down_from_a_death_is_a_frozen_down() -> None:
     await in_node(main)
 
 
+@pytest.mark.parametrize("watched", [False, True])
+async def test_a_down_handed_over_at_a_death_leaves_what_a_delivery_leaves(watched: bool) -> None:
+    """A death hands its `Down` to a waiting watcher inline unless somebody traces
+    receives: either way the watcher wakes, counts it and records it, and a hook on
+    ``receive`` sees it."""
+    seen: list[Any] = []
+
+    async def main() -> None:
+        me = current_runtime().process(suptrace.self_pid())
+        assert me is not None
+        if watched:
+            suptrace.add_event_handler(seen.append, kinds=["receive"])
+
+        async def work() -> None:
+            return None
+
+        suptrace.send(suptrace.self_pid(), "first")  # the mailbox and recorder exist now
+        assert await suptrace.receive() == "first"
+        before = me.messages_in
+        pid, ref = suptrace.spawn_monitor(work)
+        down = await suptrace.receive()  # waiting when the Down comes
+        assert down == Down(ref, pid, "normal")
+        assert me.messages_in == before + 1
+        assert me.recorder is not None
+        last = me.recorder[-1]
+        assert last[1:] == ("receive", pid, down)
+        assert me.waiter is None and me.mailbox is not None and not me.mailbox
+
+    await in_node(main)
+    downs = [e for e in seen if e.kind == "receive" and "Down" in str(e.data.get("msg"))]
+    assert len(downs) == (1 if watched else 0)
+
+
 async def test_a_local_pid_hashes_like_its_parsed_and_unpickled_copies() -> None:
     async def main() -> None:
         pid = suptrace.spawn(never)

@@ -64,7 +64,7 @@ async def test_answered_calls_leave_nothing_behind() -> None:
             sweeper.cancel()
         # A sweep may have filed the call then in flight; this pass drops it, done.
         deadlines._sweep()
-        # Every future was done: nothing was filed, no timer is left armed.
+        # Every future was done: nothing stays filed, no timer is left armed.
         assert deadlines.young == [] and deadlines._heap == [] and deadlines._heap_timer is None
 
 

@@ -43,10 +43,10 @@ async def test_a_down_from_a_death_is_a_frozen_down() -> None:
 
 
 @pytest.mark.parametrize("watched", [False, True])
-async def test_a_down_handed_over_at_a_death_leaves_what_a_delivery_leaves(watched: bool) -> None:
-    """A death hands its `Down` to a waiting watcher inline unless somebody traces
-    receives: either way the watcher wakes, counts it and records it, and a hook on
-    ``receive`` sees it."""
+async def test_a_down_from_a_death_leaves_what_a_delivery_leaves(watched: bool) -> None:
+    """A death's `Down` reaches a waiting watcher as any delivery does, traced or
+    not: the watcher wakes, counts it and records it, and a hook on ``receive``
+    sees it."""
     seen: list[Any] = []
 
     async def main() -> None:

@@ -171,9 +171,8 @@ class Process:
 
         ``ts`` is the sender's clock reading when it already took one (the
         flight recorder then reuses it instead of reading the clock again).
-        `suptrace.core.mailbox.post` and `finish` (a `Down` to a live watcher) hold
-        inline copies of the common case (a live receiver with a mailbox and a
-        recorder, nobody tracing): keep the three alike."""
+        `suptrace.core.mailbox.post` holds an inline copy of the common case (a
+        live receiver with a mailbox and a recorder): keep both alike."""
         if self.reason is not None or self.pending_exit is not None:
             rt = self.runtime
             if "dead_letter" in rt.watch:
@@ -356,28 +355,7 @@ class Process:
                             down.pid = pid
                             down.reason = reason
                             down.__class__ = Down
-                            # watcher.deliver(down, pid), inline when only the flight
-                            # recorder looks (as in `post`): one frame less a death.
-                            mb = watcher.mailbox
-                            wrec = watcher.recorder
-                            if (
-                                mb is None
-                                or wrec is None
-                                or watcher.pending_exit is not None
-                                or watcher.tracers
-                                or rt.instrument is not None
-                                or "receive" in rt.watch
-                            ):
-                                watcher.deliver(down, pid)
-                                continue
-                            mb.append(down)
-                            watcher.messages_in += 1
-                            wrec.append((clock(), "receive", pid, down))
-                            waiter = watcher.waiter
-                            if waiter is not None:
-                                watcher.waiter = None
-                                if not waiter.done():  # cancelled: it is being killed
-                                    waiter.set_result(None)
+                            watcher.deliver(down, pid)
                     else:
                         watcher(ref, pid, reason)
                 except Exception as exc:  # a watch callback or instrumentation failed

@@ -245,7 +245,7 @@ def _spawn(
     pid._proc = proc
     pid._hash = number  # as Pid.__init__ computes it for serial 0
     proc.runtime = rt
-    proc.name = None
+    proc.name = name
     proc.task = None
     proc.mailbox = None
     proc.waiter = None
@@ -280,7 +280,6 @@ def _spawn(
     proc.instrument_state = None
     rt.procs[number] = proc
     if name is not None:
-        proc.name = name
         rt.names[name] = proc
         rt.tombstones.pop(name, None)  # as in register(): the name lives again
     loud = rt.spawn_watched  # whether anybody may want this spawn's events

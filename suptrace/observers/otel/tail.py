@@ -176,8 +176,8 @@ class Pending(Span):
             self.status = failure
 
 
-def _no_sample(rec: tuple[Any, ...]) -> None:
-    """No sampled share: nothing to do."""
+def _unset_hook(rec: tuple[Any, ...]) -> None:
+    """What `Current.sample` and `Current.finish` do until the bridge sets them: nothing."""
 
 
 def _no_records(rec: tuple[Any, ...]) -> Pending:
@@ -223,9 +223,9 @@ class Current(Span):
         self.inline = False
         #: The share of new traces sampled ("failures" mode), and what samples one.
         self.ratio = 0.0
-        self.sample: Callable[[tuple[Any, ...]], None] = _no_sample
+        self.sample: Callable[[tuple[Any, ...]], None] = _unset_hook
         #: What ends a raw record that ended healthy (set by the bridge).
-        self.finish: Callable[[tuple[Any, ...]], None] = _no_sample
+        self.finish: Callable[[tuple[Any, ...]], None] = _unset_hook
 
     def target(self) -> Any:
         """The span this one stands for right now, in the running task."""

@@ -47,14 +47,62 @@ def test_the_export_mode_decides_the_trace_mode_once(monkeypatch: pytest.MonkeyP
     assert decide("otlp", "all") == Decision("otlp", "all", 0.01)
     monkeypatch.setenv("SUPTRACE_TRACES_SAMPLE", "0.25")
     assert decide("otlp") == Decision("otlp", "failures", 0.25)
-    # The sample is a "failures" mode setting: other modes never read it.
-    monkeypatch.setenv("SUPTRACE_TRACES_SAMPLE", "lots")
+    # The sample counts in "failures" mode only, but a bad one fails in every mode: set
+    # for later, it would otherwise fail on the day the mode changes.
     assert decide("file") == Decision("file", "all", 0.01)
+    monkeypatch.setenv("SUPTRACE_TRACES_SAMPLE", "lots")
+    with pytest.raises(ValueError, match="SUPTRACE_TRACES_SAMPLE must be a number"):
+        decide("file")
     # Off reads nothing about traces: a bad variable harms nothing.
     monkeypatch.setenv("SUPTRACE_TRACES", "some")
     assert decide("off") == Decision("off")
     with pytest.raises(ValueError, match="SUPTRACE_TRACES must be"):
         decide("file")
+
+
+def test_spans_printed_to_the_console_are_all_of_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """"failures" is the default where spans are shipped; the console shows them here."""
+    for signal in ("", "TRACES_", "METRICS_", "LOGS_"):
+        monkeypatch.delenv(f"OTEL_EXPORTER_OTLP_{signal}ENDPOINT", raising=False)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    assert decide() == Decision("console", "all", 0.01)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")  # the rest
+    assert decide("otlp") == Decision("otlp", "all", 0.01)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    assert decide("otlp") == Decision("otlp", "failures", 0.01)
+    monkeypatch.setenv("SUPTRACE_TRACES", "failures")  # asked for: it wins
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    assert decide("otlp").traces == "failures"
+
+
+@pytest.mark.parametrize("value", ["5", "-0.1", "nan", "inf"])
+def test_a_bad_sample_fails_at_node_start_with_the_embedded_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str
+) -> None:
+    monkeypatch.setenv("SUPTRACE_TRACES_SAMPLE", value)
+
+    async def main() -> str:
+        return "ran"
+
+    with pytest.raises(ValueError, match="SUPTRACE_TRACES_SAMPLE") as info:
+        suptrace.run(main, telemetry=tmp_path / "t.otlp.jsonl", control=False, log_reports=False)
+    assert repr(value) in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["bogus", "jaeger"])
+def test_a_bad_telemetry_variable_fails_at_node_start(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("SUPTRACE_TELEMETRY", value)
+
+    async def main() -> str:
+        return "ran"
+
+    with pytest.raises(ValueError, match="SUPTRACE_TELEMETRY must be") as info:
+        suptrace.run(main, control=False, log_reports=False)
+    assert repr(value) in str(info.value)
+    monkeypatch.setenv("SUPTRACE_TELEMETRY", " Off ")  # the words are read leniently
+    assert suptrace.run(main, control=False, log_reports=False) == "ran"
 
 
 def test_a_bad_trace_variable_fails_before_any_provider_is_built(
@@ -168,8 +216,9 @@ async def test_handlings_and_calls_hand_back_one_token_shape(
 
 def test_the_server_loop_hands_a_full_series_back_at_the_bridge_s_limit() -> None:
     """The loop appends durations itself until a series holds the bridge's pending limit,
-    then lets the bridge flush it: both must name the same number."""
+    then lets the bridge flush it: both take the number from the core's one definition."""
     from suptrace.behaviours import gen_server
+    from suptrace.core.runtime import SERIES_LIMIT
     from suptrace.observers.otel.metrics import PENDING_LIMIT
 
-    assert gen_server._SERIES_LIMIT == PENDING_LIMIT
+    assert gen_server.SERIES_LIMIT is SERIES_LIMIT and PENDING_LIMIT is SERIES_LIMIT

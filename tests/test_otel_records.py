@@ -303,3 +303,34 @@ async def test_a_message_received_inside_a_handling_leaves_no_context_to_the_nex
     records = await run_node(main)
     assert [msg.msg for msg, _ in records] == ["next", "wait", "next"], records
     assert records[-1][1] is None, "the next cast was linked to the ping's sender"
+
+
+async def casts_through_a_broken_bridge(n: int) -> dict[str, Any]:
+    pid = await Worker.start_link({}, name="sturdy")
+    ref = suptrace.monitor(pid)
+    for i in range(n):
+        suptrace.cast(pid, ("quiet", i))
+    assert await suptrace.call(pid, ("echo", "after")) == ("echo", "after")
+    telemetry = current_parts("the test").telemetry
+    assert telemetry is not None and telemetry.bridge is not None
+    # The server is alive: no Down came for it.
+    with pytest.raises(TimeoutError):
+        await suptrace.receive(lambda m: isinstance(m, suptrace.Down) and m.ref == ref, timeout=0)
+    return {"alive": suptrace.is_alive(pid), "errors": telemetry.bridge.errors}
+
+
+@pytest.mark.parametrize("sample", ["1"], indirect=True)
+async def test_a_failing_sample_in_the_server_loop_never_kills_the_server(
+    grpc_receiver: GrpcReceiver, sample: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server loop records casts itself and hands the sampled ones to the bridge:
+    a bridge failure there is logged and counted, the handling goes on."""
+    from suptrace.observers.otel.state import BridgeState
+
+    def broken(self: Any, token: Any, sampled: bool = False) -> Any:
+        raise RuntimeError("a bug in the bridge")
+
+    monkeypatch.setattr(BridgeState, "_pend", broken)
+    out = await run_node(casts_through_a_broken_bridge, 5)
+    assert out["alive"]
+    assert out["errors"] >= 5  # every cast was sampled, every sample failed

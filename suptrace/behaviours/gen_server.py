@@ -18,6 +18,8 @@ from suptrace.core.mailbox import Envelope, extract, post
 from suptrace.core.process import Process
 from suptrace.core.registry import noproc_error, resolve
 from suptrace.core.runtime import (
+    SERIES_LIMIT,
+    InlineRecording,
     current_process,
     current_process_var,
     current_runtime,
@@ -113,9 +115,6 @@ _new = object.__new__
 _get_process = current_process_var.get
 _perf = time.perf_counter
 _random = random.random
-#: Durations a recorded handling leaves in its series before the instrument must flush
-#: them (the OpenTelemetry bridge's pending limit).
-_SERIES_LIMIT = 65536
 
 
 class CallRequest(Caller):
@@ -569,7 +568,7 @@ class GenServer:
             instrument = rt.instrument
             token = raw = None
             if instrument is not None and kind is not SystemRequest:
-                state = proc.instrument_state
+                state: InlineRecording | None = proc.instrument_state
                 if (
                     (kind is CastRequest or kind not in _KIND_NAMES)
                     and state is not None
@@ -634,7 +633,7 @@ class GenServer:
                 # the duration, into the series the instrument keeps for this kind; the
                 # instrument ends it itself when its span was made meanwhile, or when
                 # there is no series or it is full.
-                cell = raw[0]
+                cell, state = raw[0], raw[1]
                 t1 = cell[1] = _perf()
                 state.span = None
                 proc.inbound = None  # a receive inside the handler may have left one
@@ -643,7 +642,7 @@ class GenServer:
                     cell[2] is None
                     and slot is not None
                     and slot[0] is raw[4]
-                    and len(slot[1]) < _SERIES_LIMIT
+                    and len(slot[1]) < SERIES_LIMIT
                 ):
                     slot[1].append(t1 - t0)
                 else:

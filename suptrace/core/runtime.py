@@ -10,7 +10,7 @@ import functools
 import itertools
 import os
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 __all__ = [
     "Runtime",
     "Instrument",
+    "InlineRecording",
+    "SERIES_LIMIT",
     "Tombstone",
     "EventHandler",
     "current_runtime",
@@ -65,6 +67,35 @@ class Instrument(Protocol):
     def call_begin(self, proc: Process | None, server: Process, request: Any) -> Any: ...
 
     def call_end(self, token: Any, error: BaseException | None) -> None: ...
+
+
+#: Durations an `InlineRecording` holds in one series before its instrument must
+#: take them (the GenServer loop then hands the handling to ``finish`` instead).
+SERIES_LIMIT = 65536
+
+
+class InlineRecording(Protocol):
+    """What an instrument keeps on a process (`Process.instrument_state`) when it lets
+    the GenServer loop record that process's casts and plain messages itself, without
+    a ``handle_begin``/``handle_end`` call per message (OpenTelemetry's "failures"
+    mode: its `Current` span).
+
+    For each such message the loop builds the token ``([t0, t1, None, msg, None,
+    None], self, t0, process, label, kind)``, appends it to ``ring``, adds one to
+    ``count``, sets it as ``span`` while the handler runs, and hands it to ``sample``
+    in the ``ratio`` share. After a healthy handling it appends the duration to the
+    series ``keys[kind]`` holds for ``label``, or calls ``finish`` when it cannot.
+    ``sample`` and ``finish`` must never raise: they run in the process they watch.
+    """
+
+    inline: bool
+    ring: deque[Any]
+    count: int
+    span: Any
+    ratio: float
+    keys: dict[str, tuple[str, Any]]
+    sample: Callable[[tuple[Any, ...]], None]
+    finish: Callable[[tuple[Any, ...]], None]
 
 #: The process whose code is running now (set in each process task's context).
 current_process_var: contextvars.ContextVar[Process | None] = contextvars.ContextVar(

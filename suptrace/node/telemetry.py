@@ -15,7 +15,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from suptrace.observers.otel.config import check_option, check_traces
+from suptrace.observers.otel.config import check_option, check_traces, telemetry_override
 from suptrace.observers.otel.instrumentor import instrumented
 
 if TYPE_CHECKING:
@@ -214,8 +214,8 @@ def telemetry_service(options: dict[str, Any]) -> Telemetry | None:
         for k in ("tracer_provider", "meter_provider", "logger_provider", "prometheus")
     ):
         # "auto" with the cheap checks first: no OpenTelemetry import when it ends up off.
-        override = os.environ.get("SUPTRACE_TELEMETRY", "").strip().lower()
-        if override in ("off", "false", "0", "none") and instrumented() is None:
+        override = telemetry_override()  # a bad value fails here, at node start
+        if override == "off" and instrumented() is None:
             return None
         if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() in ("1", "true", "yes", "on"):
             return None

@@ -39,6 +39,7 @@ __all__ = [
     "globals_wanted",
     "protocol",
     "sample_setting",
+    "telemetry_override",
     "traces_setting",
 ]
 
@@ -113,9 +114,14 @@ def decide(
     export = export_mode(telemetry, explicit, defaults)
     if export == "off":
         return Decision("off")
-    mode = traces_setting(traces, export)
-    sample = sample_setting() if mode == "failures" else DEFAULT_SAMPLE
-    return Decision(export, mode, sample)
+    destination = export
+    if export == "otlp" and exporter_wanted("traces") == ["console"]:
+        destination = "console"  # spans printed here, not shipped: every one of them
+    mode = traces_setting(traces, destination)
+    # Checked in every mode: a bad value set for later fails now, not on the day the
+    # mode changes to "failures".
+    sample = sample_setting()
+    return Decision(export, mode, sample if mode == "failures" else DEFAULT_SAMPLE)
 
 
 def check_option(telemetry: Any) -> None:
@@ -146,11 +152,13 @@ def check_traces(traces: Any) -> None:
 def traces_setting(value: Any = None, export: str = "") -> str:
     """The trace mode: the ``traces=`` keyword, else ``SUPTRACE_TRACES``, else the default.
 
-    The default is ``"all"`` for the embedded file (``export="file"``) and for
-    providers the application passed (``"explicit"``), ``"failures"`` otherwise.
+    The default is ``"all"`` where spans stay local -- the embedded file
+    (``export="file"``), the console (``"console"``) -- and for providers the
+    application passed (``"explicit"``); ``"failures"`` where they are shipped (OTLP,
+    the application's global providers, ``opentelemetry-instrument``).
 
-    >>> traces_setting("failures"), traces_setting(None, "file")
-    ('failures', 'all')
+    >>> traces_setting("failures"), traces_setting(None, "file"), traces_setting(None, "console")
+    ('failures', 'all', 'all')
     >>> traces_setting("some")
     Traceback (most recent call last):
       ...
@@ -168,7 +176,7 @@ def traces_setting(value: Any = None, export: str = "") -> str:
             f"SUPTRACE_TRACES must be 'failures', 'all' or 'off', got {env!r}; fix or unset "
             f"the variable"
         )
-    return "all" if export in ("file", "explicit") else "failures"
+    return "all" if export in ("file", "console", "explicit") else "failures"
 
 
 def sample_setting() -> float:
@@ -219,10 +227,10 @@ def export_mode(telemetry: Any, explicit: bool, defaults: dict[str, Any] | None)
         return word
     if explicit:
         return "explicit"
-    override = env("SUPTRACE_TELEMETRY").lower()
-    if override in ("off", "false", "0", "none"):
+    override = telemetry_override()
+    if override == "off":
         return "off"
-    if override in ("file", "otlp", "global"):
+    if override in _OVERRIDE_TO:
         return override
     if env("OTEL_SDK_DISABLED").lower() in _TRUE:
         return "off"
@@ -237,6 +245,30 @@ def export_mode(telemetry: Any, explicit: bool, defaults: dict[str, Any] | None)
     if console_asked():
         return "console"
     return "file"
+
+
+#: What ``SUPTRACE_TELEMETRY`` may say: turn telemetry off, or choose where it goes.
+_OVERRIDE_OFF = ("off", "false", "0", "none")
+_OVERRIDE_TO = ("file", "otlp", "global")
+
+
+def telemetry_override() -> str:
+    """``SUPTRACE_TELEMETRY``, lower-cased: ``""`` / ``"auto"`` (choose), ``"off"``,
+    ``"file"``, ``"otlp"`` or ``"global"``; any other value is an error naming it.
+
+    >>> telemetry_override()
+    ''
+    """
+    raw = env("SUPTRACE_TELEMETRY")
+    word = raw.lower()
+    if word in _OVERRIDE_OFF:
+        return "off"
+    if word in ("", "auto") or word in _OVERRIDE_TO:
+        return word
+    raise ValueError(
+        f"SUPTRACE_TELEMETRY must be off, file, otlp, global or auto, got {raw!r}; fix or "
+        f"unset the variable"
+    )
 
 
 def console_asked() -> bool:

@@ -32,7 +32,7 @@ from typing import Any
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from suptrace.core.errors import CallError, CallTimeout
-from suptrace.core.runtime import Runtime
+from suptrace.core.runtime import SERIES_LIMIT, Runtime
 from suptrace.core.terms import Pid, reason_class
 
 __all__ = [
@@ -76,8 +76,9 @@ METRIC_NAMES = (
 
 #: Attribute caches are cleared when they grow past this (names can be dynamic).
 _CACHE_LIMIT = 4096
-#: Pending durations recorded on the hot path itself past this (no collection is running).
-PENDING_LIMIT = 65536
+#: Pending durations recorded on the hot path itself past this (no collection is running);
+#: the GenServer loop's own recording stops at the same limit.
+PENDING_LIMIT = SERIES_LIMIT
 MESSAGE, CALL = 0, 1
 #: The attributes of each histogram, in the order of the keys in `_Observed.durations`.
 _DURATION_KEYS = (

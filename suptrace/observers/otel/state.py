@@ -222,14 +222,19 @@ class BridgeState:
 
     def _sample(self, token: tuple[Any, ...]) -> None:
         """A raw record starting a sampled trace: its span now, with a trace id in the
-        sampled share (as a trace-id ratio sampler decides), exported when it ends."""
-        span = self._pend(token, True)
-        # Sampled: spans of other instrumentations inside it are sampled too, and the
-        # traceparent sent downstream says so.
-        span._sc = SpanContext(span.trace_id, span.span_id, False, SAMPLED)
-        tail = self.tail
-        assert tail is not None
-        tail.select(span, 0)
+        sampled share (as a trace-id ratio sampler decides), exported when it ends.
+
+        The GenServer loop calls it itself (`Current.sample`): it never raises."""
+        try:
+            span = self._pend(token, True)
+            # Sampled: spans of other instrumentations inside it are sampled too, and the
+            # traceparent sent downstream says so.
+            span._sc = SpanContext(span.trace_id, span.span_id, False, SAMPLED)
+            tail = self.tail
+            assert tail is not None
+            tail.select(span, 0)
+        except Exception as exc:  # telemetry must never break the process it watches
+            self._broken("handle_begin", exc)
 
     def _pend(self, token: tuple[Any, ...], sampled: bool = False) -> Pending:
         """The `Pending` span of a raw record, made on first use (same ids ever after)."""

@@ -141,6 +141,33 @@ async def test_a_pid_of_another_node_names_no_local_process() -> None:
     await in_node(second)
 
 
+async def test_a_pid_outliving_its_node_names_no_process_of_a_later_one() -> None:
+    """Numbers start again in each node: a pid kept after its node ended (the object
+    itself, or pickled outside any node) must not reach the later node's process."""
+
+    async def first() -> Pid:
+        pid = suptrace.spawn(idle)
+        suptrace.exit(pid, "kill")
+        await wait_dead(pid)
+        return pid
+
+    old = await in_node(first)
+    kept = [old, pickle.loads(pickle.dumps(old))]  # the second pickled between the nodes
+
+    async def second() -> None:
+        local = suptrace.spawn(idle)
+        while local.number < old.number:  # the same number lives here now
+            local = suptrace.spawn(idle)
+        assert local == old
+        for pid in kept:
+            assert not suptrace.is_alive(pid)
+            assert suptrace.process_info(pid) is None
+            suptrace.send(pid, "for the old process")  # dropped
+        proc = local._proc
+        assert proc is not None and not proc.mailbox
+
+    await in_node(second)
+
 
 @COPIES
 async def test_trace_through_a_copy(copy: Callable[[Pid], Pid]) -> None:

@@ -1,7 +1,7 @@
-"""A server started unlinked (`start`, not `start_link`) has no parent but the node,
-as OTP's ``gen:start(..., nolink)`` makes the server its own parent: a trapping one
-gets its starter's exit signals in ``handle_info`` and keeps serving; node shutdown
-still stops it with ``terminate`` (otp-semantics "GenServer")."""
+"""A server started unlinked (`start`, not `start_link`) is its own parent, as OTP's
+``gen:start(..., nolink)`` makes it: a trapping one gets its starter's exit signals
+(and those sent from outside any process) in ``handle_info`` and keeps serving; node
+shutdown still stops it with ``terminate`` (otp-semantics "GenServer")."""
 
 from __future__ import annotations
 
@@ -41,6 +41,24 @@ async def test_exit_from_the_starter_is_info_for_a_trapping_unlinked_server() ->
         assert log == [] and suptrace.is_alive(pid)
 
     await in_node(main)
+
+
+async def test_a_server_started_by_a_plain_task_takes_its_exit_signal_as_info() -> None:
+    """A plain task is no process: its exit signal comes from outside any process, the
+    name the node also stops processes in. The server must not take it for the node's."""
+    log: list[Any] = []
+    async with suptrace.Node("plain-starter", control=False, log_reports=False) as node:
+        pid = await Trapper.start(log)  # from this task, not a process
+        suptrace.exit(pid, "shutdown")
+        [info] = await suptrace.call(pid, "infos", timeout=1)
+        assert type(info) is ExitMsg and info.reason == "shutdown"
+        assert info.pid == node.runtime.outside_pid
+        assert log == [] and suptrace.is_alive(pid)
+        linked = await Trapper.start_link(log)  # linked to nobody: its own parent too
+        suptrace.exit(linked, "shutdown")
+        assert len(await suptrace.call(linked, "infos", timeout=1)) == 1
+    # The node still stops both, in its own name.
+    assert log == [("terminate", "shutdown"), ("terminate", "shutdown")]
 
 
 async def test_a_later_link_to_the_starter_brings_its_death_as_info() -> None:

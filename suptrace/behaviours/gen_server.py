@@ -460,10 +460,11 @@ class GenServer:
         pid = proc.pid
         proc.behaviour = server
         # The parent, whose exit signal stops a trapping server: its starter when
-        # linked. Unlinked, OTP makes the server its own parent (gen:start/6 with
-        # nolink, gen:init_it/7 with `self`): the starter's exit signals are then
-        # plain messages, and only the node stops it as a parent would.
-        server._parent = proc.parent if link and proc.parent is not None else rt.outside_pid
+        # linked. Unlinked (or started by a plain task, which is no process), OTP makes
+        # the server its own parent (gen:start/6 with nolink, gen:init_it/7 with
+        # `self`): every other exit signal -- its starter's, one sent from outside any
+        # process -- is then a plain message, and the node stops it in its own name.
+        server._parent = proc.parent if link and proc.parent is not None else pid
         # A child killed before ``_enter`` ever ran cannot ack: its death does.
         wref = watch(proc, lambda _r, _p, reason: _ack(ack, ("error", reason)))
         handle = None if timeout is None else rt.loop.call_later(timeout, expire, ack)
@@ -684,9 +685,9 @@ _KIND_NAMES: dict[type, str] = {CallRequest: "call", CastRequest: "cast", _Cast:
 
 
 def parent_of(proc: Process) -> Pid | None:
-    """The pid whose exit signal a GenServer in ``proc`` takes as its parent's (the
-    node's `outside_pid` for a server started unlinked or outside any process);
-    None when ``proc`` runs no GenServer. The node stops a server in its name."""
+    """The pid whose exit signal a GenServer in ``proc`` takes as its parent's (its
+    own, for a server started unlinked or outside any process, as OTP's nolink
+    start); None when ``proc`` runs no GenServer. The node stops a server in its name."""
     server = proc.behaviour
     return server._parent if isinstance(server, GenServer) else None
 

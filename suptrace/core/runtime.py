@@ -237,7 +237,9 @@ class Runtime:
     # -- pids -------------------------------------------------------------------------
 
     def new_pid(self) -> Pid:
-        return Pid(next(self._numbers))
+        pid = Pid(next(self._numbers))
+        pid._home = self.creation
+        return pid
 
     def process(self, pid: Pid) -> Process | None:
         """The live-or-dying process of this node that ``pid`` names, or None: a pid

@@ -244,6 +244,7 @@ def _spawn(
     pid.serial = 0
     pid._proc = proc
     pid._hash = number  # as Pid.__init__ computes it for serial 0
+    pid._home = rt.creation  # dead, it still names no process of a later node
     proc.runtime = rt
     proc.name = name
     proc.task = None

@@ -82,8 +82,11 @@ class Pid:
     number: int
     serial: int
     _proc: Process | None
-    #: Only on a pid that came from outside (unpickled, or parsed as another node's):
-    #: the creation of the node it belongs to. Left unset on the pids the runtime makes.
+    #: The creation of the node the pid belongs to: set on every pid a node makes and
+    #: kept after its process died, so that the pid never names a process of a later
+    #: node in the same program (numbers start again in each); on a pid from outside
+    #: (unpickled, or parsed as another node's), the node it came from. Unset on a pid
+    #: parsed as ``<0.N.0>`` or made by hand: it names process N of the node using it.
     _home: str
 
     def __init__(self, number: int, serial: int = 0) -> None:

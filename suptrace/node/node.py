@@ -337,11 +337,11 @@ class Node:
         killed after ``shutdown_timeout`` seconds."""
         rt = self.runtime
         procs = list(rt.procs.values())
-        # A server started unlinked is top-level too: it has no parent but the node.
+        # A server started unlinked is top-level too: it is its own parent.
         top = [
             p
             for p in procs
-            if p.parent is None or process_of(p.parent) is None or parent_of(p) == rt.outside_pid
+            if p.parent is None or process_of(p.parent) is None or parent_of(p) == p.pid
         ]
         for proc in reversed(top):
             await self._stop_one(proc)
@@ -356,7 +356,7 @@ class Node:
         # have taken its child down): a trapping GenServer sees its parent's exit and
         # runs terminate, as under OTP's application master.
         rt = self.runtime
-        parent = parent_of(proc) or proc.parent  # an unlinked server's parent is the node
+        parent = parent_of(proc) or proc.parent  # an unlinked server is its own parent
         proc.signal_exit(parent if parent is not None else rt.outside_pid, SHUTDOWN, True)
         try:
             await asyncio.wait_for(asyncio.shield(done), self.shutdown_timeout)

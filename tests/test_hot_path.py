@@ -236,6 +236,9 @@ class Stamps:
     def call_end(self, token: Any, error: BaseException | None) -> None:
         pass
 
+    def call_refused(self, proc: Process | None, dest: Any, request: Any, error: BaseException) -> None:
+        pass
+
 
 async def test_receive_unwraps_envelopes_in_order_and_selectively() -> None:
     async def main() -> tuple[list[Any], Any, Any]:

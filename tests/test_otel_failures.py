@@ -447,3 +447,63 @@ async def test_no_span_outlives_the_work_it_measures(grpc_receiver: GrpcReceiver
             assert s.start == s.end
         else:
             assert s.end <= result["done"], (s.name, s.end - result["done"])
+
+
+class Asker(suptrace.GenServer):
+    """``handle_call(name)`` calls ``name``, which nobody holds, and answers what it got."""
+
+    async def init(self, seen: dict[str, tuple[str, str]]) -> None:
+        self.seen = seen
+
+    async def handle_call(self, request: Any, caller: suptrace.Caller) -> Any:
+        self.seen["ghost" if request == "ghost" else "dead"] = current_ids()
+        try:
+            return await suptrace.call(request, "anyone there?", timeout=1)
+        except suptrace.NoProc as error:
+            return error.reason
+
+    async def handle_cast(self, msg: Any) -> None:
+        pass
+
+
+async def ask_nobody(seen: dict[str, tuple[str, str]]) -> None:
+    await Asker.start_link(seen, name="asker")
+    for i in range(20):  # healthy traffic around it, sampled out in "failures" mode
+        suptrace.cast("asker", i)
+    assert await suptrace.call("asker", "ghost") == "noproc"
+    dead = suptrace.spawn(never_returns)
+    ref = suptrace.monitor(dead)
+    suptrace.exit(dead, "kill")
+    await suptrace.receive(lambda m: isinstance(m, suptrace.Down) and m.ref == ref)
+    assert await suptrace.call("asker", dead) == "noproc"
+
+
+async def never_returns() -> None:
+    await asyncio.Event().wait()
+
+
+@pytest.mark.parametrize("traces", ["failures", "all"])
+async def test_a_call_to_nobody_exports_its_trace(
+    grpc_receiver: GrpcReceiver, no_sample: None, traces: str
+) -> None:
+    """`NoProc` is a `CallError` raised before anything is sent: the failed call is still
+    a CLIENT span, under the handling that made it, and in "failures" mode its trace is
+    exported with the ids the handler saw."""
+    seen: dict[str, tuple[str, str]] = {}
+    await run_node(ask_nobody, seen, traces=traces)
+    dump = grpc_receiver.dump()
+    for key in ("ghost", "dead"):
+        trace_id, span_id = seen[key]
+        spans = trace_of(dump, trace_id)
+        [asker] = [s for s in spans if s.name == "process asker"]
+        assert asker.span_id == span_id
+        [refused] = [s for s in spans if s.parent_id == span_id and s.name.startswith("call ")]
+        assert refused.kind == spans_named(dump, refused.name)[0].kind
+        assert refused.failed and refused.status_message.startswith("NoProc: no process")
+        assert refused.attributes["messaging.operation.name"] == "call"
+    ghost = {s.name: s for s in trace_of(dump, seen["ghost"][0])}["call ghost"]
+    assert ghost.attributes["messaging.destination.name"] == "ghost"
+    assert "no process is registered under this name" in ghost.status_message
+    # The call to a dead pid is named by the pid.
+    [dead] = [s for s in trace_of(dump, seen["dead"][0]) if s.name.startswith("call <0.")]
+    assert dead.attributes["suptrace.caller.name"] == "asker"

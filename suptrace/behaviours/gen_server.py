@@ -12,7 +12,7 @@ import random
 import time
 from typing import Any, ClassVar, Final
 
-from suptrace.core.errors import CallError, CallExit, CallTimeout, Exit
+from suptrace.core.errors import CallError, CallExit, CallTimeout, Exit, NoProc
 from suptrace.core.links import death_future, unlink, unwatch, watch
 from suptrace.core.mailbox import Envelope, extract, post
 from suptrace.core.process import Process
@@ -24,6 +24,7 @@ from suptrace.core.runtime import (
     current_process_var,
     current_runtime,
     maybe_process,
+    maybe_runtime,
     running_task,
 )
 from suptrace.core.saferepr import safe_repr
@@ -225,15 +226,21 @@ async def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> An
     >>> suptrace.run(main)
     15
     """
-    proc = dest._proc if type(dest) is Pid else resolve(dest, "call", request, timeout)
-    if proc is None:  # a pid without its handle (parsed, unpickled) or a dead one
-        proc = resolve(dest)
     me = _get_process()
+    if type(dest) is Pid:
+        proc = dest._proc or resolve(dest)  # resolve: a parsed or unpickled pid, or a dead one
+    else:
+        try:
+            proc = resolve(dest, "call", request, timeout)
+        except NoProc as unknown:  # an unregistered name
+            raise _refused(me, dest, request, unknown) from None
     if proc is None or proc.reason is not None or proc.pending_exit is not None:
-        raise noproc_error(me.runtime if me is not None else None, dest, request, timeout)
+        rt = me.runtime if me is not None else None
+        raise _refused(me, dest, request, noproc_error(rt, dest, request, timeout))
     if proc is me:
         if me.task is running_task(me.runtime.loop):
-            raise CallError("calling_self", dest, request, timeout, "a process cannot call itself")
+            itself = CallError("calling_self", dest, request, timeout, "a process cannot call itself")
+            raise _refused(me, dest, request, itself)
         me = None  # a task the server created calls it: a plain task, not the server
     rt = proc.runtime
     fut: asyncio.Future[Any] = rt.new_future()
@@ -288,6 +295,15 @@ async def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> An
     if token is not None:
         instrument.call_end(token, None)  # type: ignore[union-attr]
     return result
+
+
+def _refused(me: Process | None, dest: Any, request: Any, error: CallError) -> CallError:
+    """``error``, after the installed instrument saw the call fail before it was sent."""
+    rt = me.runtime if me is not None else maybe_runtime()
+    instrument = rt.instrument if rt is not None else None
+    if instrument is not None:
+        instrument.call_refused(me, dest, request, error)
+    return error
 
 
 def cast(dest: Pid | str, msg: Any) -> None:

@@ -55,7 +55,8 @@ class Instrument(Protocol):
     process, the message and the sender's pid); its result comes back as ``ctx``
     when the receiver takes the message. A GenServer calls
     ``handle_begin``/``handle_end`` around each callback, and `call` calls
-    ``call_begin``/``call_end`` around the whole request.
+    ``call_begin``/``call_end`` around the whole request, or ``call_refused`` when
+    it fails before sending it.
     """
 
     def capture(self, dest: Process, msg: Any, sender: Pid | None) -> Any: ...
@@ -67,6 +68,10 @@ class Instrument(Protocol):
     def call_begin(self, proc: Process | None, server: Process, request: Any) -> Any: ...
 
     def call_end(self, token: Any, error: BaseException | None) -> None: ...
+
+    def call_refused(self, proc: Process | None, dest: Any, request: Any, error: BaseException) -> None:
+        """A `call` from ``proc`` that failed before its request was sent: nobody
+        lives behind ``dest`` (`NoProc`), or a server called itself."""
 
 
 #: Durations an `InlineRecording` holds in one series before its instrument must

@@ -418,6 +418,46 @@ class Messages(BridgeState):
             self._broken("call_begin", exc)
             return None
 
+    def call_refused(
+        self, proc: Process | None, dest: Any, request: Any, error: BaseException
+    ) -> None:
+        """A call that failed before its request was sent: a CLIENT span that fails at
+        once, under the caller's current span; in "failures" mode its trace exported."""
+        try:
+            mode = self.mode
+            if not mode:
+                return
+            label = dest if isinstance(dest, str) else self._pid_text(dest)
+            current = self._current(proc)
+            if mode != TAIL and mode != ON and not current.get_span_context().trace_flags.sampled:
+                return  # parent-based: an unsampled caller's call is not recorded
+            name = self._call_names.get(label) or self._call_name(label)
+            attrs = self._refused_attributes(label, proc, request)
+            if mode == TAIL:
+                info = ("refused", attrs, proc)
+                if current is INVALID_SPAN:
+                    span = self._root(name, CLIENT, None, info)
+                else:
+                    span = self._child(current, name, CLIENT, info)
+                if type(span) is Pending:
+                    span.end_ns = span.start
+                    span.error = error
+                    tail = self.tail
+                    assert tail is not None
+                    tail.add(span, proc)
+                    tail.fail(span, None)
+                    return
+            elif current is INVALID_SPAN:
+                span = self.tracer.start_span(name, EMPTY, CLIENT)
+            else:
+                span = self.tracer.start_span(name, kind=CLIENT)
+            if span.is_recording():
+                span.set_attributes(attrs)
+                call_failed(span, error, proc)
+            span.end()
+        except Exception as exc:  # telemetry must never break the process it watches
+            self._broken("call_refused", exc)
+
     def call_end(self, token: Token, error: BaseException | None) -> None:
         try:
             span, _, t0, proc, label, _ = token

@@ -192,7 +192,7 @@ class BridgeState:
         if tag == "call":
             _, server, caller, request = info
             return self._call_attributes(label_of(server), server, caller, request)
-        return dict(info[1])
+        return dict(info[1])  # an exit's, a refused call's: made when it was recorded
 
     def _mark_pending(self, span: Any, rec: Pending) -> None:
         error = rec.error
@@ -201,7 +201,7 @@ class BridgeState:
         tag = rec.info[0]
         if tag == "handle":
             mark_failed(span, error, rec.failed)
-        elif tag == "call":
+        elif tag == "call" or tag == "refused":
             call_failed(span, error, rec.info[2])
         elif isinstance(error, BaseException):
             record_exception(span, error, {"suptrace.event": "exit"})
@@ -325,6 +325,21 @@ class BridgeState:
             payload = msg
         if self.message_repr:
             attrs["suptrace.message"] = brief(payload, self.repr_limit)
+        return attrs
+
+    def _refused_attributes(self, label: str, proc: Process | None, request: Any) -> dict[str, Any]:
+        """A call's attributes when nobody received it (no destination pid)."""
+        attrs: dict[str, Any] = {
+            "messaging.system": "suptrace",
+            "messaging.operation.type": "send",
+            "messaging.operation.name": "call",
+            "messaging.destination.name": label,
+        }
+        if proc is not None:
+            attrs["suptrace.caller.pid"] = self._pid_text(proc.pid)
+            attrs["suptrace.caller.name"] = proc.name or proc.initial_call
+        if self.message_repr:
+            attrs["suptrace.message"] = brief(request, self.repr_limit)
         return attrs
 
     def _call_attributes(

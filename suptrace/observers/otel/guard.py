@@ -167,19 +167,22 @@ class ExportGuard:
                 return
             self._overload_pending = 0
             self._overload_logged_at = now
+            total = self.overload_dropped  # with ``pending``: drops go on in other threads
         from loguru import logger
 
+        unit = _singular(self.signal)
+        if last is None:
+            counted = f"{pending} {unit}s dropped"
+        else:
+            counted = f"{pending} {unit}s dropped since the last report ({total} in all)"
         logger.warning(
-            "suptrace telemetry: the {} export queue to {} is full: {} {}s dropped since the "
-            "last report ({} in all). This is overload, not an outage: the destination answers "
-            "but the node produces {} faster than they can be sent. Export fewer (a sampler) "
-            "or raise the queue and batch sizes (OTEL_BSP_* for traces, OTEL_BLRP_* for logs); "
-            "logged at most once a minute.",
+            "suptrace telemetry: the {} export queue to {} is full: {}. This is overload, not "
+            "an outage: the destination answers but the node produces {} faster than they can "
+            "be sent. Export fewer (a sampler) or raise the queue and batch sizes (OTEL_BSP_* "
+            "for traces, OTEL_BLRP_* for logs); logged at most once a minute.",
             self.signal,
             self.target,
-            pending,
-            _singular(self.signal),
-            self.overload_dropped,
+            counted,
             self.signal,
         )
 

@@ -565,6 +565,15 @@ def test_status_and_doctor_show_each_signal_against_a_traces_only_backend(
         rules = {f["subject"]: f for f in doctor["findings"] if f["rule"] == "telemetry_dropped"}
         assert set(rules) == {"telemetry metrics", "telemetry logs"}, doctor["findings"]
         assert "OTEL_LOGS_EXPORTER=none" in rules["telemetry logs"]["hint"]
+        # Each signal's counts, the healthy one's too, as status shows them.
+        assert doctor["telemetry"]["traces"]["state"] == "ok"
+        assert {"exported", "dropped", "last_error"} <= set(doctor["telemetry"]["traces"])
+        assert doctor["telemetry"]["metrics"]["state"] == "refused"
+        text = node.cli("doctor")
+        assert text.returncode == 1, text.stderr
+        [traces] = [line for line in text.stdout.splitlines() if line.strip().startswith("traces")]
+        assert "ok" in traces and "exported" in traces and "0 dropped" in traces, traces
+        assert "UNIMPLEMENTED" in text.stdout
     finally:
         node.stop()
         receiver.close()

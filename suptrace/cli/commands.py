@@ -487,10 +487,12 @@ def doctor(
         print_json(result)
     else:
         from suptrace.cli.output import err
-        from suptrace.cli.render import print_findings
+        from suptrace.cli.render import print_findings, print_telemetry
 
         for note in result.get("notes", []):
             err().print(note, style="dim")
+        if spec is None:
+            print_telemetry(result.get("telemetry"))
         print_findings(result["findings"], checked)
     if result["findings"]:
         raise typer.Exit(EXIT_NOT_FOUND)

@@ -159,7 +159,7 @@ def _tour_client(path: str, node: str, fail: Any) -> None:
     from suptrace.cli.attach import ending_line, run_attach
     from suptrace.cli.client import Client
     from suptrace.cli.output import out
-    from suptrace.cli.render import print_findings, print_report, print_tree
+    from suptrace.cli.render import print_findings, print_report, print_telemetry, print_tree
 
     flag = f"--node {node}"
     with Client.unix(path, node) as client:
@@ -191,6 +191,7 @@ def _tour_client(path: str, node: str, fail: Any) -> None:
 
         _step(f"suptrace doctor {flag} --stuck-after 1")
         result = client.request("doctor", {"stuck_after": 1.0, "samples": 3, "interval": 0.3})
+        print_telemetry(result.get("telemetry"))
         print_findings(result["findings"], f"node {node}")
         out().print()
         out().print(

@@ -113,7 +113,8 @@ async def doctor(
             stuck = check_stuck(who, target, stack, now - _last_activity(proc), stuck_after)
             if stuck is not None:
                 found.append(stuck)
-    found.extend(check_telemetry(telemetry_signals(telemetry)))
+    signals = telemetry_signals(telemetry)
+    found.extend(check_telemetry(signals))
     order = {"error": 0, "warning": 1}
     found.sort(key=lambda f: order.get(f["severity"], 2))
     return {
@@ -127,6 +128,9 @@ async def doctor(
             "interval": interval,
             "call_destinations": len(timeouts),
         },
+        # Each signal's exporter, state, exported / dropped counts and last error, as
+        # `suptrace status` shows them: the doctor prints them under its findings.
+        "telemetry": signals,
     }
 
 

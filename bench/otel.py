@@ -735,11 +735,21 @@ def paced_section(seconds: float, rates: list[float], log: Callable[[str], None]
         produced = run["produced"].count
         achieved = run["messages"] / run["seconds"]
         share = got["spans"] / produced if produced else 0.0
-        lines.append(
+        line = (
             f"  asked {rate:8.0f} msgs/s  achieved {achieved:8.0f}  exported/produced "
             f"{got['spans']}/{produced} = {share:.3f}"
         )
-        out[str(int(rate))] = {"achieved": achieved, "exported": got["spans"], "produced": produced}
+        whole = None
+        if rate <= 2_000:  # the target: at this rate a healthy receiver gets every span
+            whole = produced > 0 and got["spans"] == produced
+            line += f"  (target: nothing dropped) {'PASS' if whole else 'MISS'}"
+        lines.append(line)
+        out[str(int(rate))] = {
+            "achieved": achieved,
+            "exported": got["spans"],
+            "produced": produced,
+            "nothing_dropped": whole,
+        }
     print("\n".join(lines) + "\n")
     return out
 

@@ -84,6 +84,7 @@ def test_otel_bench_modes_count_the_delivered_failure_traces(tmp_path: Path) -> 
     assert failures["injected"] >= 1 and failures["delivered"] == failures["injected"]
     assert set(data["paced"]) == {"2000", "20000"}
     assert all(p["exported"] > 0 and p["produced"] > 0 for p in data["paced"].values())
+    assert data["paced"]["2000"]["nothing_dropped"] is not None  # the target is judged there
 
 
 def test_core_bench_quick_run_judges_the_call_targets(tmp_path: Path) -> None:

@@ -182,3 +182,24 @@ async def test_trace_through_a_copy(copy: Callable[[Pid], Pid]) -> None:
         tracer.stop()
 
     await in_node(main)
+
+
+@COPIES
+async def test_an_event_about_a_copy_names_the_process(copy: Callable[[Pid], Pid]) -> None:
+    """An unlink made through a copy of the pid reads as one made through the pid: the
+    formatted event names the registered process either way."""
+    events: list[suptrace.TraceEvent] = []
+
+    async def main() -> list[str]:
+        suptrace.add_event_handler(events.append, kinds=["unlink"])
+        pid = suptrace.spawn(idle)
+        suptrace.register("worker", pid)
+        suptrace.link(pid)
+        suptrace.unlink(pid)
+        suptrace.link(pid)
+        suptrace.unlink(copy(pid))
+        return [suptrace.format_event(e) for e in events]
+
+    original, through_copy = await in_node(main)
+    assert original.endswith(" worker") and through_copy.endswith(" worker")
+    assert original.split(")", 1)[1] == through_copy.split(")", 1)[1]

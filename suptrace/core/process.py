@@ -69,7 +69,7 @@ _draft = _DownDraft()
 _draft.__class__ = Down  # type: ignore[assignment]  # at import: a layout change fails here, not at a death
 del _draft
 
-__all__ = ["Process", "format_reason"]
+__all__ = ["Process", "format_reason", "DEATH_CODES"]
 
 
 class Process:
@@ -464,3 +464,8 @@ def format_reason(reason: Any) -> str:
         text = "".join(lines).rstrip()
         return text if len(text) <= 20_000 else text[:10_000] + " … " + text[-10_000:]
     return safe_repr(reason, 4000)
+
+
+#: The code of a death's own steps (`Process.finish` and the observers it tells): call
+#: tracing counts the calls made from them as the runtime's, not the application's.
+DEATH_CODES = (Process.finish.__code__, Process._announce.__code__)

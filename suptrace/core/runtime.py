@@ -479,7 +479,7 @@ def process_of(pid: Pid) -> Process | None:
     The runtime's own pids carry their process; a pid that carries none (parsed
     from text, unpickled, or of a dead process) is looked up in the current
     node's process table. A pid of another node finds nothing: it is a dead pid,
-    as in OTP. Callers take ``pid._proc`` first and come here only when it is None.
+    as in OTP.
     """
     proc = pid._proc
     if proc is not None:

@@ -35,6 +35,7 @@ __all__ = [
     "start_process",
     "process_in_stack",
     "check_task_factory",
+    "MAIN_CODE",
 ]
 
 _Task = asyncio.Task
@@ -390,7 +391,7 @@ def process_in_stack(frame: FrameType | None) -> Process | None:
     of a process's step starts with its `_process_main` frame.
     """
     while frame is not None:
-        if frame.f_code is _MAIN_CODE:
+        if frame.f_code is MAIN_CODE:
             proc = frame.f_locals.get("proc")
             return proc if type(proc) is Process else None
         frame = frame.f_back
@@ -402,4 +403,6 @@ def self_pid() -> Pid:
     return current_process("self_pid()").pid
 
 
-_MAIN_CODE = _process_main.__code__
+#: The code of every process task's outermost frame (samplers and call tracing tell
+#: the runtime's frames from the application's by it).
+MAIN_CODE = _process_main.__code__

@@ -168,10 +168,11 @@ def _register_runtime_codes() -> None:
     import asyncio.events
 
     # Death handling runs in the dying process's step: its calls are the runtime's.
-    from suptrace.core import process, spawn
+    from suptrace.core.process import DEATH_CODES
+    from suptrace.core.spawn import MAIN_CODE
 
-    _RUNTIME_CODES.update({process.Process.finish.__code__, process.Process._announce.__code__})
-    _BOUNDARY_CODES.update({spawn._process_main.__code__, asyncio.events.Handle._run.__code__})
+    _RUNTIME_CODES.update(DEATH_CODES)
+    _BOUNDARY_CODES.update({MAIN_CODE, asyncio.events.Handle._run.__code__})
 
 
 def _lookup_raw(owner: Any, name: str) -> Any:

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from suptrace.core.events import TraceEvent
+from suptrace.core.runtime import process_of
 from suptrace.core.saferepr import MARK, BoundedRepr, safe_repr, safe_str
 from suptrace.core.terms import Down, ExitMsg, Pid, Ref, Shutdown
 
@@ -94,7 +95,7 @@ def _text(value: Any, limit: int = 200) -> str:
 def _peer(value: Any, limit: int = 200) -> str:
     """The other process of an event: its pid, and its registered name while it has one."""
     if type(value) is Pid:
-        proc = value._proc
+        proc = process_of(value)  # also for a parsed or unpickled copy of the pid
         name = proc.name if proc is not None else None
         return f"{value} {name}" if name else str(value)
     return _text(value, limit)

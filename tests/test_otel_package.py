@@ -195,6 +195,7 @@ async def test_handlings_and_calls_hand_back_one_token_shape(
     kinds = {(hook, token[5]) for hook, token in tokens if token is not None}
     assert kinds == {
         ("call_begin", "client"),
+        ("handle_begin", "init"),
         ("handle_begin", "call"),
         ("handle_begin", "cast"),
         ("handle_begin", "info"),
@@ -204,8 +205,9 @@ async def test_handlings_and_calls_hand_back_one_token_shape(
         span, context, t0, proc, label, _kind = token
         assert span is not None
         # A raw record (a cast or plain message the server loop recorded) always has
-        # its start; other tokens only when metrics are on.
-        assert type(t0) is float and (t0 > 0) is (metrics or type(span) is list)
+        # its start; other tokens only when metrics are on, never an init's (no message).
+        timed = (metrics and _kind != "init") or type(span) is list
+        assert type(t0) is float and (t0 > 0) is timed
         assert label == "echo"
         assert isinstance(proc, Process)
         if hook == "call_begin":

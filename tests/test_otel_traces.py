@@ -152,14 +152,21 @@ async def test_dodos_restarts_and_breach_are_span_events(grpc_receiver: GrpcRece
         assert "meteor strike" in ex.status_message
         handling = ids[ex.parent_id]
         assert handling.name == "process dodo" and handling.failed
-    # The restarted dodos link to the supervisor's handling that spawned them.
-    spawned = {
-        link[1]
-        for ex in crashed
+    # Every dodo's exit links to the supervisor's span that spawned it: its init for the
+    # first (the tree's start), its handling of the crash before for the restarted ones.
+    spawned = [
+        ids[link[1]].name
+        for ex in sorted(crashed, key=lambda s: s.start)
         for link in ex.links
         if link[2].get("suptrace.link") == "spawned_during"
-    }
-    assert spawned and all(ids[s].name == "process dodos" for s in spawned)
+    ]
+    assert spawned == ["init dodos"] + ["process dodos"] * 3
+    (init,) = spans_named(dump, "init dodos", "INTERNAL")
+    assert [name for name, _t, _a in init.events] == ["spawn"]  # the first dodo
+    # Each dodo's own start is a child of the supervisor's span that started it.
+    starts = sorted(spans_named(dump, "init dodo"), key=lambda s: s.start)
+    assert [ids[s.parent_id].name for s in starts] == ["init dodos"] + ["process dodos"] * 3
+    assert starts[0].parent_id == init.span_id
 
     # The supervisor's handlings of the exits carry the supervision events.
     handlings = spans_named(dump, "process dodos", "CONSUMER")

@@ -107,6 +107,8 @@ def test_view_draws_processes_messages_and_metrics(telemetry_file: Path) -> None
     assert "b → c call 'crash'" in out and "✗" in out
     assert "c handles the call 'crash'" in out
     assert re.search(r"suptrace\.process\.restarts\s+│\s+3", out)
+    # A tree's start: the supervisor's init, its first child spawned under it.
+    assert "dodos starts (init)" in view(str(telemetry_file), "--limit", "500").stdout
 
 
 def test_view_exit_codes(tmp_path: Path) -> None:

@@ -521,17 +521,24 @@ class GenServer:
         self._calls = 0
         self._casts = 0
         self._infos = 0
+        # The installed instrument sees init as a callback of its own kind: its span
+        # is where the children init starts are spawned.
+        instrument = proc.runtime.instrument
+        token = None if instrument is None else instrument.handle_begin(proc, "init", None, None)
         try:
             result = await self.init(*args, **kwargs)
-        except Exit as e:
-            _ack(ack, ("error", e.reason))
+        except BaseException as e:
+            if token is not None:
+                instrument.handle_end(token, e)  # type: ignore[union-attr]
+            if isinstance(e, Exit):
+                _ack(ack, ("error", e.reason))
+            elif isinstance(e, asyncio.CancelledError):
+                _ack(ack, ("error", proc.pending_exit))
+            elif isinstance(e, Exception):
+                _ack(ack, ("error", e))
             raise
-        except asyncio.CancelledError:
-            _ack(ack, ("error", proc.pending_exit))
-            raise
-        except Exception as e:
-            _ack(ack, ("error", e))
-            raise
+        if token is not None:
+            instrument.handle_end(token, None)  # type: ignore[union-attr]
         if result is IGNORE:
             _ack(ack, ("ignore", None))
             return False

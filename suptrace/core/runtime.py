@@ -54,7 +54,9 @@ class Instrument(Protocol):
     ``capture`` runs in the sender when a message is enqueued (with the receiving
     process, the message and the sender's pid); its result comes back as ``ctx``
     when the receiver takes the message. A GenServer calls
-    ``handle_begin``/``handle_end`` around each callback, and `call` calls
+    ``handle_begin``/``handle_end`` around each callback (``kind`` ``"call"``,
+    ``"cast"`` or ``"info"``, and ``"init"`` with no message around its ``init``),
+    and `call` calls
     ``call_begin``/``call_end`` around the whole request, or ``call_refused`` when
     it fails before sending it.
     """

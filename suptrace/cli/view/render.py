@@ -50,6 +50,9 @@ def _span_text(s: SpanRec, by_id: dict[str, SpanRec]) -> Any:
         op = str(a.get("messaging.operation.name", "")).removeprefix("handle_") or "message"
         text.append(f"{who} → {dest}", style=style or "magenta")
         text.append(f" {op}", style=style)
+    elif s.kind == "INTERNAL" and s.name.startswith("init "):
+        text.append(s.name.removeprefix("init "), style=style or "green")
+        text.append(" starts (init)", style=style)
     else:
         text.append(s.name, style=style)
     if msg is not None:

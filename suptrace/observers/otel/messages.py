@@ -18,8 +18,8 @@ tuple ``(span, context, t0, process, label, kind)`` given back to
 * ``process`` -- the handling process, or the caller (None outside a process);
 * ``label`` -- the handling process's or the called server's name for
   metrics and span names;
-* ``kind`` -- ``"call"``, ``"cast"`` or ``"info"`` for a handling, ``"client"``
-  for a call.
+* ``kind`` -- ``"call"``, ``"cast"`` or ``"info"`` for a handling, ``"init"``
+  for a server's ``init`` (``t0`` 0.0: it is no message), ``"client"`` for a call.
 
 A tuple rather than a class: building it is the cheapest thing on the path.
 """
@@ -52,6 +52,7 @@ from suptrace.observers.otel.spans import (
     CLIENT,
     CONSUMER,
     EMPTY,
+    INTERNAL,
     ON,
     OPS,
     SERVER,
@@ -197,6 +198,8 @@ class Messages(BridgeState):
     def handle_begin(self, proc: Process, kind: str, msg: Any, ctx: Any) -> Any:
         """A `Token`, a raw record ("failures" mode's hot path) or None."""
         try:
+            if kind == "init":
+                return self._init_begin(proc)
             if self._raw and kind != "call":
                 # "failures" mode, a cast or a plain message: a new trace, recorded as a raw
                 # record (see `BridgeState._pend`); in the sampled share, exported at its end.
@@ -280,6 +283,45 @@ class Messages(BridgeState):
             self._broken("handle_begin", exc)
             return None
 
+    def _init_begin(self, proc: Process) -> Token | None:
+        """The ``init <name>`` span of a server starting: the child of the span current
+        where it was spawned (its supervisor's own init, at a tree's start), and the
+        current span while ``init`` runs, so the children it starts are spawned under
+        it and their exits link to it. Its token's ``t0`` is 0.0: no duration metric."""
+        mode = self.mode
+        if not mode:
+            return None
+        label = proc.name or proc.initial_call
+        parent = self.inherited.get(proc)
+        attrs = {
+            "suptrace.process.pid": str(proc.pid),
+            "suptrace.process.name": label,
+            "suptrace.initial_call": proc.initial_call,
+            "suptrace.node": self.runtime.name,
+        }
+        name = f"init {label}"
+        span: Any
+        if mode == TAIL:
+            current = proc.instrument_state
+            if current is None:
+                current = self._attach_current(proc)
+            info = ("init", attrs)
+            if parent is None:
+                span = self._root(name, INTERNAL, None, info)
+            else:
+                span = self._child(parent, name, INTERNAL, info)
+            if type(span) is Pending:
+                self.tail.add(span, proc)  # type: ignore[union-attr]
+            elif span.is_recording():
+                span.set_attributes(attrs)
+            current.span = span
+            return (span, current, 0.0, proc, label, "init")
+        if mode != ON and (parent is None or not parent.get_span_context().trace_flags.sampled):
+            return None  # parent-based: an unsampled start is not recorded
+        ctx = EMPTY if parent is None else set_span_in_context(parent, EMPTY)
+        span = self.tracer.start_span(name, ctx, INTERNAL, attributes=attrs)
+        return (span, attach(set_span_in_context(span)), 0.0, proc, label, "init")
+
     def _finish(self, token: tuple[Any, ...]) -> None:
         """A raw record's handling ended healthy (`Current.finish`: the GenServer loop
         calls it, as ``handle_end`` would): its end time, its export when its span was
@@ -343,7 +385,8 @@ class Messages(BridgeState):
                     span.end_ns = _time_ns()
                     if span.trace_id in self.tail.selected:  # type: ignore[union-attr]
                         self.tail.emit(span)  # type: ignore[union-attr]
-                    self._duration(ctx_token, label, kind, _perf() - t0)
+                    if t0:  # 0.0: an init, which is no message
+                        self._duration(ctx_token, label, kind, _perf() - t0)
                     return
             elif ctx_token is not None:
                 detach(ctx_token)
@@ -372,7 +415,7 @@ class Messages(BridgeState):
                             self._crashed[proc] = span
                     span.end()
             m = self.metrics
-            if m is not None:
+            if m is not None and t0:  # 0.0: an init, which is no message
                 m.record_handling(label, OPS.get(kind) or kind, failed, _perf() - t0)
         except Exception as exc:  # telemetry must never break the process it watches
             self._broken("handle_end", exc)

@@ -199,7 +199,7 @@ class BridgeState:
         if error is None:
             return
         tag = rec.info[0]
-        if tag == "handle":
+        if tag == "handle" or tag == "init":
             mark_failed(span, error, rec.failed)
         elif tag == "call" or tag == "refused":
             call_failed(span, error, rec.info[2])

@@ -521,8 +521,8 @@ class GenServer:
         self._calls = 0
         self._casts = 0
         self._infos = 0
-        # The installed instrument sees init as a callback of its own kind: its span
-        # is where the children init starts are spawned.
+        # The installed instrument sees init as a callback of its own kind: the
+        # children init starts are spawned inside its span.
         instrument = proc.runtime.instrument
         token = None if instrument is None else instrument.handle_begin(proc, "init", None, None)
         try:

@@ -56,9 +56,8 @@ class Instrument(Protocol):
     when the receiver takes the message. A GenServer calls
     ``handle_begin``/``handle_end`` around each callback (``kind`` ``"call"``,
     ``"cast"`` or ``"info"``, and ``"init"`` with no message around its ``init``),
-    and `call` calls
-    ``call_begin``/``call_end`` around the whole request, or ``call_refused`` when
-    it fails before sending it.
+    and `call` calls ``call_begin``/``call_end`` around the whole request, or
+    ``call_refused`` when it fails before sending it.
     """
 
     def capture(self, dest: Process, msg: Any, sender: Pid | None) -> Any: ...
@@ -103,6 +102,7 @@ class InlineRecording(Protocol):
     keys: dict[str, tuple[str, Any]]
     sample: Callable[[tuple[Any, ...]], None]
     finish: Callable[[tuple[Any, ...]], None]
+
 
 #: The process whose code is running now (set in each process task's context).
 current_process_var: contextvars.ContextVar[Process | None] = contextvars.ContextVar(

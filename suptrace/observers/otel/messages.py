@@ -122,6 +122,12 @@ class Messages(BridgeState):
             return Pending(sc.trace_id, new_span_id(), sc.span_id, name, kind, info)
         return self._root(name, kind, None, info)
 
+    def _under(self, parent: Any, name: str, kind: SpanKind, info: Any) -> Any:
+        """A span under ``parent``, or starting a new trace when there is none."""
+        if parent is None or parent is INVALID_SPAN:
+            return self._root(name, kind, None, info)
+        return self._child(parent, name, kind, info)
+
     # -- the Instrument protocol ---------------------------------------------------------
 
     def capture(self, dest: Process, msg: Any, sender: Pid | None) -> Any:
@@ -305,11 +311,7 @@ class Messages(BridgeState):
             current = proc.instrument_state
             if current is None:
                 current = self._attach_current(proc)
-            info = ("init", attrs)
-            if parent is None:
-                span = self._root(name, INTERNAL, None, info)
-            else:
-                span = self._child(parent, name, INTERNAL, info)
+            span = self._under(parent, name, INTERNAL, ("init", attrs))
             if type(span) is Pending:
                 self.tail.add(span, proc)  # type: ignore[union-attr]
             elif span.is_recording():
@@ -475,13 +477,9 @@ class Messages(BridgeState):
             if mode != TAIL and mode != ON and not current.get_span_context().trace_flags.sampled:
                 return  # parent-based: an unsampled caller's call is not recorded
             name = self._call_names.get(label) or self._call_name(label)
-            attrs = self._refused_attributes(label, proc, request)
+            attrs = self._call_attributes(label, None, proc, request)
             if mode == TAIL:
-                info = ("refused", attrs, proc)
-                if current is INVALID_SPAN:
-                    span = self._root(name, CLIENT, None, info)
-                else:
-                    span = self._child(current, name, CLIENT, info)
+                span = self._under(current, name, CLIENT, ("refused", attrs, proc))
                 if type(span) is Pending:
                     span.end_ns = span.start
                     span.error = error

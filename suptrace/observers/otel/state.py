@@ -327,31 +327,18 @@ class BridgeState:
             attrs["suptrace.message"] = brief(payload, self.repr_limit)
         return attrs
 
-    def _refused_attributes(self, label: str, proc: Process | None, request: Any) -> dict[str, Any]:
-        """A call's attributes when nobody received it (no destination pid)."""
-        attrs: dict[str, Any] = {
-            "messaging.system": "suptrace",
-            "messaging.operation.type": "send",
-            "messaging.operation.name": "call",
-            "messaging.destination.name": label,
-        }
-        if proc is not None:
-            attrs["suptrace.caller.pid"] = self._pid_text(proc.pid)
-            attrs["suptrace.caller.name"] = proc.name or proc.initial_call
-        if self.message_repr:
-            attrs["suptrace.message"] = brief(request, self.repr_limit)
-        return attrs
-
     def _call_attributes(
-        self, label: str, server: Process, proc: Process | None, request: Any
+        self, label: str, server: Process | None, proc: Process | None, request: Any
     ) -> dict[str, Any]:
+        """A call's attributes (``server`` None: a call nobody received, no pid)."""
         attrs: dict[str, Any] = {
             "messaging.system": "suptrace",
             "messaging.operation.type": "send",
             "messaging.operation.name": "call",
             "messaging.destination.name": label,
-            "suptrace.destination.pid": self._pid_text(server.pid),
         }
+        if server is not None:
+            attrs["suptrace.destination.pid"] = self._pid_text(server.pid)
         if proc is not None:
             attrs["suptrace.caller.pid"] = self._pid_text(proc.pid)
             attrs["suptrace.caller.name"] = proc.name or proc.initial_call

@@ -35,18 +35,17 @@ if TYPE_CHECKING:
     from suptrace.behaviours.admin import which_children as which_children
     from suptrace.behaviours.childspec import ChildInfo as ChildInfo
     from suptrace.behaviours.childspec import ChildSpec as ChildSpec
+    from suptrace.behaviours.client import call as call
+    from suptrace.behaviours.client import get_state as get_state
+    from suptrace.behaviours.client import statistics as statistics
+    from suptrace.behaviours.client import stop as stop
     from suptrace.behaviours.dynamic import DynamicSupervisor as DynamicSupervisor
-    from suptrace.behaviours.gen_server import NOREPLY as NOREPLY
-    from suptrace.behaviours.gen_server import Caller as Caller
     from suptrace.behaviours.gen_server import GenServer as GenServer
     from suptrace.behaviours.gen_server import StartError as StartError
-    from suptrace.behaviours.gen_server import call as call
-    from suptrace.behaviours.gen_server import cast as cast
-    from suptrace.behaviours.gen_server import get_state as get_state
-    from suptrace.behaviours.gen_server import reply as reply
-    from suptrace.behaviours.gen_server import statistics as statistics
-    from suptrace.behaviours.gen_server import stop as stop
     from suptrace.behaviours.intensity import add_restart as add_restart
+    from suptrace.behaviours.requests import NOREPLY as NOREPLY
+    from suptrace.behaviours.requests import Caller as Caller
+    from suptrace.behaviours.requests import reply as reply
     from suptrace.behaviours.supervisor import Supervisor as Supervisor
     from suptrace.core.errors import CallError as CallError
     from suptrace.core.errors import CallExit as CallExit
@@ -62,6 +61,7 @@ if TYPE_CHECKING:
     from suptrace.core.links import monitor as monitor
     from suptrace.core.links import trap_exit as trap_exit
     from suptrace.core.links import unlink as unlink
+    from suptrace.core.mailbox import cast as cast
     from suptrace.core.mailbox import receive as receive
     from suptrace.core.mailbox import send as send
     from suptrace.core.registry import is_alive as is_alive

@@ -26,6 +26,7 @@ from suptrace import (
     RegistrationError,
     StartError,
 )
+from suptrace.core.terms import CastRequest
 
 
 class Counter(GenServer):
@@ -752,5 +753,35 @@ async def test_cast_to_an_unregistered_name_is_dropped_like_otp() -> None:
         suptrace.add_event_handler(dead.append, kinds=["dead_letter"])
         suptrace.cast("nobody.here", ("add", 1))  # gen_server:cast never fails
         assert [e.data["to"] for e in dead] == ["nobody.here"]
+
+    await in_node(main)
+
+
+async def test_the_caller_tells_who_asked_what_of_whom_and_for_how_long() -> None:
+    """`Caller`'s documented attributes, as ``handle_call`` sees them."""
+
+    class Keeper(GenServer):
+        async def handle_call(self, request: Any, caller: Caller) -> Any:
+            self.seen = (caller.pid, caller.dest, caller.request, caller.timeout, caller.waiting)
+            return "ok"
+
+    async def main() -> None:
+        pid = await Keeper.start_link(name="keeper")
+        assert await suptrace.call("keeper", ("job", 1), timeout=2.5) == "ok"
+        state = await suptrace.get_state(pid)
+        assert state["seen"] == (suptrace.self_pid(), "keeper", ("job", 1), 2.5, True)
+        assert await suptrace.call(pid, "again", timeout=None) == "ok"
+        assert (await suptrace.get_state(pid))["seen"][1:4] == (pid, "again", None)
+
+    await in_node(main)
+
+
+async def test_a_cast_to_a_plain_process_arrives_as_a_cast_request() -> None:
+    async def main() -> None:
+        suptrace.cast(suptrace.self_pid(), {"sku": 7})
+        got = await suptrace.receive(timeout=1)
+        assert type(got) is CastRequest and got.msg == {"sku": 7}
+        with pytest.raises(TypeError, match="cast\\(\\) needs a Pid or a registered name"):
+            suptrace.cast(42, "x")  # type: ignore[arg-type]
 
     await in_node(main)

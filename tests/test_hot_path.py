@@ -12,9 +12,9 @@ from runtime_support import in_node
 
 import suptrace
 from suptrace import Down, Pid, TraceEvent
-from suptrace.behaviours.gen_server import CallRequest, CastRequest, SystemRequest
+from suptrace.behaviours.requests import CallRequest, SystemRequest
 from suptrace.core.links import death_future
-from suptrace.core.mailbox import Envelope
+from suptrace.core.mailbox import CastRequest, Envelope
 from suptrace.core.process import Process
 from suptrace.core.runtime import current_runtime
 from suptrace.core.spawn import process_in_stack, start_process

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from suptrace.behaviours.childspec import ChildInfo, ChildSpec
-from suptrace.behaviours.gen_server import call
+from suptrace.behaviours.client import call
 from suptrace.core.saferepr import safe_repr
 from suptrace.core.terms import Pid
 

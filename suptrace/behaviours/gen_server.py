@@ -3,6 +3,10 @@
 State lives on ``self``. ``init`` runs inside the new process before
 ``start_link`` returns; the callbacks run sequentially, so a slow
 ``handle_call`` delays everything behind it exactly as in OTP.
+
+This module is the server: starting it and its loop. What it finds in its
+mailbox and how it answers are in `suptrace.behaviours.requests`; the client
+side (`call`, `stop`, `get_state`, `statistics`) in `suptrace.behaviours.client`.
 """
 
 from __future__ import annotations
@@ -10,55 +14,29 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar
 
-from suptrace.core.errors import CallError, CallExit, CallTimeout, Exit, NoProc
+from suptrace.behaviours.requests import NOREPLY, Caller, CallRequest, SystemRequest, answer
+from suptrace.core.errors import CallError, Exit
 from suptrace.core.links import death_future, unlink, unwatch, watch
-from suptrace.core.mailbox import Envelope, extract, post
+from suptrace.core.mailbox import Envelope, extract
 from suptrace.core.process import Process
-from suptrace.core.registry import noproc_error, resolve
 from suptrace.core.runtime import (
     SERIES_LIMIT,
     InlineRecording,
     current_process,
-    current_process_var,
     current_runtime,
     maybe_process,
-    maybe_runtime,
-    running_task,
 )
 from suptrace.core.saferepr import safe_repr
 from suptrace.core.spawn import start_process
-from suptrace.core.terms import CAST, IGNORE, KILL, NORMAL, CastRequest, ExitMsg, Pid, Ref
-from suptrace.core.timers import EXPIRED, PRECISE_BELOW, expire
+from suptrace.core.terms import CAST, IGNORE, KILL, CastRequest, ExitMsg, Pid
+from suptrace.core.timers import EXPIRED, expire
 
-__all__ = [
-    "GenServer",
-    "Caller",
-    "NOREPLY",
-    "StartError",
-    "call",
-    "cast",
-    "reply",
-    "stop",
-    "calls_handled",
-    "get_state",
-    "statistics",
-    "CallRequest",
-    "CastRequest",
-    "SystemRequest",
-]
+__all__ = ["GenServer", "StartError", "calls_handled", "parent_of"]
 
-
-class _NoReply:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "NOREPLY"
-
-
-#: Return from ``handle_call`` to answer later with `reply`.
-NOREPLY: Final = _NoReply()
+_perf = time.perf_counter
+_random = random.random
 
 
 class StartError(Exception):
@@ -69,313 +47,10 @@ class StartError(Exception):
         self.reason = reason
 
 
-class Caller:
-    """Who is waiting for a reply: pass it to `reply` (OTP's ``From``)."""
-
-    __slots__ = ("_dest", "_future", "_ref", "_request", "_started", "_timeout", "pid")
-
-    def __init__(
-        self,
-        pid: Pid | None,
-        future: asyncio.Future[Any],
-        dest: Any = None,
-        request: Any = None,
-        timeout: float | None = None,
-    ) -> None:
-        self.pid = pid
-        self._future = future
-        self._started = 0.0  # set by `call` when a reply event will want the duration
-        self._ref: Ref | None = None
-        self._dest = dest
-        self._request = request
-        self._timeout = timeout
-
-    def __repr__(self) -> str:
-        return f"Caller({self.pid}, {self.ref})"
-
-    @property
-    def ref(self) -> Ref:
-        """The call's reference (made on first use: most calls never need one)."""
-        if self._ref is None:
-            self._ref = Ref()
-        return self._ref
-
-    @property
-    def waiting(self) -> bool:
-        """False once the caller got its reply, timed out or died."""
-        return not self._future.done()
-
-    def __call__(self, _ref: Any, _pid: Pid, reason: Any) -> None:
-        # The server died: this object is registered as its death watcher.
-        if not self._future.done():
-            self._future.set_exception(CallExit(reason, self._dest, self._request, self._timeout))
-
-
-_new = object.__new__
-#: current_process_var.get, bound once (a bound method is built at each attribute call).
-_get_process = current_process_var.get
-_perf = time.perf_counter
-_random = random.random
-
-
-class CallRequest(Caller):
-    """A call request in the server's mailbox; it is also the `Caller` that
-    ``handle_call`` gets (one object per call instead of two). Internal: what
-    tracing and instrumentation see of a `call`."""
-
-    __slots__ = ()
-
-    @property
-    def request(self) -> Any:
-        return self._request
-
-    @property
-    def caller(self) -> Caller:
-        return self
-
-    def __repr__(self) -> str:
-        return f"call({self._request!r}, from={self.pid})"
-
-
-class SystemRequest(Caller):
-    """A system request (``get_state``, ``statistics``, ``terminate``) in the
-    server's mailbox, as OTP's ``sys`` messages. Internal, like `CallRequest`: it
-    is also the watcher that answers the requester when the server dies."""
-
-    __slots__ = ("arg", "op")
-
-    def __init__(
-        self,
-        op: str,
-        arg: Any,
-        future: asyncio.Future[Any],
-        pid: Pid | None = None,
-        dest: Any = None,
-        timeout: float | None = None,
-    ) -> None:
-        super().__init__(pid, future, dest, op, timeout)
-        self.op = op
-        self.arg = arg
-
-    def __call__(self, _ref: Any, _pid: Pid, reason: Any) -> None:
-        # The server died before answering: for "terminate" that is the answer.
-        if self.op == "terminate":
-            if not self._future.done():
-                self._future.set_result(reason)
-            return
-        super().__call__(_ref, _pid, reason)
-
-    def __repr__(self) -> str:
-        return f"system({self.op})"
-
-
-
-def reply(caller: Caller, value: Any) -> None:
-    """Answer a call. Dropped if the caller already timed out or died."""
-    _reply(maybe_process(), caller, value)
-
-
 def calls_handled(server: GenServer) -> int:
     """How many calls ``server`` has handled so far (what `statistics` reports as
     ``calls``), read in place: for tools on the node's loop, such as the doctor."""
     return server._calls
-
-
-def _reply(proc: Process | None, caller: Caller, value: Any) -> None:
-    fut = caller._future
-    if fut.done():
-        return
-    fut.set_result(value)
-    if proc is not None:
-        proc.messages_out += 1
-        if proc.tracers or "reply" in proc.runtime.watch:
-            _reply_event(proc, caller, value)
-
-
-def _reply_event(proc: Process, caller: Caller, value: Any) -> None:
-    started = caller._started
-    proc.runtime.emit(
-        proc,
-        "reply",
-        {
-            "to": caller.pid,
-            "reply": value,
-            "ref": caller.ref,
-            "duration": time.perf_counter() - started if started else None,
-        },
-    )
-
-
-async def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> Any:
-    """Send ``request`` to a GenServer and wait for its reply.
-
-    ``timeout`` is in seconds (None waits forever). Raises `CallTimeout`,
-    `NoProc` (no such process) or `CallExit` (the server died first). Callable
-    from a process or from a plain task inside a node.
-
-    >>> import suptrace
-    >>> class Counter(suptrace.GenServer):
-    ...     async def init(self, n):
-    ...         self.n = n
-    ...     async def handle_call(self, request, caller):
-    ...         self.n += request
-    ...         return self.n
-    >>> async def main():
-    ...     await Counter.start_link(10, name="counter")
-    ...     return await suptrace.call("counter", 5)
-    >>> suptrace.run(main)
-    15
-    """
-    me = _get_process()
-    if type(dest) is Pid:
-        proc = dest._proc or resolve(dest)  # resolve: a parsed or unpickled pid, or a dead one
-    else:
-        try:
-            proc = resolve(dest, "call", request, timeout)
-        except NoProc as unknown:  # an unregistered name
-            raise _refused(me, dest, request, unknown) from None
-    if proc is None or proc.reason is not None or proc.pending_exit is not None:
-        rt = me.runtime if me is not None else None
-        raise _refused(me, dest, request, noproc_error(rt, dest, request, timeout))
-    if proc is me:
-        if me.task is running_task(me.runtime.loop):
-            itself = CallError("calling_self", dest, request, timeout, "a process cannot call itself")
-            raise _refused(me, dest, request, itself)
-        me = None  # a task the server created calls it: a plain task, not the server
-    rt = proc.runtime
-    fut: asyncio.Future[Any] = rt.new_future()
-    # CallRequest(...) without its __init__ frame: one of these per call.
-    caller = _new(CallRequest)
-    caller._future = fut
-    caller._started = 0.0
-    caller._ref = None
-    caller._dest = dest
-    caller._request = request
-    caller._timeout = timeout
-    caller.pid = None if me is None else me.pid
-    if proc.tracers or "reply" in rt.watch:
-        caller._started = time.perf_counter()
-    watchers = proc.monitored_by
-    if watchers is None:
-        proc.monitored_by = {caller: caller}
-    else:
-        watchers[caller] = caller
-    instrument = rt.instrument
-    token = post(me, proc, proc.pid, caller, request)
-    handle = None
-    if timeout is not None:
-        if timeout < PRECISE_BELOW:
-            handle = rt.loop.call_later(timeout, expire, fut)
-        else:
-            # rt.deadlines.add(timeout, fut), inline: the pending call is the entry.
-            deadlines = rt.deadlines
-            young = deadlines.young
-            if not young:
-                deadlines.start_sweep()
-            young.append(caller)
-    try:
-        result = await fut
-    except BaseException as e:
-        if token is not None:
-            instrument.call_end(token, e)  # type: ignore[union-attr]
-        raise
-    finally:
-        if handle is not None:
-            handle.cancel()
-        watchers = proc.monitored_by
-        if watchers is not None:
-            watchers.pop(caller, None)
-    if result is EXPIRED:
-        if me is not None and (me.tracers or "call_timeout" in rt.watch):
-            rt.emit(me, "call_timeout", {"to": proc.pid, "request": request, "timeout": timeout})
-        error = CallTimeout("timeout", dest, request, timeout)
-        if token is not None:
-            instrument.call_end(token, error)  # type: ignore[union-attr]
-        raise error
-    if token is not None:
-        instrument.call_end(token, None)  # type: ignore[union-attr]
-    return result
-
-
-def _refused(me: Process | None, dest: Any, request: Any, error: CallError) -> CallError:
-    """``error``, after the installed instrument saw the call fail before it was sent."""
-    rt = me.runtime if me is not None else maybe_runtime()
-    instrument = rt.instrument if rt is not None else None
-    if instrument is not None:
-        instrument.call_refused(me, dest, request, error)
-    return error
-
-
-def cast(dest: Pid | str, msg: Any) -> None:
-    """Send an asynchronous request to a GenServer. Never blocks and never fails:
-    as OTP's ``gen_server:cast``, a cast to a dead pid or an unregistered name is
-    dropped (tracing sees a ``dead_letter``)."""
-    if type(dest) is Pid:
-        proc = dest._proc or resolve(dest)
-    elif isinstance(dest, str):
-        rt = current_runtime("cast()")
-        proc = rt.names.get(dest)
-    else:
-        raise TypeError(f"cast() needs a Pid or a registered name (str), got {dest!r}")
-    # As for send: a task a process created counts (and is traced) as that process.
-    if proc is not None and proc.runtime.instrument is not None:
-        request: Any = _new(CastRequest)  # instrumentation sees casts as CastRequest objects
-        request.msg = msg
-    else:
-        request = (CAST, msg)  # the mailbox form (see CastRequest)
-    post(_get_process(), proc, dest, request)
-
-
-async def _system(dest: Pid | str, op: str, arg: Any, timeout: float | None) -> Any:
-    proc = resolve(dest, op, op, timeout)
-    if proc is None or not proc.alive:
-        me = maybe_process()
-        raise noproc_error(me.runtime if me is not None else None, dest, op, timeout)
-    fut: asyncio.Future[Any] = proc.runtime.loop.create_future()
-    # Sent like any message (post): counted, recorded and traced as the caller's
-    # send and the server's receive, as a dbg user sees OTP's sys messages.
-    me = _get_process()
-    request = SystemRequest(op, arg, fut, None if me is None else me.pid, dest, timeout)
-    watchers = proc.monitored_by
-    if watchers is None:
-        proc.monitored_by = {request: request}
-    else:
-        watchers[request] = request  # answers the request if the server dies first
-    post(me, proc, dest, request)
-    handle = None if timeout is None else proc.runtime.deadlines.add(timeout, fut)
-    try:
-        result = await fut
-    finally:
-        if handle is not None:
-            handle.cancel()
-        watchers = proc.monitored_by
-        if watchers is not None:
-            watchers.pop(request, None)
-    if result is EXPIRED:
-        raise CallTimeout("timeout", dest, op, timeout)
-    return result
-
-
-async def stop(dest: Pid | str, reason: Any = NORMAL, timeout: float | None = 5.0) -> None:
-    """Stop a GenServer: it runs ``terminate(reason)`` and exits with ``reason``.
-
-    Returns once it is dead. Raises `NoProc` if it is not running, `CallTimeout`
-    if it did not stop in time, `CallExit` if it exited with another reason.
-    """
-    got = await _system(dest, "terminate", reason, timeout)
-    if got != reason:
-        raise CallExit(got, dest, "stop", timeout)
-
-
-async def get_state(dest: Pid | str, timeout: float | None = 5.0) -> Any:
-    """The server's state (``sys:get_state``): by default its public attributes."""
-    return await _system(dest, "get_state", None, timeout)
-
-
-async def statistics(dest: Pid | str, timeout: float | None = 5.0) -> dict[str, Any]:
-    """Debug statistics (``sys:statistics``): counts of messages and handled requests."""
-    result: dict[str, Any] = await _system(dest, "statistics", None, timeout)
-    return result
 
 
 class GenServer:
@@ -632,9 +307,9 @@ class GenServer:
                     await self.handle_cast(msg.msg)
                 elif kind is CallRequest:
                     self._calls += 1
-                    result = await self.handle_call(msg._request, msg)
+                    result = await self.handle_call(msg.request, msg)
                     if result is not NOREPLY:
-                        _reply(proc, msg, result)
+                        answer(proc, msg, result)
                 elif kind is SystemRequest:
                     self._handle_system(msg)
                 else:
@@ -679,7 +354,7 @@ class GenServer:
         raise Exit(reason)
 
     def _handle_system(self, msg: SystemRequest) -> None:
-        fut = msg._future
+        fut = msg.future
         if msg.op == "get_state":
             value: Any = self.format_state()
         elif msg.op == "statistics":

@@ -23,8 +23,9 @@ from typing import Any, ClassVar, NamedTuple, NoReturn
 
 from suptrace.behaviours.admin import AdminHandlers, answer
 from suptrace.behaviours.childspec import ChildInfo, ChildSpec
-from suptrace.behaviours.gen_server import Caller, GenServer, StartError
+from suptrace.behaviours.gen_server import GenServer, StartError
 from suptrace.behaviours.intensity import RestartWindow
+from suptrace.behaviours.requests import Caller
 from suptrace.core.errors import Exit
 from suptrace.core.links import exit, link, monitor, unlink
 from suptrace.core.mailbox import receive

@@ -1,11 +1,12 @@
-"""Messages: posting one (`post`, `send`), and taking one out (`receive`, `extract`).
+"""Messages: posting one (`post`, `send`, `cast`), and taking one out (`receive`, `extract`).
 
-`post` is the one way a message goes from a sender to a mailbox: `send`, a
-GenServer's `cast` and `call` and its system requests (`get_state`,
-`statistics`) all pass through it, so each of them counts in the sender's
-``messages_out``, leaves an entry in its flight recorder and is seen by tracing
-(``send``/``call`` on the sender, ``receive`` on the receiver, ``dead_letter``
-for a message to a dead pid). The receiving side is `Process.deliver`.
+`post` is the one way a message goes from a sender to a mailbox: `send`,
+`cast` (a message in a GenServer's cast form), a GenServer's `call` and its
+system requests (`get_state`, `statistics`) all pass through it, so each of
+them counts in the sender's ``messages_out``, leaves an entry in its flight
+recorder and is seen by tracing (``send``/``call`` on the sender, ``receive``
+on the receiver, ``dead_letter`` for a message to a dead pid). The receiving
+side is `Process.deliver`.
 
 `receive` takes a message out (`extract` for a selective receive): it unwraps
 the `Envelope` an installed instrument (the OpenTelemetry bridge) put around it
@@ -25,6 +26,7 @@ from suptrace.core.registry import resolve
 from suptrace.core.runtime import (
     current_process,
     current_process_var,
+    current_runtime,
     maybe_runtime,
     not_the_process,
     process_of,
@@ -43,6 +45,7 @@ __all__ = [
     "NOTHING",
     "post",
     "send",
+    "cast",
     "receive",
     "extract",
     "shown",
@@ -50,6 +53,7 @@ __all__ = [
 
 #: current_process_var.get, bound once (a bound method is built at each attribute call).
 _get_process = current_process_var.get
+_new = object.__new__
 
 #: What `extract` returns when no message matched.
 NOTHING: Any = object()
@@ -170,6 +174,35 @@ def send(dest: Pid | str, msg: Any) -> None:
     if proc is None:  # a pid without its handle (parsed, unpickled) or a dead one
         proc = process_of(dest)  # type: ignore[arg-type]
     post(_get_process(), proc, dest, msg)
+
+
+def cast(dest: Pid | str, msg: Any) -> None:
+    """Send ``msg`` as a GenServer cast (its ``handle_cast`` gets it). Never blocks
+    and never fails: as OTP's ``gen_server:cast``, a cast to a dead pid or an
+    unregistered name is dropped (tracing sees a ``dead_letter``).
+
+    A process that is no GenServer receives it as a `CastRequest`:
+
+    >>> import suptrace
+    >>> async def main():
+    ...     suptrace.cast(suptrace.self_pid(), "hello")
+    ...     return await suptrace.receive()
+    >>> suptrace.run(main)
+    cast('hello')
+    """
+    if type(dest) is Pid:
+        proc = dest._proc or process_of(dest)
+    elif isinstance(dest, str):
+        proc = current_runtime("cast()").names.get(dest)
+    else:
+        raise TypeError(f"cast() needs a Pid or a registered name (str), got {dest!r}")
+    if proc is not None and proc.runtime.instrument is not None:
+        request: Any = _new(CastRequest)  # instrumentation sees casts as CastRequest objects
+        request.msg = msg
+    else:
+        request = (CAST, msg)  # the mailbox form (see CastRequest)
+    # As for send: a task a process created counts (and is traced) as that process.
+    post(_get_process(), proc, dest, request)
 
 
 # -- taking -----------------------------------------------------------------------------------

@@ -206,7 +206,8 @@ class Runtime:
         self.handler_failures: dict[Any, int] = {}
         self.started_at = time.time()
         self.closing = False
-        self._numbers = itertools.count(1)
+        #: The numbers of this node's pids, in order of spawn (``<0.N.0>``).
+        self.pid_numbers = itertools.count(1)
         #: Tells this node's pids from another node's (or another run's) once unpickled,
         #: as the creation number in an Erlang pid does.
         self.creation = os.urandom(8).hex()
@@ -242,11 +243,6 @@ class Runtime:
         )
 
     # -- pids -------------------------------------------------------------------------
-
-    def new_pid(self) -> Pid:
-        pid = Pid(next(self._numbers))
-        pid._home = self.creation
-        return pid
 
     def process(self, pid: Pid) -> Process | None:
         """The live-or-dying process of this node that ``pid`` names, or None: a pid

@@ -241,7 +241,7 @@ def _spawn(
     # The record, every field of `Process` set here (no __init__ frame per spawn).
     proc = _new(Process)
     proc.pid = pid = _new(Pid)  # Pid(number), without its __init__ frame
-    pid.number = number = next(rt._numbers)
+    pid.number = number = next(rt.pid_numbers)
     pid.serial = 0
     pid._proc = proc
     pid._hash = number  # as Pid.__init__ computes it for serial 0

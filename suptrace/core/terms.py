@@ -81,6 +81,10 @@ class Pid:
 
     number: int
     serial: int
+    # The slots below are the core package's: spawn fills them in, a death clears
+    # ``_proc``; code outside core finds a pid's process with `resolve`.
+    #: The live process of the node that made the pid, kept so that the hot paths
+    #: find it without a lookup; None on a parsed or unpickled pid and after death.
     _proc: Process | None
     #: The creation of the node the pid belongs to: set on every pid a node makes and
     #: kept after its process died, so that the pid never names a process of a later

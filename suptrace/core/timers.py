@@ -42,16 +42,16 @@ PRECISE_BELOW = 0.1
 class Pending(Protocol):
     """What the young list holds: a future and its timeout (a pending call is one)."""
 
-    _future: asyncio.Future[Any]
-    _timeout: float | None
+    future: asyncio.Future[Any]
+    timeout: float | None
 
 
 class _Entry:
-    __slots__ = ("_future", "_timeout")
+    __slots__ = ("future", "timeout")
 
     def __init__(self, future: asyncio.Future[Any], timeout: float) -> None:
-        self._future = future
-        self._timeout: float | None = timeout
+        self.future = future
+        self.timeout: float | None = timeout
 
 
 def expire(fut: asyncio.Future[Any]) -> None:
@@ -109,9 +109,9 @@ class Deadlines:
         young, self.young = self.young, []
         seq = self._seq
         for entry in young:
-            fut = entry._future
+            fut = entry.future
             if not fut.done():
-                heapq.heappush(heap, (now + entry._timeout, next(seq), fut))
+                heapq.heappush(heap, (now + entry.timeout, next(seq), fut))
         self._expire_due(now)
 
     def _on_heap_timer(self) -> None:

@@ -15,7 +15,8 @@ import sys
 import time
 from typing import Any
 
-from suptrace.behaviours.gen_server import GenServer, get_state, statistics
+from suptrace.behaviours.client import get_state, statistics
+from suptrace.behaviours.gen_server import GenServer
 from suptrace.behaviours.supervision import SupervisorBase
 from suptrace.core.errors import CallError
 from suptrace.core.process import Process

@@ -43,10 +43,10 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from suptrace.behaviours.gen_server import CallRequest, CastRequest, SystemRequest
+from suptrace.behaviours.requests import CallRequest, SystemRequest
 from suptrace.core.process import Process
 from suptrace.core.runtime import current_process_var
-from suptrace.core.terms import Down, ExitMsg, Pid
+from suptrace.core.terms import CastRequest, Down, ExitMsg, Pid
 from suptrace.observers.otel.metrics import MESSAGE, PENDING_LIMIT
 from suptrace.observers.otel.spans import (
     CLIENT,
@@ -525,4 +525,3 @@ class Messages(BridgeState):
                 m.record_call(label, error, _perf() - t0)
         except Exception as exc:  # telemetry must never break the process it watches
             self._broken("call_end", exc)
-

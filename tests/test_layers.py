@@ -1,0 +1,133 @@
+"""The package keeps to the layers and rooms docs/architecture.md describes.
+
+Five layers, each importing only the ones below it (cli, node, observers,
+behaviours, core); no module imports a private name (``_x``) of another suptrace
+module; and a pid's process slot (``Pid._proc``) is read and written by core only.
+Checked on the source, without importing anything.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import suptrace
+
+ROOT = Path(suptrace.__file__).parent
+LAYERS = ["core", "behaviours", "observers", "node", "cli"]  # each may import those before it
+MODULES = sorted(p for p in ROOT.rglob("*.py") if p.name != "__init__.py" or p.parent != ROOT)
+
+
+def _name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def _runtime_imports(tree: ast.Module) -> list[tuple[str, list[str]]]:
+    """``(module, names)`` of each suptrace import, except those only for type
+    checking; a plain ``import suptrace.x`` gives no names."""
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    found: list[tuple[str, list[str]]] = []
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("suptrace"):
+            found.append((node.module or "", [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            found.extend((a.name, []) for a in node.names if a.name.startswith("suptrace"))
+    return found
+
+
+def _trees() -> list[tuple[str, ast.Module]]:
+    return [(_name(p), ast.parse(p.read_text(), filename=str(p))) for p in MODULES]
+
+
+def test_the_source_is_where_the_checks_look() -> None:
+    names = {name for name, _ in _trees()}
+    assert {
+        "suptrace.core.mailbox",
+        "suptrace.behaviours.client",
+        "suptrace.cli.view.model",
+    } <= names
+
+
+def test_each_layer_imports_only_the_layers_below_it() -> None:
+    offences = []
+    for module, tree in _trees():
+        mine = _layer(module)
+        if mine is None:
+            continue
+        allowed = set(LAYERS[: LAYERS.index(mine) + 1])
+        for target, _ in _runtime_imports(tree):
+            theirs = _layer(target)
+            if theirs is not None and theirs not in allowed:
+                offences.append(f"{module} imports {target}")
+    assert offences == []
+
+
+def test_no_module_imports_a_private_name_of_another() -> None:
+    offences = []
+    for module, tree in _trees():
+        for target, names in _runtime_imports(tree):
+            if target == module:
+                continue
+            for name in names:
+                if name.startswith("_") and name != "__version__":
+                    offences.append(f"{module}: from {target} import {name}")
+    assert offences == []
+
+
+def test_only_core_touches_the_process_a_pid_carries() -> None:
+    offences = []
+    for module, tree in _trees():
+        if module.startswith("suptrace.core."):
+            continue
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr == "_proc"
+                and not (isinstance(node.value, ast.Name) and node.value.id == "self")
+            ):
+                offences.append(f"{module}:{node.lineno}: {ast.unparse(node)}")
+    assert offences == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from suptrace.node.node import Node",  # core reaching up
+        "from suptrace.core.spawn import _spawn",  # a private name
+        "proc = dest._proc",  # a pid's slot outside core
+    ],
+)
+def test_the_checks_catch_what_they_forbid(
+    source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_root = tmp_path / "suptrace"
+    where = fake_root / ("core" if "node.node" in source else "behaviours")
+    where.mkdir(parents=True)
+    (where / "bad.py").write_text(source + "\n")
+    monkeypatch.setattr(f"{__name__}.ROOT", fake_root)
+    monkeypatch.setattr(f"{__name__}.MODULES", [where / "bad.py"])
+    checks = [
+        test_each_layer_imports_only_the_layers_below_it,
+        test_no_module_imports_a_private_name_of_another,
+        test_only_core_touches_the_process_a_pid_carries,
+    ]
+    failed = 0
+    for check in checks:
+        try:
+            check()
+        except AssertionError:
+            failed += 1
+    assert failed == 1

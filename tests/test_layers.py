@@ -2,13 +2,15 @@
 
 Five layers, each importing only the ones below it (cli, node, observers,
 behaviours, core); no module imports a private name (``_x``) of another suptrace
-module; and a pid's process slot (``Pid._proc``) is read and written by core only.
-Checked on the source, without importing anything.
+module; the modules' top-level imports of each other form no cycle (each
+imports on its own, in any order); and a pid's process slot (``Pid._proc``) is
+read and written by core only. Checked on the source, without importing anything.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -87,6 +89,35 @@ def test_no_module_imports_a_private_name_of_another() -> None:
     assert offences == []
 
 
+def test_top_level_imports_form_no_cycle() -> None:
+    trees = dict(_trees())
+    graph: dict[str, set[str]] = {}
+    for module, tree in trees.items():
+        deps: set[str] = set()
+        for node in tree.body:  # top level only: an import inside a function runs later
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("suptrace"):
+                target = node.module or ""
+                deps.update(
+                    f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in trees
+                )
+                deps.add(target)
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names)
+        graph[module] = {d for d in deps if d in trees} - {module}
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, f"import cycle: {' -> '.join((*path, module))}"
+        if module in done:
+            return
+        for dep in sorted(graph[module]):
+            visit(dep, (*path, module))
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, ())
+
+
 def test_only_core_touches_the_process_a_pid_carries() -> None:
     offences = []
     for module, tree in _trees():
@@ -131,3 +162,19 @@ def test_the_checks_catch_what_they_forbid(
         except AssertionError:
             failed += 1
     assert failed == 1
+
+
+def test_the_cycle_check_finds_a_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    core = tmp_path / "suptrace" / "core"
+    core.mkdir(parents=True)
+    (core / "one.py").write_text("from suptrace.core.two import b\n")
+    (core / "two.py").write_text("from suptrace.core import one\n")
+    monkeypatch.setattr(f"{__name__}.ROOT", tmp_path / "suptrace")
+    monkeypatch.setattr(f"{__name__}.MODULES", [core / "one.py", core / "two.py"])
+    with pytest.raises(
+        AssertionError,
+        match=re.escape(
+            "import cycle: suptrace.core.one -> suptrace.core.two -> suptrace.core.one"
+        ),
+    ):
+        test_top_level_imports_form_no_cycle()

@@ -10,6 +10,7 @@ read and written by core only. Checked on the source, without importing anything
 from __future__ import annotations
 
 import ast
+import contextlib
 import re
 from pathlib import Path
 
@@ -133,16 +134,88 @@ def test_only_core_touches_the_process_a_pid_carries() -> None:
     assert offences == []
 
 
+#: Private attributes of other libraries' objects that suptrace reads on purpose, each
+#: behind a version check or a fallback where it lives: the OpenTelemetry SDK's
+#: histogram internals (the metrics fast path) and tracer, asyncio's and sys's.
+FOREIGN_INTERNALS = {
+    "_attribute_keys", "_attributes_aggregation", "_boundaries", "_get_empty_bucket_counts",
+    "_instrument_view_instrument_matches", "_lock", "_max", "_measurement_consumer", "_min",
+    "_reader_storages", "_record_min_max", "_sum", "_value", "_view",
+    "_instrumentation_scope", "_span_limits", "_transport",
+    "_task_factory", "_run", "_getframe", "_current_frames",
+}  # fmt: skip
+#: The slots of `Pid` that the core package shares (docs/architecture.md).
+CORE_PID_SLOTS = {"_proc", "_home", "_hash"}
+
+
+def _defined_here(tree: ast.Module) -> set[str]:
+    """The attribute names a module defines: slots, class attributes and methods,
+    and what its code assigns on ``self``."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.ctx, ast.Store)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in ("self", "cls")
+        ):
+            names.add(node.attr)
+        if isinstance(node, ast.ClassDef):
+            for stmt in node.body:
+                if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    names.add(stmt.name)
+                elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                    names.add(stmt.target.id)
+                elif isinstance(stmt, ast.Assign):
+                    for target in stmt.targets:
+                        if isinstance(target, ast.Name):
+                            names.add(target.id)
+                            if target.id == "__slots__":
+                                with contextlib.suppress(ValueError):  # not a literal
+                                    names.update(ast.literal_eval(stmt.value))
+    return names
+
+
+def test_a_private_attribute_is_touched_only_where_it_is_defined() -> None:
+    """``x._name`` on anything but ``self`` only in the module that defines ``_name``:
+    others go through a public name. Allowed besides: core's `Pid` slots inside
+    core, suptrace's own ``_suptrace_*`` marks on other libraries' objects, and the
+    listed internals of other libraries."""
+    offences = []
+    for module, tree in _trees():
+        defined = _defined_here(tree)
+        in_core = module.startswith("suptrace.core.")
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Attribute):
+                continue
+            attr = node.attr
+            if not attr.startswith("_") or attr.startswith("__"):
+                continue
+            if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                continue
+            if (
+                attr in defined
+                or attr.startswith("_suptrace")
+                or attr in FOREIGN_INTERNALS
+                or (in_core and attr in CORE_PID_SLOTS)
+            ):
+                continue
+            offences.append(f"{module}:{node.lineno}: {ast.unparse(node)}")
+    assert offences == []
+
+
 @pytest.mark.parametrize(
-    "source",
+    ("source", "caught_by"),
     [
-        "from suptrace.node.node import Node",  # core reaching up
-        "from suptrace.core.spawn import _spawn",  # a private name
-        "proc = dest._proc",  # a pid's slot outside core
+        ("from suptrace.node.node import Node", {"layers"}),  # core reaching up
+        ("from suptrace.core.spawn import _spawn", {"private names"}),
+        ("proc = dest._proc", {"pid slot", "private attributes"}),  # outside core
+        ("caller._ref = None", {"private attributes"}),  # defined in another module
+        ("class Caller:\n    __slots__ = ('_ref',)\nCaller()._ref = None", set()),
     ],
 )
 def test_the_checks_catch_what_they_forbid(
-    source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    source: str, caught_by: set[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake_root = tmp_path / "suptrace"
     where = fake_root / ("core" if "node.node" in source else "behaviours")
@@ -150,18 +223,19 @@ def test_the_checks_catch_what_they_forbid(
     (where / "bad.py").write_text(source + "\n")
     monkeypatch.setattr(f"{__name__}.ROOT", fake_root)
     monkeypatch.setattr(f"{__name__}.MODULES", [where / "bad.py"])
-    checks = [
-        test_each_layer_imports_only_the_layers_below_it,
-        test_no_module_imports_a_private_name_of_another,
-        test_only_core_touches_the_process_a_pid_carries,
-    ]
-    failed = 0
-    for check in checks:
+    checks = {
+        "layers": test_each_layer_imports_only_the_layers_below_it,
+        "private names": test_no_module_imports_a_private_name_of_another,
+        "pid slot": test_only_core_touches_the_process_a_pid_carries,
+        "private attributes": test_a_private_attribute_is_touched_only_where_it_is_defined,
+    }
+    failed = set()
+    for label, check in checks.items():
         try:
             check()
         except AssertionError:
-            failed += 1
-    assert failed == 1
+            failed.add(label)
+    assert failed == caught_by
 
 
 def test_the_cycle_check_finds_a_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -69,7 +69,6 @@ async def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> An
     caller = _new(CallRequest)
     caller.future = fut
     caller.started = 0.0
-    caller._ref = None
     caller.dest = dest
     caller.request = request
     caller.timeout = timeout

@@ -43,6 +43,8 @@ class Caller:
 
     __slots__ = ("_ref", "dest", "future", "pid", "request", "started", "timeout")
 
+    _ref: Ref
+
     def __init__(
         self,
         pid: Pid | None,
@@ -54,7 +56,6 @@ class Caller:
         self.pid = pid
         self.future = future
         self.started = 0.0
-        self._ref: Ref | None = None
         self.dest = dest
         self.request = request
         self.timeout = timeout
@@ -65,9 +66,11 @@ class Caller:
     @property
     def ref(self) -> Ref:
         """The call's reference (made on first use: most calls never need one)."""
-        if self._ref is None:
-            self._ref = Ref()
-        return self._ref
+        try:
+            return self._ref
+        except AttributeError:  # the slot is unset until then
+            ref = self._ref = Ref()
+            return ref
 
     @property
     def waiting(self) -> bool:

@@ -261,7 +261,7 @@ def _signal_exporter(signal: str, word: str) -> tuple[Any, ExportGuard]:
 def otlp_setup(resource: Resource, prometheus: Any, wanted: dict[str, list[str]]) -> Setup:
     setup = Setup(mode="otlp")
     quiet_exporters(True)
-    setup._quiet = True
+    setup.quiet = True
     owned: list[Any] = []
     readers: list[MetricReader] = []
     try:

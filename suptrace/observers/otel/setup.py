@@ -116,7 +116,9 @@ class Setup:
     closed: bool = False
     #: What the node's telemetry does (export mode, trace mode, sample), decided once.
     decision: Decision = field(default_factory=lambda: Decision("off"))
-    _quiet: bool = False
+    #: Whether this setup turned the OTLP exporters' own error logs off (the
+    #: guard reports export failures instead); `close_sync` turns them back on.
+    quiet: bool = False
 
     @property
     def file_path(self) -> Path | None:
@@ -186,9 +188,9 @@ class Setup:
                 server.server_close()
         if self.file is not None:
             self.file.close()
-        if self._quiet:
+        if self.quiet:
             quiet_exporters(False)
-            self._quiet = False
+            self.quiet = False
         return time.monotonic() <= deadline
 
     async def aclose(self, timeout: float = 5.0) -> bool:

@@ -12,7 +12,7 @@ import weakref
 from collections import OrderedDict
 from typing import Any
 
-from opentelemetry.trace import INVALID_SPAN, SpanContext, TraceFlags, get_current_span
+from opentelemetry.trace import INVALID_SPAN, get_current_span
 
 from suptrace.core.process import Process
 from suptrace.core.runtime import Runtime
@@ -45,8 +45,6 @@ from suptrace.observers.otel.tail import Current, Pending, Tail, new_span_id, ne
 from suptrace.observers.reports import Reports
 
 __all__ = ["BridgeState"]
-
-SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 
 class BridgeState:
@@ -227,9 +225,7 @@ class BridgeState:
         The GenServer loop calls it itself (`Current.sample`): it never raises."""
         try:
             span = self._pend(token, True)
-            # Sampled: spans of other instrumentations inside it are sampled too, and the
-            # traceparent sent downstream says so.
-            span._sc = SpanContext(span.trace_id, span.span_id, False, SAMPLED)
+            span.mark_sampled()
             tail = self.tail
             assert tail is not None
             tail.select(span, 0)

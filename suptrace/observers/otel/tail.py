@@ -124,6 +124,11 @@ class Pending(Span):
 
     # -- the Span API: a non-recording span with a real context --------------------------
 
+    def mark_sampled(self) -> None:
+        """Make the span's context say "sampled": spans of other instrumentations
+        inside it are sampled too, and the traceparent sent downstream says so."""
+        self._sc = SpanContext(self.trace_id, self.span_id, False, _SAMPLED)
+
     def get_span_context(self) -> SpanContext:
         sc = self._sc
         if sc is None:

@@ -48,3 +48,10 @@ def test_a_long_last_error_wraps_under_itself(console: Console) -> None:
     assert all(line.startswith(" " * 13) and line[13] != " " for line in error_lines)
     assert all(len(line) <= 80 for line in lines)
     assert " ".join(line.strip() for line in error_lines) == f"last error: {error}"
+
+
+def test_the_heading_ends_where_the_other_keys_end_with_nothing_after_it(console: Console) -> None:
+    print_telemetry({"logs": {"state": "ok", "exporter": "file", "exported": 3, "dropped": 0}})
+    lines = console.export_text().splitlines()
+    assert lines[0] == f"{'telemetry:':>16}"  # status's keys are right-aligned on 16 columns
+    assert lines[1].startswith("    logs     ok ")

@@ -519,7 +519,7 @@ def print_telemetry(signals: dict[str, dict[str, Any]] | None) -> None:
     if not signals:
         console.print(_pair("telemetry", "off"))
         return
-    console.print(_pair("telemetry", ""))
+    console.print(Text(f"{'telemetry:':>16}", style="bold"))  # _pair's key, no value after it
     styles = {"ok": "green", "backoff": "yellow", "refused": "red", "off": "dim"}
     for signal, h in signals.items():
         line = Text(f"{'':>4}{signal:<8} ")

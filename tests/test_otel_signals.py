@@ -228,8 +228,14 @@ async def test_a_transient_outage_backs_off_that_signal_only(
                     await suptrace.call("echo", "while logs are down")
                 during = node.telemetry.signals()
                 receiver.refuse = None
-                # After the backoff, the next batch of logs is a probe and goes through.
-                while not await waiting(receiver, lambda: receiver.counts["logs"] > 0, 0.2):
+                # After the backoff, the next batch of logs is a probe and goes through:
+                # the receiver has it, and the node has its answer (an export still in
+                # flight when the node stops is cut short, and then does not count).
+                def recovered() -> bool:
+                    assert node.telemetry is not None
+                    return receiver.counts["logs"] > 0 and node.telemetry.signals()["logs"]["state"] == "ok"
+
+                while not await waiting(receiver, recovered, 0.2):
                     await reported_tree()
                 return during
 

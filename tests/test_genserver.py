@@ -772,6 +772,26 @@ async def test_the_caller_tells_who_asked_what_of_whom_and_for_how_long() -> Non
         assert state["seen"] == (suptrace.self_pid(), "keeper", ("job", 1), 2.5, True)
         assert await suptrace.call(pid, "again", timeout=None) == "ok"
         assert (await suptrace.get_state(pid))["seen"][1:4] == (pid, "again", None)
+        with pytest.raises(TypeError, match="call\\(\\) needs a Pid or a registered name"):
+            await suptrace.call(42, "x")  # type: ignore[arg-type]
+
+    await in_node(main)
+
+
+async def test_a_callers_ref_is_made_once_and_repr_works_before_it() -> None:
+    class Refs(GenServer):
+        async def handle_call(self, request: Any, caller: Caller) -> Any:
+            return repr(caller), caller.ref, caller.ref
+
+    async def main() -> None:
+        pid = await Refs.start_link()
+        shown, first, again = await suptrace.call(pid, "ref")
+        assert first is again and type(first) is suptrace.Ref
+        assert shown == f"call('ref', from={suptrace.self_pid()})"
+        # A Caller made by hand: its repr makes the ref, and shows the same one after.
+        caller = Caller(suptrace.self_pid(), asyncio.get_running_loop().create_future())
+        text = repr(caller)
+        assert text == f"Caller({suptrace.self_pid()}, {caller.ref})" and caller.waiting
 
     await in_node(main)
 

@@ -16,7 +16,7 @@ import random
 import time
 from typing import Any, ClassVar
 
-from suptrace.behaviours.requests import NOREPLY, Caller, CallRequest, SystemRequest, answer
+from suptrace.behaviours.requests import NOREPLY, Caller, CallRequest, SystemRequest, reply_from
 from suptrace.core.errors import CallError, Exit
 from suptrace.core.links import death_future, unlink, unwatch, watch
 from suptrace.core.mailbox import Envelope, extract
@@ -309,7 +309,7 @@ class GenServer:
                     self._calls += 1
                     result = await self.handle_call(msg.request, msg)
                     if result is not NOREPLY:
-                        answer(proc, msg, result)
+                        reply_from(proc, msg, result)
                 elif kind is SystemRequest:
                     self._handle_system(msg)
                 else:

@@ -18,7 +18,7 @@ from suptrace.core.process import Process
 from suptrace.core.runtime import maybe_process
 from suptrace.core.terms import Pid, Ref
 
-__all__ = ["NOREPLY", "Caller", "CallRequest", "SystemRequest", "reply", "answer"]
+__all__ = ["NOREPLY", "Caller", "CallRequest", "SystemRequest", "reply", "reply_from"]
 
 
 class _NoReply:
@@ -132,10 +132,10 @@ class SystemRequest(Caller):
 
 def reply(caller: Caller, value: Any) -> None:
     """Answer a call. Dropped if the caller already timed out or died."""
-    answer(maybe_process(), caller, value)
+    reply_from(maybe_process(), caller, value)
 
 
-def answer(proc: Process | None, caller: Caller, value: Any) -> None:
+def reply_from(proc: Process | None, caller: Caller, value: Any) -> None:
     """`reply` from ``proc`` (None: from outside any process), known by the caller:
     counted in its ``messages_out`` and seen by tracing as its ``reply`` event."""
     fut = caller.future

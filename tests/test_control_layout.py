@@ -12,6 +12,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from layout_support import assert_no_cycle
+
 import suptrace.node.control
 
 PACKAGE = Path(suptrace.node.control.__file__).parent
@@ -74,18 +76,7 @@ def test_control_modules_import_each_other_without_a_cycle() -> None:
             elif (node.module or "").startswith("suptrace.node.control."):
                 deps.add((node.module or "").rsplit(".", 1)[1])
         graph[module] = deps - {module}
-    done: set[str] = set()
-
-    def visit(module: str, path: tuple[str, ...]) -> None:
-        assert module not in path, f"import cycle: {' -> '.join((*path, module))}"
-        if module in done:
-            return
-        for dep in sorted(graph[module]):
-            visit(dep, (*path, module))
-        done.add(module)
-
-    for module in MODULES:
-        visit(module, ())
+    assert_no_cycle(graph)
     # The answers' modules are among those checked (a renamed module fails here).
     assert {"errors", "shapes", "processes", "supervisors", "trees", "diagnose", "writes"} <= set(
         MODULES

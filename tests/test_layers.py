@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from layout_support import assert_no_cycle
 
 import suptrace
 
@@ -164,18 +165,7 @@ def test_top_level_imports_form_no_cycle() -> None:
             deps.add(target)
             deps.update(f"{target}.{name}" for name in names)  # ``from package import module``
         graph[module] = {d for d in deps if d in sources} - {module}
-    done: set[str] = set()
-
-    def visit(module: str, path: tuple[str, ...]) -> None:
-        assert module not in path, f"import cycle: {' -> '.join((*path, module))}"
-        if module in done:
-            return
-        for dep in sorted(graph[module]):
-            visit(dep, (*path, module))
-        done.add(module)
-
-    for module in sorted(graph):
-        visit(module, ())
+    assert_no_cycle(graph)
 
 
 def test_only_core_touches_the_process_a_pid_carries() -> None:
